@@ -1,0 +1,79 @@
+"""Atomic writes: a failure leaves the previous file (or none), never a partial one."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+from mfoml import io
+
+
+def test_atomic_text_replaces_and_leaves_no_temp(tmp_path):
+    dest = tmp_path / "sub" / "out.txt"
+    io.atomic_write_text(dest, "one")
+    io.atomic_write_text(dest, "two")
+    assert dest.read_text() == "two"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["out.txt"]
+
+
+def test_failure_keeps_previous_content_and_removes_temp(tmp_path):
+    dest = tmp_path / "out.json"
+    io.atomic_write_json(dest, {"a": 1})
+    with pytest.raises(RuntimeError, match="boom"), io.atomic_path(dest) as tmp:
+        tmp.write_text('{"a": 2, "trunc')
+        raise RuntimeError("boom")
+    assert io.read_json(dest) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_failure_without_previous_file_leaves_nothing(tmp_path):
+    dest = tmp_path / "new.npy"
+    with pytest.raises(KeyboardInterrupt), io.atomic_path(dest) as tmp:
+        np.save(tmp, np.arange(3))
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npy_npz_csv_roundtrip_and_mmap(tmp_path):
+    a = np.arange(12, dtype=np.float16).reshape(3, 4)
+    io.atomic_save_npy(tmp_path / "a.npy", a)
+    m = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert isinstance(m, np.memmap) and np.array_equal(m, a)
+    io.atomic_save_npz(tmp_path / "b.npz", x=a, y=np.ones(2))
+    with np.load(tmp_path / "b.npz") as z:
+        assert np.array_equal(z["x"], a) and np.array_equal(z["y"], np.ones(2))
+    frame = pd.DataFrame({"layer": ["input", "logits"], "alpha": [0.5, np.nan]})
+    io.atomic_write_csv(tmp_path / "t.csv", frame)
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert list(back.columns) == ["layer", "alpha"] and back["layer"].tolist() == [
+        "input",
+        "logits",
+    ]
+
+
+def test_json_accepts_numpy_values_and_sorts_keys(tmp_path):
+    io.atomic_write_json(
+        tmp_path / "m.json", {"b": np.float32(1.5), "a": np.arange(2), "c": np.int64(3)}
+    )
+    text = (tmp_path / "m.json").read_text()
+    assert text.index('"a"') < text.index('"b"') < text.index('"c"')
+    assert io.read_json(tmp_path / "m.json") == {"a": [0, 1], "b": 1.5, "c": 3}
+
+
+def test_read_json_names_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        io.read_json(bad)
+
+
+def test_permissions_follow_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.atomic_write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "p.txt").stat().st_mode) == 0o644
