@@ -1,0 +1,357 @@
+"""Ordered per-layer activation dumps as memory-mappable float16 arrays.
+
+:func:`dump_activations` runs the model once over a split, in order (no shuffling), in eval
+mode, and writes into ``out_dir``:
+
+``{layer}.npy``
+    float16 ``(N, D_layer)``: the layer's output flattened per sample (C-order), possibly
+    reduced (below). Created with ``np.lib.format.open_memmap`` and filled batch by batch.
+``labels.npy``, ``predictions.npy``
+    int64 ``(N,)``: the given labels and ``argmax`` of the logits, in the same order.
+``manifest.json``
+    ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
+    max_features, dtype}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
+    (below).
+
+Reduction of layers wider than ``max_features``
+-----------------------------------------------
+* ``(C, H, W)`` maps: adaptive average pooling (``F.adaptive_avg_pool2d``) to ``(h, w) =
+  (min(H, s), min(W, s))`` with ``s`` the largest integer such that ``C * h * w <=
+  max_features``; recorded as ``{"method": "adaptive_avg_pool2d", "output_size": [h, w],
+  "original_dim": C*H*W}``.
+* ``(C, L)`` maps: ``F.adaptive_avg_pool1d`` to ``l = min(L, max_features // C)``; recorded
+  likewise with ``"adaptive_avg_pool1d"``.
+* A map whose channel count alone exceeds the cap, and a non-spatial vector ``(D,)`` wider than
+  the cap, cannot be pooled: ``ValueError`` naming the layer (raise the cap or drop the layer).
+
+Memory: one batch of every requested layer plus the memory-mapped outputs; nothing grows with N.
+NaN or inf in a layer (or a value overflowing float16) is a ``FloatingPointError`` naming the
+layer. The dump is written into a temporary directory next to ``out_dir`` and renamed at the
+end: a failed dump leaves no ``out_dir`` (and no temporary directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import read_json
+from .models import ProbedModel, resolve_device
+
+__all__ = ["ActivationDump", "dump_activations", "open_activations", "plan_reduction"]
+
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def plan_reduction(name: str, shape: Sequence[int], max_features: int | None) -> dict | None:
+    """The reduction applied to a layer of per-sample ``shape`` under the cap ``max_features``.
+
+    Returns ``None`` (stored as is) or a dict ``{method, output_size, original_dim}`` (see the
+    module docstring). Raises ``ValueError`` naming the layer when it cannot be reduced.
+    """
+    dim = math.prod(shape)
+    if max_features is None or dim <= max_features:
+        return None
+    if len(shape) == 3:
+        c, h, w = shape
+        if c > max_features:
+            raise ValueError(
+                f"layer {name!r}: {c} channels exceed max_features={max_features}; "
+                "cannot reduce by spatial pooling"
+            )
+        s = 1
+        while s < max(h, w) and c * min(h, s + 1) * min(w, s + 1) <= max_features:
+            s += 1
+        return {
+            "method": "adaptive_avg_pool2d",
+            "output_size": [min(h, s), min(w, s)],
+            "original_dim": dim,
+        }
+    if len(shape) == 2:
+        c, length = shape
+        if c > max_features:
+            raise ValueError(
+                f"layer {name!r}: {c} channels exceed max_features={max_features}; "
+                "cannot reduce by pooling the length"
+            )
+        return {
+            "method": "adaptive_avg_pool1d",
+            "output_size": [min(length, max_features // c)],
+            "original_dim": dim,
+        }
+    raise ValueError(
+        f"layer {name!r}: a non-spatial layer of shape {tuple(shape)} ({dim} features) exceeds "
+        f"max_features={max_features}; raise max_features or leave the layer out"
+    )
+
+
+def _reduce(t: torch.Tensor, reduction: dict | None) -> torch.Tensor:
+    if reduction is None:
+        return t.reshape(len(t), -1)
+    if reduction["method"] == "adaptive_avg_pool2d":
+        return F.adaptive_avg_pool2d(t, tuple(reduction["output_size"])).reshape(len(t), -1)
+    return F.adaptive_avg_pool1d(t, reduction["output_size"][0]).reshape(len(t), -1)
+
+
+def _stored_dim(shape: Sequence[int], reduction: dict | None) -> int:
+    if reduction is None:
+        return math.prod(shape)
+    return int(shape[0]) * math.prod(reduction["output_size"])
+
+
+def dump_activations(
+    model: ProbedModel,
+    x: Any,
+    y: Any,
+    out_dir: str | Path,
+    *,
+    layers: Sequence[str] | None = None,
+    max_features: int | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    split: str = "train",
+    epoch: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    overwrite: bool = True,
+    log: Any = None,
+) -> dict:
+    """Dump the per-layer representations of ``x`` (one ordered pass, eval mode).
+
+    Parameters
+    ----------
+    model : :class:`~mfoml.models.ProbedModel`; moved to ``device`` (it stays there), its
+        training flag is restored afterwards.
+    x : array ``(N, *input_shape)`` (cast to float32 batch by batch; a memmap is fine).
+    y : int labels ``(N,)``.
+    out_dir : destination directory (must not be inside a directory being renamed).
+    layers : probe-layer names (``None``: all of ``model.probe_layers``), stored in model order.
+    max_features : cap on the stored width per layer (``None``: no reduction).
+    batch_size : samples per forward pass.
+    device : ``"auto"`` (CUDA when available), ``"cpu"``, ...
+    split, epoch, checkpoint : recorded in the manifest.
+    overwrite : replace an existing ``out_dir`` (after the new dump is complete); otherwise an
+        existing ``out_dir`` is a ``FileExistsError``.
+    log : optional callable receiving progress lines.
+
+    Returns
+    -------
+    dict, the manifest (also written as ``manifest.json``).
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists (overwrite=False)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_features is not None and int(max_features) < 1:
+        raise ValueError(f"max_features must be >= 1, got {max_features}")
+    known = model.probe_layers
+    wanted = list(known) if layers is None else list(layers)
+    unknown = [la for la in wanted if la not in known]
+    if unknown:
+        raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+    wanted = [la for la in known if la in set(wanted)]  # model order, no duplicates
+    n = len(x)
+    y_arr = np.asarray(y)
+    if y_arr.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), got {y_arr.shape}")
+    if n == 0:
+        raise ValueError("cannot dump activations of an empty split")
+    if not np.issubdtype(y_arr.dtype, np.integer):
+        raise ValueError(f"y must hold integer class labels, got dtype {y_arr.dtype}")
+    dev = resolve_device(device)
+    say = log if log is not None else (lambda _m: None)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it the usual mode
+    was_training = model.training
+    arrays: dict[str, np.memmap] = {}
+    try:
+        model.to(dev)
+        model.eval()
+        labels = np.lib.format.open_memmap(
+            tmp / "labels.npy", mode="w+", dtype=np.int64, shape=(n,)
+        )
+        preds = np.lib.format.open_memmap(
+            tmp / "predictions.npy", mode="w+", dtype=np.int64, shape=(n,)
+        )
+        entries: list[dict[str, Any]] = []
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32)).to(dev)
+                logits, feats = model.forward_features(xb, wanted)
+                if not arrays:  # first batch: shapes, reductions, output files
+                    for name in wanted:
+                        shape = [int(s) for s in feats[name].shape[1:]]
+                        red = plan_reduction(name, shape, max_features)
+                        dim = _stored_dim(shape, red)
+                        arrays[name] = np.lib.format.open_memmap(
+                            tmp / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, dim)
+                        )
+                        entries.append(
+                            {
+                                "name": name,
+                                "index": known.index(name),
+                                "shape": shape,
+                                "dim": dim,
+                                "reduction": red,
+                            }
+                        )
+                for entry in entries:
+                    name = entry["name"]
+                    t = feats[name].float()
+                    if not bool(torch.isfinite(t).all()):
+                        raise FloatingPointError(
+                            f"layer {name!r}: NaN or inf in the activations of samples "
+                            f"{start}..{stop - 1}"
+                        )
+                    flat = _reduce(t, entry["reduction"])
+                    if float(flat.abs().max()) > _FP16_MAX:
+                        raise FloatingPointError(
+                            f"layer {name!r}: values beyond the float16 range (|v| > {_FP16_MAX}) "
+                            f"in samples {start}..{stop - 1}"
+                        )
+                    arrays[name][start:stop] = flat.to(torch.float16).cpu().numpy()
+                logits = logits.float()
+                if not bool(torch.isfinite(logits).all()):
+                    raise FloatingPointError(
+                        f"layer 'logits': NaN or inf in samples {start}..{stop - 1}"
+                    )
+                preds[start:stop] = logits.argmax(1).cpu().numpy()
+                labels[start:stop] = y_arr[start:stop]
+                say(f"activations {split}: {stop}/{n} samples")
+        for arr in (*arrays.values(), labels, preds):
+            arr.flush()
+        del labels, preds
+        arrays.clear()
+        manifest = {
+            "layers": entries,
+            "n_samples": int(n),
+            "split": split,
+            "epoch": None if epoch is None else int(epoch),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "max_features": None if max_features is None else int(max_features),
+            "dtype": "float16",
+        }
+        # plain write: the whole directory is temporary until the rename below
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        _swap_into_place(tmp, out)
+    except BaseException:
+        arrays.clear()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        model.train(was_training)
+    return manifest
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` directory onto ``out`` (replacing an old one)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class ActivationDump:
+    """Read access to a dump written by :func:`dump_activations`.
+
+    Attributes
+    ----------
+    path : the dump directory.
+    manifest : the parsed ``manifest.json``.
+    layers : ordered layer names.
+    n_samples : ``N``.
+    labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        mpath = self.path / "manifest.json"
+        if not mpath.is_file():
+            raise FileNotFoundError(f"{self.path}: not an activation dump (no manifest.json)")
+        self.manifest: dict = read_json(mpath)
+        try:
+            self._entries = {e["name"]: e for e in self.manifest["layers"]}
+            self.n_samples = int(self.manifest["n_samples"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{mpath}: malformed manifest ({exc})") from exc
+        self.layers: list[str] = [e["name"] for e in self.manifest["layers"]]
+        self.labels = self._load("labels.npy", (self.n_samples,), np.int64)
+        self.predictions = self._load("predictions.npy", (self.n_samples,), np.int64)
+
+    def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+        p = self.path / fname
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: missing from the activation dump")
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{p}: unreadable array ({exc})") from exc
+        if arr.shape != shape or arr.dtype != np.dtype(dtype):
+            raise ValueError(
+                f"{p}: expected {np.dtype(dtype)} {shape}, found {arr.dtype} {arr.shape}"
+            )
+        return arr
+
+    def entry(self, name: str) -> dict:
+        """The manifest entry of layer ``name`` (``name, index, shape, dim, reduction``)."""
+        if name not in self._entries:
+            raise KeyError(f"layer {name!r} not in the dump {self.path}; layers: {self.layers}")
+        return self._entries[name]
+
+    def layer(self, name: str) -> np.memmap:
+        """Memory-mapped float16 array ``(N, D_layer)`` of layer ``name``."""
+        e = self.entry(name)
+        return self._load(f"{name}.npy", (self.n_samples, int(e["dim"])), np.float16)
+
+    def iter_chunks(self, name: str, chunk_size: int = 4096) -> Iterator[np.ndarray]:
+        """Yield consecutive row blocks of layer ``name`` as float32 ``(<= chunk_size, D)``."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        arr = self.layer(name)
+        for start in range(0, self.n_samples, chunk_size):
+            yield np.asarray(arr[start : start + chunk_size], dtype=np.float32)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationDump({str(self.path)!r}, n_samples={self.n_samples}, layers={self.layers})"
+        )
+
+
+def open_activations(path: str | os.PathLike[str]) -> ActivationDump:
+    """Open an activation dump directory (see :class:`ActivationDump`)."""
+    return ActivationDump(path)
