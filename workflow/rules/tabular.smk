@@ -1,0 +1,199 @@
+# Tabular track (issue 6, docs/tabular.md): per data set under the stored k-fold CV, baselines,
+# nested random-forest search, the wavelet forest with validation-chosen M, feature importances
+# and the label-noise study; then tables (mean and std over folds) and figures.
+#
+# Which data sets, tables and figures a configuration asks for is decided by
+# mfoml.tabular.TabularPlan. Every rule gets only its own slice of config["tabular"] as
+# canonical JSON and lists the mfoml modules it executes as inputs; mfoml/tabular.py imports the
+# wavelet, smoothness and noise modules lazily, so those are listed only for the rules that call
+# them (editing mfoml/wavelets.py reruns the wavelet, importance, noise and synthetic jobs, never
+# the baselines or the search).
+
+from mfoml.tabular import TabularPlan
+
+TABULAR = TabularPlan(config["tabular"], FIG_EXT)
+TAB_RES = config["tabular"]["resources"]
+# The final targets of the track, for `rule all` (empty when tabular.enabled is false).
+tabular_targets = TABULAR.targets
+
+
+rule tabular_baselines:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+        code=TABULAR.code(script_modules("tabular_baselines.py"), "baselines"),
+    output:
+        "results/tabular/{dataset}/baselines.json",
+    log:
+        "logs/tabular/{dataset}/baselines.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/baselines.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("baselines"),
+    script:
+        "../scripts/tabular_baselines.py"
+
+
+rule tabular_rf_search:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+        code=TABULAR.code(script_modules("tabular_rf_search.py"), "rf_search"),
+    output:
+        "results/tabular/{dataset}/rf_search.json",
+    log:
+        "logs/tabular/{dataset}/rf_search.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/rf_search.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("rf_search"),
+    script:
+        "../scripts/tabular_rf_search.py"
+
+
+rule tabular_wavelet:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+        code=TABULAR.code(script_modules("tabular_wavelet.py"), "wavelet"),
+    output:
+        "results/tabular/{dataset}/wavelet.json",
+    log:
+        "logs/tabular/{dataset}/wavelet.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/wavelet.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("wavelet"),
+    script:
+        "../scripts/tabular_wavelet.py"
+
+
+rule tabular_importance:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+        code=TABULAR.code(script_modules("tabular_importance.py"), "importance"),
+    output:
+        "results/tabular/{dataset}/importance.json",
+    log:
+        "logs/tabular/{dataset}/importance.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/importance.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("importance"),
+    script:
+        "../scripts/tabular_importance.py"
+
+
+rule tabular_synthetic:
+    input:
+        code=TABULAR.code(script_modules("tabular_synthetic.py"), "synthetic"),
+    output:
+        "results/tabular/synthetic.json",
+    log:
+        "logs/tabular/synthetic.log",
+    benchmark:
+        "results/benchmarks/tabular/synthetic.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("synthetic"),
+    script:
+        "../scripts/tabular_synthetic.py"
+
+
+rule tabular_noise:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+        code=TABULAR.code(script_modules("tabular_noise.py"), "noise"),
+    output:
+        "results/tabular/{dataset}/noise.json",
+    log:
+        "logs/tabular/{dataset}/noise.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/noise.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        cfg=TABULAR.params("noise"),
+    script:
+        "../scripts/tabular_noise.py"
+
+
+rule tabular_tables:
+    input:
+        baselines=TABULAR.results("baselines"),
+        rf_search=TABULAR.results("rf_search"),
+        wavelet=TABULAR.results("wavelet"),
+        importance=TABULAR.results("importance"),
+        noise=TABULAR.results("noise"),
+        synthetic=TABULAR.results("synthetic"),
+        code=TABULAR.code(script_modules("tabular_tables.py"), "tables"),
+    output:
+        **TABULAR.table_paths(),
+    log:
+        "logs/tabular/tables.log",
+    localrule: True
+    conda:
+        "../../envs/mfoml.yaml"
+    params:
+        cfg=TABULAR.params("tables"),
+    script:
+        "../scripts/tabular_tables.py"
+
+
+rule tabular_figures:
+    input:
+        **TABULAR.table_paths(),
+        code=TABULAR.code(script_modules("tabular_figures.py"), "figures"),
+    output:
+        **{
+            name: report(
+                path,
+                caption=f"../report/tabular_{name}.rst",
+                category="Tabular",
+            )
+            for name, path in TABULAR.figure_paths().items()
+        },
+    log:
+        "logs/tabular/figures.log",
+    localrule: True
+    conda:
+        "../../envs/mfoml.yaml"
+    params:
+        cfg=canonical_json({"dpi": config["figures"]["dpi"]}),
+    script:
+        "../scripts/tabular_figures.py"

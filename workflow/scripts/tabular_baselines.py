@@ -1,0 +1,32 @@
+"""Rule `tabular_baselines`: cross-validated scikit-learn baselines on one data set
+(decision tree, random forest, histogram gradient boosting, linear model) with metrics."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
+
+import json  # noqa: E402
+
+from mfoml.folds import load_folds  # noqa: E402
+from mfoml.io import atomic_write_json  # noqa: E402
+from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.tabular import load_tabular, run_baselines, table_meta  # noqa: E402
+
+log = setup_logging(snakemake.log[0], "tabular_baselines")
+cfg = json.loads(snakemake.params.cfg)
+data = load_tabular(snakemake.input.data, snakemake.wildcards.dataset)
+folds = load_folds(snakemake.input.folds)
+b = cfg["baselines"]
+log.info("%s: baselines %s on %s samples x %s features", data.name, b["models"], *data.X.shape)
+res = run_baselines(
+    data,
+    folds,
+    b["models"],
+    model_params={
+        "random_forest": {"n_estimators": b["n_estimators"]},
+        "hist_gradient_boosting": {"max_iter": b["hgb_max_iter"]},
+    },
+    seed=cfg["seed"],
+    n_jobs=snakemake.threads,
+)
+atomic_write_json(snakemake.output[0], {"meta": table_meta(data), **res})
