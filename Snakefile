@@ -1,0 +1,51 @@
+"""mfoml pipeline: data -> folds -> train -> activations -> probe, ncc -> aggregate -> figures.
+
+Run `snakemake --cores all` (default config/config.yaml) or
+`snakemake --cores all --configfile config/experiments/<study>.yaml`; see docs/pipeline.md.
+"""
+
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The numeric core of this checkout (also when an installed copy exists elsewhere).
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+
+from mfoml.config import ConfigError, validate_config
+
+# A --configfile given on the command line replaces the embedded default instead of being
+# merged into it, so that every experiment file is complete on its own (schema defaults fill
+# the omitted keys).
+if not workflow.overwrite_configfiles:
+    workflow.configfile(os.path.join(workflow.basedir, "config", "config.yaml"))
+
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/folds.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/ncc.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/tabular.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),
+        tabular_targets(),

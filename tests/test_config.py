@@ -1,0 +1,333 @@
+"""Configuration: schema validation with defaults, clear errors naming the key, the run table,
+per-rule parameter slices, the experiment files and the documentation of every key."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from mfoml import config as C
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+
+
+def _tiny() -> dict:
+    return yaml.safe_load((REPO / "config" / "tests" / "tiny.yaml").read_text())
+
+
+def _error(cfg: dict) -> str:
+    with pytest.raises(C.ConfigError) as info:
+        C.validate_config(cfg)
+    return str(info.value)
+
+
+def test_empty_config_gets_every_default():
+    cfg = C.validate_config({})
+    assert cfg["device"] == "auto"
+    assert cfg["folds"] == {"n_splits": 5, "seed": 0}
+    assert cfg["probe"]["max_depth"] == 15 and cfg["probe"]["n_trees"] == 1
+    assert cfg["probe"]["norm_weight"] == "num_samples" and cfg["probe"]["method"] == "angle"
+    assert cfg["train"]["epochs"] == 10 and cfg["train"]["optimizer"] == "adam"
+    assert cfg["resources"]["train"] == {"threads": 1, "mem_mb": 2000, "runtime": 30}
+    assert cfg["losses"]["ce"]["type"] == "ce"
+    assert cfg["sweeps"] == [] and C.run_table(cfg) == []
+    assert isinstance(cfg["tabular"], dict)  # the $ref'd tabular section got its defaults
+
+
+def test_defaults_do_not_override_given_values():
+    cfg = C.validate_config({"probe": {"max_depth": 4}, "activations": {"max_features": None}})
+    assert cfg["probe"]["max_depth"] == 4 and cfg["probe"]["n_trees"] == 1
+    assert cfg["activations"]["max_features"] is None
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (
+            {"probe": {"max_depth": -1}},
+            "config key 'probe.max_depth': -1 is less than the minimum of 1",
+        ),
+        ({"probe": {"maxdepth": 3}}, "config key 'probe.maxdepth': unknown key (allowed: "),
+        ({"colour": "red"}, "config key 'colour': unknown key"),
+        ({"train": {"epochs": 2.5}}, "config key 'train.epochs': 2.5 is not of type 'integer'"),
+        (
+            {"train": {"lr": 0}},
+            "config key 'train.lr': 0 is less than or equal to the minimum of 0",
+        ),
+        ({"device": "gpu"}, "config key 'device': 'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+        (
+            {"folds": {"n_splits": 1}},
+            "config key 'folds.n_splits': 1 is less than the minimum of 2",
+        ),
+        (
+            {"activations": {"max_features": 0}},
+            "config key 'activations.max_features': 0 is less than the minimum of 1",
+        ),
+        (
+            {"activations": {"splits": ["train", "valid"]}},
+            "config key 'activations.splits[1]': 'valid' is not one of",
+        ),
+        ({"probe": {"max_features": "all"}}, "config key 'probe.max_features': 'all' is not valid"),
+        (
+            {"resources": {"train": {"mem_mb": "lots"}}},
+            "config key 'resources.train.mem_mb': 'lots' is not of type 'integer'",
+        ),
+        (
+            {"models": {"m": {"arch": "transformer"}}},
+            "config key 'models.m.arch': 'transformer' is not one of",
+        ),
+        ({"models": {"bad name": {"arch": "mlp"}}}, "config key 'models'"),
+    ],
+)
+def test_schema_errors_name_the_key(patch, expected):
+    cfg = _tiny()
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(cfg[key].get(k), dict):
+                    cfg[key][k].update(v)
+                else:
+                    cfg[key][k] = v
+        else:
+            cfg[key] = value
+    assert expected in _error(cfg)
+
+
+def test_sweep_errors_name_the_sweep_key():
+    cfg = _tiny()
+    cfg["sweeps"][1]["extra"] = 1
+    cfg["sweeps"][0]["noise"] = [1.5]
+    msg = _error(cfg)
+    assert "config key 'sweeps[1].extra': unknown key" in msg
+    assert "config key 'sweeps[0].noise[0]': 1.5 is greater than the maximum of 1" in msg
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["sweeps"][0].update(models=["nope"]),
+            "config key 'sweeps[0].models': model 'nope' is not defined under 'models'",
+        ),
+        (
+            lambda c: c["sweeps"][0].update(losses=["svsl"]),
+            "config key 'sweeps[0].losses': loss 'svsl' is not defined",
+        ),
+        (
+            lambda c: c["train"].update(checkpoints=[1, 5]),
+            "config key 'train.checkpoints': epochs [5] exceed train.epochs = 2",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(train={"epochs": 1}),
+            "config key 'sweeps[1].train.checkpoints': epochs [2] exceed",
+        ),
+        (
+            lambda c: c["sweeps"][0].update(folds=[0, 2]),
+            "config key 'sweeps[0].folds': fold indices [2] are not below folds.n_splits = 2",
+        ),
+        (
+            lambda c: c["probe"].update(splits=["heldout"]),
+            "config key 'probe.splits': split 'heldout' is not dumped",
+        ),
+        (
+            lambda c: c["ncc"].update(test_split="heldout"),
+            "config key 'ncc.test_split': split 'heldout' is not dumped",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(activations=["relu"], name="relu2"),
+            "run 'mnist1d/mlp-d2-w16/relu/ce/noise0/fold0' is produced by sweep 'relu' and by sweep 'relu2'",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(
+                transfer={"source_run": "mnist1d/x/relu/ce/noise0/fold0"}
+            ),
+            "config key 'sweeps[1].transfer.source_run': 'mnist1d/x/relu/ce/noise0/fold0' is not a run",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(
+                transfer={
+                    "source_run": "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0",
+                    "source_epoch": 7,
+                }
+            ),
+            "config key 'sweeps[1].transfer.source_epoch': 7 is not a checkpoint",
+        ),
+        (
+            lambda c: c["models"].update(r={"arch": "resnet18", "depth": 3}),
+            "config key 'models.r': depth/width do not apply to resnet18",
+        ),
+    ],
+)
+def test_reference_errors_name_the_key(edit, expected):
+    cfg = _tiny()
+    edit(cfg)
+    assert expected in _error(cfg)
+
+
+def test_run_table_expands_every_dimension_with_readable_ids():
+    cfg = C.validate_config(
+        {
+            "models": {"mlp-d4-w100": {"arch": "mlp", "depth": 4, "width": 100}},
+            "losses": {"ce": {"type": "ce"}, "svsl": {"type": "svsl"}},
+            "folds": {"n_splits": 3},
+            "sweeps": [
+                {
+                    "name": "s",
+                    "datasets": ["mnist1d", "digits"],
+                    "models": ["mlp-d4-w100"],
+                    "activations": ["relu", "tanh"],
+                    "losses": ["ce", "svsl"],
+                    "noise": [0.0, 0.1, 0.125],
+                    "seeds": [0, 3],
+                }
+            ],
+        }
+    )
+    table = C.run_table(cfg)
+    assert len(table) == 2 * 1 * 2 * 2 * 3 * 2 * 3
+    ids = [r.run_id for r in table]
+    assert len(set(ids)) == len(ids)
+    assert "mnist1d/mlp-d4-w100/relu/ce/noise0/fold0" in ids
+    assert "digits/mlp-d4-w100/tanh/svsl/noise10/fold2-seed3" in ids
+    assert "digits/mlp-d4-w100/tanh/svsl/noise12.5/fold1" in ids
+    expected = set(
+        itertools.product(
+            ["mnist1d", "digits"],
+            ["relu", "tanh"],
+            ["ce", "svsl"],
+            [0.0, 0.1, 0.125],
+            [0, 3],
+            [0, 1, 2],
+        )
+    )
+    got = {(r.dataset, r.activation, r.loss, r.noise, r.seed, r.fold) for r in table}
+    assert got == expected
+    for r in table:
+        assert re.fullmatch(C.RUN_ID_PATTERN, r.run_id)
+        parsed = C.parse_run_id(r.run_id)
+        assert (
+            parsed["dataset"],
+            parsed["activation"],
+            parsed["loss"],
+            parsed["seed"],
+            parsed["fold"],
+        ) == (r.dataset, r.activation, r.loss, r.seed, r.fold)
+        assert parsed["noise"] == pytest.approx(r.noise)
+        assert r.train["checkpoints"][-1] == r.train["epochs"]  # the final model is always kept
+
+
+def test_sweep_train_overrides_apply_to_that_sweep_only():
+    cfg = _tiny()
+    cfg["sweeps"][1]["train"] = {"lr": 0.5, "epochs": 3, "checkpoints": [1]}
+    table = {r.sweep: r for r in C.run_table(C.validate_config(cfg))}
+    assert table["relu"].train["lr"] == 0.01 and table["relu"].train["epochs"] == 2
+    assert table["tanh"].train["lr"] == 0.5 and table["tanh"].train["checkpoints"] == [1, 3]
+    assert table["tanh"].train["batch_size"] == 64  # inherited
+
+
+def test_params_are_canonical_and_sliced_per_rule():
+    a = C.validate_config(_tiny())
+    shuffled = yaml.safe_load(yaml.safe_dump(_tiny(), sort_keys=True))
+    shuffled["probe"] = dict(reversed(list(shuffled["probe"].items())))
+    b = C.validate_config(shuffled)
+    runs_a, runs_b = C.run_table(a), C.run_table(b)
+    for rule in ("folds", "probe", "ncc", "aggregate", "figures"):
+        assert C.rule_params(a, rule) == C.rule_params(b, rule)
+    for ra, rb in zip(runs_a, runs_b, strict=True):
+        assert C.rule_params(a, "train", ra) == C.rule_params(b, "train", rb)
+    # changing a probe setting changes only the probe slice
+    c = copy.deepcopy(a)
+    c["probe"]["max_depth"] = 3
+    assert C.rule_params(c, "probe") != C.rule_params(a, "probe")
+    for rule in ("folds", "ncc", "aggregate", "figures"):
+        assert C.rule_params(c, rule) == C.rule_params(a, rule)
+    for r in C.run_table(c):
+        assert C.rule_params(c, "train", r) == C.rule_params(a, "train", r)
+        assert C.rule_params(c, "activations", r) == C.rule_params(a, "activations", r)
+
+
+def test_dataset_options_for_variants():
+    cfg = C.validate_config(
+        {"data": {"variants": {"cifar100-small": {"source": "cifar100", "per_class_cap": 50}}}}
+    )
+    opts = C.dataset_options(cfg, "cifar100-small")
+    assert opts["source"] == "cifar100" and opts["per_class_cap"] == 50 and not opts["grayscale"]
+    assert C.dataset_options(cfg, "digits")["source"] == "digits"
+
+
+def test_default_config_is_offline_and_sized():
+    cfg = C.load_config(REPO / "config" / "config.yaml")
+    table = C.run_table(cfg)
+    assert {r.dataset for r in table} <= {"mnist1d", "digits"}
+    assert cfg["folds"]["n_splits"] == 5
+    assert {r.fold for r in table} == set(range(5))
+    assert len({r.activation for r in table}) == 3
+    assert {r.model_spec["arch"] for r in table} == {"mlp", "conv1d"}
+    assert len(table[0].train["checkpoints"]) >= 3
+    assert cfg["probe"]["layers"] == "all" and cfg["ncc"]["layers"] == "all"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_experiment_configs_validate_and_state_their_cost(path):
+    cfg = C.load_config(path)
+    assert C.run_table(cfg)
+    header = path.read_text().split("\nname:")[0]
+    assert "Expected cost" in header
+
+
+def test_experiments_cover_the_course_studies():
+    cfgs = {p.stem: C.load_config(p) for p in EXPERIMENTS}
+    runs = {name: C.run_table(c) for name, c in cfgs.items()}
+    every = [r for t in runs.values() for r in t]
+    acts = {r.activation for r in every if r.dataset in ("mnist1d", "mnist")}
+    assert {"relu", "gelu", "prelu", "sigmoid", "tanh", "heaviside"} <= acts
+    resnets = {
+        (r.dataset, r.model_spec.get("residual", True))
+        for r in every
+        if r.model_spec["arch"] == "resnet18"
+    }
+    assert {("cifar10", True), ("cifar10", False), ("mnist", True), ("mnist", False)} <= resnets
+    svsl = [r for r in every if r.loss_spec["type"] == "svsl"]
+    assert {r.dataset for r in svsl} == {"mnist", "fashionmnist"}
+    assert any(not r.loss_spec["batched"] for r in svsl)
+    assert len({(r.loss_spec["lam"], r.loss_spec["gamma"]) for r in svsl}) >= 3
+    noise = {(r.dataset, r.noise) for r in every}
+    for ds in ("mnist", "cifar10"):
+        assert {(ds, n) for n in (0.0, 0.1, 0.2, 0.3, 0.4)} <= noise
+    tl = [r for r in every if r.transfer]
+    assert tl and all(r.analysis_dataset == "cifar100" and r.transfer["freeze"] > 0 for r in tl)
+    assert all(C.dataset_options(cfgs["transfer"], r.dataset)["per_class_cap"] for r in tl)
+
+
+def _schema_keys(schema: dict, prefix: str, defs: dict, out: set[str]) -> None:
+    if "$ref" in schema and schema["$ref"].startswith("#/$defs/"):
+        _schema_keys(defs[schema["$ref"].split("/")[-1]], prefix, defs, out)
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}.{key}" if prefix else key
+        out.add(path)
+        if isinstance(sub, dict):
+            _schema_keys(sub, path, defs, out)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        _schema_keys(items, prefix + "[]", defs, out)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        _schema_keys(extra, prefix + ".<name>", defs, out)
+    for sub in schema.get("oneOf", []) + schema.get("anyOf", []):
+        _schema_keys(sub, prefix, defs, out)
+
+
+def test_every_config_key_is_documented():
+    schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
+    keys: set[str] = set()
+    _schema_keys({k: v for k, v in schema.items() if k != "$defs"}, "", schema["$defs"], keys)
+    keys.discard("tabular")
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = sorted(k for k in keys if f"`{k}`" not in readme and not k.startswith("tabular."))
+    assert not missing, f"config keys not documented in config/README.md: {missing}"
+    assert len(keys) > 60

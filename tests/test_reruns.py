@@ -1,0 +1,110 @@
+"""Rerunning only what changed: Snakemake's own dry run on copies of one completed tiny run.
+
+The tiny configuration has three runs: relu and tanh (two sweeps), and an SVSL transfer run
+whose source is the relu run. Each test copies the
+finished working directory (modification times and .snakemake metadata preserved), changes
+one thing, and checks the jobs Snakemake schedules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import yaml
+from workflow_utils import TINY_CONFIG, completed_tiny_run, copy_run, dry_run_jobs
+
+pytestmark = pytest.mark.slow
+
+RELU = "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0"
+TANH = "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0"
+SVSL = "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0"
+DOWNSTREAM = {"aggregate", "figures", "all"}
+
+
+@pytest.fixture
+def run_copy(tmp_path_factory: pytest.TempPathFactory, tmp_path):
+    base = completed_tiny_run(tmp_path_factory.getbasetemp())
+    return copy_run(base, tmp_path / "wd")
+
+
+def _write_config(wd, edit=None):
+    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
+    if edit is not None:
+        edit(cfg)
+    path = wd / "config" / "tests" / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _jobs(wd, configfile):
+    return dry_run_jobs(wd, configfile=configfile)
+
+
+def test_complete_run_has_nothing_to_do(run_copy):
+    assert _jobs(run_copy, run_copy / TINY_CONFIG) == []
+
+
+def test_identical_config_rewritten_schedules_nothing(run_copy):
+    cfg_path = run_copy / TINY_CONFIG
+    text = cfg_path.read_text()
+    cfg_path.write_text(text)  # new modification time, same content
+    assert _jobs(run_copy, cfg_path) == []
+    # the same settings written in another key order and style are the same config
+    assert _jobs(run_copy, _write_config(run_copy)) == []
+
+
+def test_probe_setting_reruns_probe_and_downstream_only(run_copy):
+    def edit(cfg):
+        cfg["probe"]["max_depth"] = 5
+
+    jobs = _jobs(run_copy, _write_config(run_copy, edit))
+    rules = Counter(rule for rule, _ in jobs)
+    assert rules == Counter({"probe": 3, "aggregate": 1, "figures": 1, "all": 1})
+    assert {w["run"] for rule, w in jobs if rule == "probe"} == {RELU, TANH, SVSL}
+
+
+def test_training_setting_of_one_run_reruns_that_run_only(run_copy):
+    def edit(cfg):
+        tanh = next(s for s in cfg["sweeps"] if s["name"] == "tanh")
+        tanh["train"] = {"lr": 0.02}
+
+    jobs = _jobs(run_copy, _write_config(run_copy, edit))
+    per_run = {rule: {w.get("run") for r, w in jobs if r == rule} for rule, _ in jobs}
+    for rule in ("train", "activations", "probe", "ncc"):
+        assert per_run[rule] == {TANH}, rule
+    assert {rule for rule, _ in jobs} == {"train", "activations", "probe", "ncc"} | DOWNSTREAM
+    assert not any(w.get("run") == RELU for _, w in jobs)
+    assert "data" not in per_run and "folds" not in per_run
+
+
+def test_editing_ncc_module_reruns_only_jobs_using_it(run_copy):
+    module = run_copy / "workflow" / "scripts" / "mfoml" / "ncc.py"
+    module.write_text(module.read_text() + "\n# edited by the rerun test\n")
+    jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
+    by_run = {}
+    for rule, w in jobs:
+        by_run.setdefault(w.get("run"), set()).add(rule)
+    # the cross-entropy runs: only their NCC analysis
+    assert by_run[RELU] == {"ncc"} and by_run[TANH] == {"ncc"}
+    # the SVSL run executes mfoml.ncc in training (SVSLLoss uses its class means)
+    assert by_run[SVSL] == {"train", "activations", "probe", "ncc"}
+    assert by_run[None] == DOWNSTREAM
+
+
+def test_editing_smoothness_module_reruns_only_probe_jobs(run_copy):
+    module = run_copy / "workflow" / "scripts" / "mfoml" / "smoothness.py"
+    module.write_text(module.read_text() + "\n# edited by the rerun test\n")
+    jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
+    assert Counter(rule for rule, _ in jobs) == Counter(
+        {"probe": 3, "aggregate": 1, "figures": 1, "all": 1}
+    )
+
+
+def test_download_location_and_resources_schedule_nothing(run_copy):
+    def edit(cfg):
+        cfg["data"]["download_dir"] = "elsewhere/downloads"
+        cfg["data"]["mirror"] = "http://127.0.0.1:9/mirror"
+        cfg["resources"] = {"train": {"threads": 2, "mem_mb": 4000, "runtime": 5}}
+
+    assert _jobs(run_copy, _write_config(run_copy, edit)) == []

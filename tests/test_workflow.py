@@ -1,0 +1,378 @@
+"""Whole-workflow tests: the tiny configuration end to end (all stages, real training), its
+tables and figures, the HTML report, logs/benchmarks, and config errors through Snakemake."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from workflow_utils import (
+    REPO,
+    TINY_CONFIG,
+    completed_tiny_run,
+    copy_run,
+    dry_run_jobs,
+    run_snakemake,
+)
+
+pytestmark = pytest.mark.slow
+
+RUN_COLUMNS = [
+    "experiment",
+    "dataset",
+    "model",
+    "activation",
+    "loss",
+    "noise",
+    "seed",
+    "fold",
+    "run",
+]
+SOURCE = "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0"
+TRANSFER = "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0"
+RUNS = [SOURCE, "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0", TRANSFER]
+LAYERS = ["input", "block1", "block2", "logits"]
+EPOCHS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    return completed_tiny_run(tmp_path_factory.getbasetemp())
+
+
+def _table(tiny, name: str) -> pd.DataFrame:
+    return pd.read_csv(tiny / "results" / "tables" / f"{name}.csv")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Independent Spearman rho: Pearson correlation of average ranks."""
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(1, len(v) + 1)
+        for val in np.unique(v):  # average ties
+            r[v == val] = r[v == val].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx * ry).sum() / np.sqrt((rx * rx).sum() * (ry * ry).sum()))
+
+
+def test_layers_table(tiny):
+    df = _table(tiny, "layers")
+    for col in [
+        *RUN_COLUMNS,
+        "epoch",
+        "layer",
+        "layer_index",
+        "alpha",
+        "alpha_min",
+        "alpha_max",
+        "alpha_status",
+        "ncc_mismatch_train",
+        "ncc_mismatch_test",
+        "ncc_accuracy_train",
+        "ncc_accuracy_test",
+        "nc1",
+        "nc2_equinorm",
+        "nc2_equiangularity",
+        "nc3",
+        "nc4",
+    ]:
+        assert col in df.columns, col
+    assert len(df) == len(RUNS) * len(EPOCHS) * len(LAYERS)
+    assert sorted(df["run"].unique()) == sorted(RUNS)
+    for (_run, _epoch), part in df.groupby(["run", "epoch"]):
+        assert list(part.sort_values("layer_index")["layer"]) == LAYERS
+    ok = df["alpha_status"] == "ok"
+    assert ok.any()
+    a = df.loc[ok]
+    assert a[["alpha", "alpha_min", "alpha_max"]].notna().all().all()
+    assert (a["alpha_min"] <= a["alpha"] + 1e-12).all() and (
+        a["alpha"] <= a["alpha_max"] + 1e-12
+    ).all()
+    for col in [
+        "ncc_mismatch_train",
+        "ncc_mismatch_test",
+        "ncc_accuracy_train",
+        "ncc_accuracy_test",
+    ]:
+        assert df[col].between(0, 1).all(), col
+    assert df["nc1"].notna().all() and (df["nc1"] >= 0).all()
+    pen = df["layer"] == "block2"
+    assert df.loc[pen, ["nc3", "nc4"]].notna().all().all()
+    assert df.loc[~pen, ["nc3", "nc4"]].isna().all().all()
+    # NC4 is by definition the train NCC mismatch at the penultimate layer
+    np.testing.assert_allclose(df.loc[pen, "nc4"], df.loc[pen, "ncc_mismatch_train"])
+
+
+def test_epoch_and_checkpoint_tables(tiny):
+    ep = _table(tiny, "epochs")
+    assert len(ep) == len(RUNS) * 2
+    cols = ["train_loss", "train_acc", "heldout_loss", "heldout_acc", "test_loss", "test_acc"]
+    assert ep[[*cols, "target_acc"]].notna().all().all()
+    np.testing.assert_allclose(ep["target_acc"], ep["test_acc"])
+    ck = _table(tiny, "checkpoints")
+    for col in [
+        "accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "loss_value",
+        "n_samples",
+    ]:
+        assert ck[col].notna().all(), col
+    assert set(ck["split"]) == {"train", "test"}
+    assert len(ck) == len(RUNS) * len(EPOCHS) * 2
+    # the "test" dumps hold the official MNIST-1D test split (also for the transfer run: its
+    # subset keeps the full test split, and it is analysed on full MNIST-1D), so the accuracy
+    # recomputed from the dumped predictions equals the training loop's test accuracy
+    test = ck[ck["split"] == "test"].merge(ep, on=["run", "epoch"], suffixes=("", "_ep"))
+    assert (test["n_samples"] == 1000).all()
+    np.testing.assert_allclose(test["accuracy"], test["test_acc"], atol=1e-12)
+    np.testing.assert_allclose(test["loss_value"], test["test_loss"], rtol=1e-6)
+    train = ck[ck["split"] == "train"].set_index("run")["n_samples"]
+    # activations.max_samples = 1500 of the 2000 training-fold samples (4000 for the transfer
+    # run, analysed on the full MNIST-1D training split); the 1000 test samples are all kept
+    assert (train == 1500).all()
+    conf = _table(tiny, "confusion")
+    for run, part in conf.groupby("run"):
+        n = part["count"].sum()
+        acc = part.loc[part["true"] == part["predicted"], "count"].sum() / n
+        final = ck[(ck["run"] == run) & (ck["split"] == "test") & (ck["epoch"] == max(EPOCHS))]
+        assert n == int(final["n_samples"].iloc[0])
+        assert acc == pytest.approx(float(final["accuracy"].iloc[0]))
+        assert len(part) == 100  # 10 x 10 classes
+
+
+def test_transfer_noise_and_svsl_run(tiny):
+    import torch
+
+    src_dir = tiny / "results" / "runs" / SOURCE / "checkpoints"
+    dst_dir = tiny / "results" / "runs" / TRANSFER / "checkpoints"
+    info = yaml.safe_load((dst_dir / "run.json").read_text())
+    assert info["frozen_stages"] == ["block1"]
+    split = np.load(dst_dir / "split.npz")
+    n = len(split["train_idx"])
+    assert n == 100  # 20 per class x 10 classes, fold 0 of 2
+    changed = split["relabelled"]
+    assert changed.sum() == round(0.2 * n) == info["n_relabelled"]
+    np.testing.assert_array_equal(split["y_train"] != split["y_train_clean"], changed)
+    src = torch.load(src_dir / "epoch_0002.pt", map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
+    dst = torch.load(dst_dir / "epoch_0002.pt", map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
+    params = [k for k in src if k.endswith((".weight", ".bias"))]
+    frozen = [k for k in params if k.startswith("stages.block1.")]
+    trained = [k for k in params if k.startswith("stages.block2.")]
+    assert frozen and trained
+    for k in frozen:  # frozen parameters keep the source's values exactly
+        assert torch.equal(src[k], dst[k]), k
+    assert any(not torch.equal(src[k], dst[k]) for k in trained)
+    head = [k for k in params if k.startswith("stages.logits.")]
+    assert head and all(not torch.equal(src[k], dst[k]) for k in head)
+    metrics = pd.read_csv(dst_dir / "metrics.csv")
+    assert "train_extra_loss" in metrics and np.isfinite(metrics["train_extra_loss"]).all()
+    assert (metrics["train_extra_loss"] > 0).all()
+
+
+def test_fold_summaries(tiny):
+    layers = _table(tiny, "layers")
+    s = _table(tiny, "layers_summary")
+    assert len(s) == len(layers)  # one fold per variant
+    assert (s["alpha_n"] <= 1).all() and (s["ncc_mismatch_train_n"] == 1).all()
+    assert s["ncc_mismatch_train_std"].isna().all()  # std of one fold is undefined
+    merged = s.merge(layers, on=["experiment", "activation", "epoch", "layer"])
+    np.testing.assert_allclose(merged["ncc_mismatch_train_mean"], merged["ncc_mismatch_train"])
+    es = _table(tiny, "epochs_summary")
+    assert {"test_acc_mean", "heldout_acc_mean", "heldout_acc_std", "heldout_acc_n"} <= set(
+        es.columns
+    )
+    cs = _table(tiny, "checkpoints_summary")
+    assert {"precision_macro_mean", "recall_macro_mean", "accuracy_std", "accuracy_n"} <= set(
+        cs.columns
+    )
+
+
+def test_correlation_tables(tiny):
+    pts = _table(tiny, "correlation_points")
+    assert len(pts) == len(RUNS) * len(EPOCHS)
+    assert pts[["alpha_last_inner", "ncc_mismatch_penultimate", "accuracy"]].notna().all().all()
+    assert set(pts["target"]) == {"test_acc"}
+    layers = _table(tiny, "layers")
+    for _, p in pts.iterrows():
+        part = layers[(layers["run"] == p["run"]) & (layers["epoch"] == p["epoch"])]
+        inner = part[part["layer"].isin(["block1", "block2"])]
+        assert p["alpha_last_inner"] == pytest.approx(
+            float(inner.loc[inner["layer"] == "block2", "alpha"].iloc[0])
+        )
+        # slope through two points = their difference over the index step
+        expect = float(np.diff(inner.sort_values("layer_index")["alpha"].to_numpy())[0])
+        assert p["alpha_depth_slope"] == pytest.approx(expect)
+    corr = _table(tiny, "correlation")
+    assert set(corr["experiment"]) == {"relu", "tanh", "transfer", "all"}
+    assert set(corr["feature"]) == {
+        "alpha_last_inner",
+        "alpha_depth_slope",
+        "ncc_mismatch_penultimate",
+    }
+    per_exp = corr[corr["experiment"] != "all"]
+    assert (per_exp["status"] == "too_few_points").all() and (per_exp["n"] == 2).all()
+    every = corr[corr["experiment"] == "all"].set_index("feature")
+    for feat, row in every.iterrows():
+        assert row["n"] == len(RUNS) * len(EPOCHS)
+        if row["status"] == "ok":
+            expect = _spearman(pts[feat].to_numpy(float), pts["accuracy"].to_numpy(float))
+            assert row["rho"] == pytest.approx(expect, abs=1e-12)
+            assert 0 <= row["p_value"] <= 1
+
+
+def test_figures_readable(tiny):
+    figs = sorted((tiny / "results" / "figures").glob("*.png"))
+    names = {f.stem for f in figs}
+    assert names == {
+        "alpha_layers",
+        "ncc_layers",
+        "collapse_layers",
+        "accuracy_epochs",
+        "confusion",
+        "correlation",
+    }
+    for f in figs:
+        img = mpimg.imread(f)
+        assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50, f
+        assert float(np.std(img)) > 0, f"{f} is blank"
+
+
+def test_logs_and_benchmarks(tiny):
+    for run in RUNS:
+        for step in ("train", "activations", "probe", "ncc"):
+            log = tiny / "logs" / "runs" / run / f"{step}.log"
+            assert log.is_file() and log.stat().st_size > 0, log
+            assert (tiny / "results" / "benchmarks" / run / f"{step}.tsv").is_file()
+    assert "finished" in (tiny / "logs" / "runs" / RUNS[0] / "train.log").read_text()
+    for log in ("data/mnist1d.log", "folds/mnist1d-small.log", "aggregate.log", "figures.log"):
+        assert (tiny / "logs" / log).is_file(), log
+
+
+def test_report_builds(tiny, tmp_path):
+    report = tmp_path / "report.html"
+    run_snakemake(tiny, "--report", str(report), configfile=tiny / TINY_CONFIG, check=True)
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    for name in ("alpha_layers", "ncc_layers", "correlation", "confusion"):
+        assert name in html, name
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (
+            {"probe": {"max_depth": -1}},
+            "config key 'probe.max_depth': -1 is less than the minimum of 1",
+        ),
+        ({"probe": {"depth": 3}}, "config key 'probe.depth': unknown key"),
+        ({"train": {"epochs": "ten"}}, "config key 'train.epochs': 'ten' is not of type 'integer'"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, patch, message):
+    cfg = yaml.safe_load((REPO / TINY_CONFIG).read_text())
+    for key, value in patch.items():
+        cfg[key].update(value)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "--cores", "1", configfile=path, snakefile=REPO / "Snakefile")
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+    assert not list(tmp_path.glob("logs/**/*.log"))
+
+
+def test_default_config_dry_run(tmp_path):
+    """The embedded default: 2 models x 3 activations x 5 folds, every stage, report inputs."""
+    jobs = dry_run_jobs(tmp_path, snakefile=REPO / "Snakefile")
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts["train"] == 30 and counts["activations"] == 30
+    assert counts["probe"] == 30 and counts["ncc"] == 30
+    assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "data"}
+    assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "folds"}
+    assert counts["aggregate"] == 1 and counts["figures"] == 1 and counts["all"] == 1
+    runs = {w["run"] for rule, w in jobs if rule == "train"}
+    assert "mnist1d/mlp-d4-w64/relu/ce/noise0/fold0" in runs
+    assert {r.split("/")[2] for r in runs} == {"relu", "tanh", "gelu"}
+
+
+def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
+    """A probe job that fails (unknown layer) leaves no probe table; its log names the layer."""
+    wd = copy_run(tiny, tmp_path / "wd")
+    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
+    cfg["probe"]["layers"] = ["block1", "block9"]
+    path = wd / "config" / "tests" / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(wd, "--cores", "1", configfile=path)
+    assert proc.returncode != 0
+    failed = [r for r in RUNS if not (wd / "results" / "runs" / r / "probe.csv").exists()]
+    assert failed, "the failing probe job kept an output"
+    for r in failed:
+        assert not (wd / "results" / "runs" / r / "probe_curves.json").exists()
+    logs = [wd / "logs" / "runs" / r / "probe.log" for r in failed]
+    assert any("block9" in p.read_text() for p in logs if p.is_file())
+    assert not list((wd / "results" / "runs").glob("**/.*.tmp*"))  # no temp files left behind
+
+
+def test_transfer_experiment_dag(tmp_path):
+    """The transfer study: the source run precedes the transferred runs, which train on the
+    small CIFAR100 variant and are analysed on the full CIFAR100."""
+    jobs = dry_run_jobs(
+        tmp_path,
+        configfile=REPO / "config" / "experiments" / "transfer.yaml",
+        snakefile=REPO / "Snakefile",
+    )
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts["train"] == 11 and counts["probe"] == 11 and counts["ncc"] == 11
+    assert {w["dataset"] for rule, w in jobs if rule == "data"} == {
+        "cifar10",
+        "cifar100",
+        "cifar100-small",
+    }
+    assert {w["dataset"] for rule, w in jobs if rule == "folds"} == {"cifar10", "cifar100-small"}
+    proc = run_snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        configfile=REPO / "config" / "experiments" / "transfer.yaml",
+        snakefile=REPO / "Snakefile",
+        check=True,
+    )
+    # the transferred runs' training jobs take the source run's checkpoints as input
+    source = "results/runs/cifar10/resnet18/relu/ce/noise0/fold0/checkpoints"
+    blocks = [b for b in (proc.stdout + proc.stderr).split("\n\n") if "rule train:" in b]
+    tl_blocks = [b for b in blocks if "resnet18-tl" in b]
+    assert len(tl_blocks) == 5
+    for block in tl_blocks:
+        inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+        assert source in inputs
+    tl = [w["run"] for rule, w in jobs if rule == "train" and "resnet18-tl" in w["run"]]
+    assert len(tl) == 5 and all(r.startswith("cifar100-small/") for r in tl)
+
+
+def test_subsamples_are_stratified(tiny):
+    """activations.max_samples and probe.max_samples keep every class's share (+-1 sample)."""
+    run_dir = tiny / "results" / "runs" / SOURCE
+    y_fold = np.load(run_dir / "checkpoints" / "split.npz")["y_train"]  # 2000 training labels
+    dumped = np.load(run_dir / "activations" / "2" / "train" / "labels.npy")
+    assert len(dumped) == 1500
+    full, kept = np.bincount(y_fold, minlength=10), np.bincount(dumped, minlength=10)
+    assert np.all(np.abs(kept - full * 1500 / len(y_fold)) <= 1)
+    probe = pd.read_csv(run_dir / "probe.csv")
+    assert (probe["n_samples"] == 500).all()
+    assert len(np.load(run_dir / "activations" / "2" / "test" / "labels.npy")) == 1000

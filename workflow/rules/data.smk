@@ -1,0 +1,19 @@
+# Data sets in the normalized on-disk format (generated or downloaded): resources/data/{dataset}.
+
+
+rule data:
+    input:
+        code=script_modules("data.py"),
+    output:
+        directory("resources/data/{dataset}"),
+    log:
+        "logs/data/{dataset}.log",
+    localrule: True
+    conda:
+        "../../envs/mfoml.yaml"
+    params:
+        options=lambda wildcards: canonical_json(
+            dataset_options(config, wildcards.dataset)
+        ),
+    script:
+        "../scripts/data.py"

@@ -1,0 +1,39 @@
+"""Rule `data`: write one data set in the normalized format (mfoml.datasets.prepare_dataset)."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
+
+import json  # noqa: E402
+
+from mfoml.datasets import prepare_dataset  # noqa: E402
+from mfoml.logs import setup_logging  # noqa: E402
+
+log = setup_logging(snakemake.log[0], "data")
+opts = json.loads(snakemake.params.options)
+source = opts.pop("source")
+out = snakemake.output[0]
+log.info(
+    "preparing data set %s (source %s, options %s) in %s",
+    snakemake.wildcards.dataset,
+    source,
+    opts,
+    out,
+)
+meta = prepare_dataset(
+    source,
+    out,
+    download_dir=snakemake.config["data"]["download_dir"],
+    mirror=snakemake.config["data"]["mirror"],
+    grayscale=opts["grayscale"],
+    per_class_cap=opts["per_class_cap"],
+    seed=opts["seed"],
+    log=log.info,
+)
+log.info(
+    "done: %s, %s train / %s test samples, task %s",
+    meta.get("name"),
+    meta.get("n_train"),
+    meta.get("n_test"),
+    meta.get("task"),
+)

@@ -1,0 +1,26 @@
+"""Rule `figures`: the report's figures from the aggregated tables (mfoml.plots)."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
+
+import json  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from mfoml import plots  # noqa: E402
+from mfoml.logs import setup_logging  # noqa: E402
+
+log = setup_logging(snakemake.log[0], "figures")
+cfg = json.loads(snakemake.params.cfg)
+dpi = int(cfg["dpi"])
+inp, out = snakemake.input, snakemake.output
+layers = pd.read_csv(inp.layers)
+plots.plot_alpha_layers(layers, out.alpha_layers, dpi)
+plots.plot_ncc_layers(layers, out.ncc_layers, dpi)
+plots.plot_collapse_layers(layers, out.collapse_layers, dpi)
+plots.plot_accuracy_epochs(pd.read_csv(inp.epochs), out.accuracy_epochs, dpi)
+plots.plot_confusion(pd.read_csv(inp.confusion), out.confusion, dpi)
+plots.plot_correlation(
+    pd.read_csv(inp.correlation_points), pd.read_csv(inp.correlation), out.correlation, dpi
+)
+log.info("wrote %d figures", len(out))

@@ -1,0 +1,38 @@
+"""Rule `folds`: seeded k-fold assignment of a data set's training split.
+
+Stratified for classification, plain (shuffled) KFold for regression; the task comes from the
+data set's meta.json.
+"""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
+
+import json  # noqa: E402
+
+from mfoml.datasets import load_dataset  # noqa: E402
+from mfoml.folds import make_folds, save_folds  # noqa: E402
+from mfoml.logs import setup_logging  # noqa: E402
+
+log = setup_logging(snakemake.log[0], "folds")
+cfg = json.loads(snakemake.params.cfg)
+ds = load_dataset(snakemake.input.data)
+stratified = ds.meta["task"] == "classification"
+n_splits = int(cfg["n_splits"])
+if len(ds.y_train) < n_splits:
+    raise ValueError(
+        f"config key 'folds.n_splits': {n_splits} folds for data set "
+        f"{snakemake.wildcards.dataset!r} with only {len(ds.y_train)} training samples"
+    )
+folds = make_folds(ds.y_train, n_splits=n_splits, seed=int(cfg["seed"]), stratified=stratified)
+save_folds(
+    snakemake.output[0], folds, n_splits=n_splits, seed=int(cfg["seed"]), stratified=stratified
+)
+log.info(
+    "%s: %d samples in %d %s folds (seed %d)",
+    snakemake.wildcards.dataset,
+    len(folds),
+    n_splits,
+    "stratified" if stratified else "plain",
+    int(cfg["seed"]),
+)

@@ -1,0 +1,349 @@
+"""Aggregation of per-run results into tidy tables, fold summaries and correlations.
+
+All tables are tidy (one observation per row) and carry the run description columns
+:data:`RUN_COLUMNS`. Summaries over folds group by :data:`VARIANT_COLUMNS` (+ the table's own
+keys) and give ``{value}_mean``, ``{value}_std`` (sample standard deviation, ddof = 1; NaN when
+``n = 1``) and ``{value}_n`` (number of folds with a finite value).
+
+The correlation analysis follows the course's question: do layer dynamics measured on the
+training data predict test accuracy? For every (run, checkpoint) it computes
+
+- ``alpha_last_inner``: alpha of the last inner (penultimate) layer,
+- ``alpha_depth_slope``: least-squares slope of alpha over the inner layers' depth index
+  (layers strictly between ``input`` and ``logits``; NaN with fewer than 2 finite values),
+- ``ncc_mismatch_penultimate``: train NCC mismatch at the penultimate layer,
+
+and the Spearman rank correlation (rho, two-sided p-value) of each with the accuracy target
+across all runs and checkpoints of an experiment (sweep), and over all experiments together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "RUN_COLUMNS",
+    "VARIANT_COLUMNS",
+    "FEATURES",
+    "layers_table",
+    "epochs_table",
+    "checkpoint_metrics",
+    "summarize",
+    "correlation_points",
+    "correlation_table",
+]
+
+#: Columns describing a run (first columns of every per-run table).
+RUN_COLUMNS = [
+    "experiment",
+    "dataset",
+    "model",
+    "activation",
+    "loss",
+    "noise",
+    "seed",
+    "fold",
+    "run",
+]
+#: Columns identifying a variant; summaries aggregate over the folds of a variant.
+VARIANT_COLUMNS = ["experiment", "dataset", "model", "activation", "loss", "noise", "seed"]
+#: Layer-dynamics features correlated with accuracy.
+FEATURES = ["alpha_last_inner", "alpha_depth_slope", "ncc_mismatch_penultimate"]
+
+
+def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
+    out = frame.copy()
+    for i, col in enumerate(RUN_COLUMNS):
+        out.insert(i, col, meta[col])
+    return out
+
+
+def layers_table(
+    runs: Sequence[Mapping[str, Any]],
+    probe: Mapping[str, pd.DataFrame],
+    ncc: Mapping[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """Per run, checkpoint epoch and layer: alpha (+ band, status) and NCC/collapse metrics.
+
+    Parameters
+    ----------
+    runs : run descriptions (dicts with :data:`RUN_COLUMNS`).
+    probe : run id -> probe table (``epoch, split, layer, layer_index, alpha, alpha_min,
+        alpha_max, status, ...``); the ``train`` split gives the columns ``alpha, alpha_min,
+        alpha_max, alpha_status``, any other split ``alpha_{split}`` etc.
+    ncc : run id -> NCC table (``epoch, layer, layer_index, ncc_mismatch_train, ...``).
+
+    Returns
+    -------
+    DataFrame, one row per (run, epoch, layer), sorted by run order, epoch, layer index.
+    """
+    frames = []
+    for order, meta in enumerate(runs):
+        rid = meta["run"]
+        p = probe[rid]
+        wide = None
+        for split, part in p.groupby("split", sort=False):
+            suffix = "" if split == "train" else f"_{split}"
+            part = part.rename(
+                columns={
+                    "alpha": f"alpha{suffix}",
+                    "alpha_min": f"alpha_min{suffix}",
+                    "alpha_max": f"alpha_max{suffix}",
+                    "status": f"alpha_status{suffix}",
+                    "n_tau": f"n_tau{suffix}",
+                }
+            )
+            keep = ["epoch", "layer", "layer_index"] + [
+                c for c in part.columns if c.startswith(("alpha", "n_tau"))
+            ]
+            part = part[keep]
+            wide = (
+                part
+                if wide is None
+                else wide.merge(part, on=["epoch", "layer", "layer_index"], how="outer")
+            )
+        n = ncc[rid].drop(columns=["reduction"], errors="ignore")
+        merged = (
+            n.merge(wide, on=["epoch", "layer", "layer_index"], how="outer")
+            if wide is not None
+            else n
+        )
+        merged = merged.sort_values(["epoch", "layer_index"], kind="stable")
+        merged = _with_run(merged, meta)
+        merged["_order"] = order
+        frames.append(merged)
+    if not frames:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    return (
+        out.sort_values(["_order", "epoch", "layer_index"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+
+
+def epochs_table(
+    runs: Sequence[Mapping[str, Any]], metrics: Mapping[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """Per run and epoch: the training metrics table (loss and accuracy of every split).
+
+    ``target_acc`` is ``test_acc``, or ``heldout_acc`` for data sets without a test split.
+    """
+    frames = []
+    for meta in runs:
+        m = metrics[meta["run"]].copy()
+        if "test_acc" in m and m["test_acc"].notna().any():
+            m["target_acc"] = m["test_acc"]
+        else:
+            m["target_acc"] = m.get("heldout_acc", np.nan)
+        frames.append(_with_run(m, meta))
+    if not frames:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def checkpoint_metrics(
+    meta: Mapping[str, Any],
+    epoch: int,
+    split: str,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    n_classes: int,
+    loss: float = math.nan,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Classification metrics of one checkpoint on one split, and its confusion matrix.
+
+    Parameters
+    ----------
+    meta : run description.
+    epoch, split : checkpoint epoch and split name.
+    labels, predictions : int arrays (N,).
+    n_classes : C.
+    loss : the split's loss at that epoch from the metrics table (NaN when not recorded).
+
+    Returns
+    -------
+    (row, confusion) : the row ``{run columns, epoch, split, accuracy, precision_macro,
+    recall_macro, f1_macro, loss_value, n_samples}`` and the confusion matrix in long format
+    (``true, predicted, count``; C*C rows).
+    """
+    from .metrics import classification_metrics
+
+    m = classification_metrics(np.asarray(labels), np.asarray(predictions), n_classes)
+    row = {col: meta[col] for col in RUN_COLUMNS}
+    row.update(
+        {
+            "epoch": int(epoch),
+            "split": split,
+            "accuracy": m["accuracy"],
+            "precision_macro": m["precision_macro"],
+            "recall_macro": m["recall_macro"],
+            "f1_macro": m["f1_macro"],
+            "loss_value": float(loss),
+            "n_samples": m["n_samples"],
+        }
+    )
+    cm = np.asarray(m["confusion_matrix"])
+    t, p = np.meshgrid(np.arange(n_classes), np.arange(n_classes), indexing="ij")
+    conf = pd.DataFrame({"true": t.ravel(), "predicted": p.ravel(), "count": cm.ravel()})
+    return row, conf
+
+
+def summarize(
+    frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Mean, standard deviation and count over folds.
+
+    Parameters
+    ----------
+    frame : a per-run table with :data:`VARIANT_COLUMNS` and ``fold``.
+    keys : further grouping columns (e.g. ``["epoch", "layer", "layer_index"]``).
+    values : numeric columns to summarize (default: every numeric column that is not a key,
+        ``fold`` or ``seed``).
+
+    Returns
+    -------
+    DataFrame with the group columns and ``{v}_mean, {v}_std, {v}_n`` per value column
+    (``_n`` counts folds with a finite value; ``_std`` uses ddof = 1, NaN when ``_n < 2``).
+    """
+    group = [c for c in VARIANT_COLUMNS if c in frame.columns] + list(keys)
+    if values is None:
+        skip = set(group) | {"fold", "run"}
+        values = [
+            c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
+        ]
+    if frame.empty:
+        cols = group + [f"{v}_{s}" for v in values for s in ("mean", "std", "n")]
+        return pd.DataFrame(columns=cols)
+    grouped = frame.groupby(group, sort=False, dropna=False)
+    parts = []
+    for v in values:
+        col = pd.to_numeric(frame[v], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        g = col.groupby([frame[c] for c in group], sort=False, dropna=False)
+        part = pd.DataFrame({f"{v}_mean": g.mean(), f"{v}_std": g.std(ddof=1), f"{v}_n": g.count()})
+        parts.append(part)
+    out = pd.concat(parts, axis=1).reset_index()
+    del grouped
+    return out
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        return math.nan
+    xs, ys = x[ok], y[ok]
+    xc = xs - xs.mean()
+    return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+
+
+def correlation_points(
+    layers: pd.DataFrame,
+    epochs: pd.DataFrame,
+    penultimate: Mapping[str, str],
+    target: str = "test_acc",
+) -> pd.DataFrame:
+    """One row per (run, checkpoint epoch): the :data:`FEATURES` and the accuracy target.
+
+    Parameters
+    ----------
+    layers : :func:`layers_table` output (train-split ``alpha`` and ``ncc_mismatch_train``).
+    epochs : :func:`epochs_table` output.
+    penultimate : run id -> name of its penultimate (last inner) layer.
+    target : ``test_acc`` (falls back to ``heldout_acc`` where the run has no test split) or
+        ``heldout_acc``.
+    """
+    rows = []
+    for (rid, epoch), part in layers.groupby(["run", "epoch"], sort=False):
+        pen = penultimate[rid]
+        inner = part[~part["layer"].isin(["input", "logits"])]
+        pen_row = part[part["layer"] == pen]
+        meta = {c: part[c].iloc[0] for c in RUN_COLUMNS}
+        alpha_col = part["alpha"] if "alpha" in part else pd.Series(np.nan, index=part.index)
+        rows.append(
+            {
+                **meta,
+                "epoch": int(epoch),
+                "penultimate_layer": pen,
+                "alpha_last_inner": float(pen_row["alpha"].iloc[0])
+                if len(pen_row) and "alpha" in pen_row
+                else math.nan,
+                "alpha_depth_slope": _slope(
+                    inner["layer_index"].to_numpy(float),
+                    alpha_col.loc[inner.index].to_numpy(float),
+                ),
+                "ncc_mismatch_penultimate": float(pen_row["ncc_mismatch_train"].iloc[0])
+                if len(pen_row)
+                else math.nan,
+            }
+        )
+    points = pd.DataFrame(rows)
+    if points.empty:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, "epoch", *FEATURES, "target", "accuracy"])
+    acc = epochs[["run", "epoch", "test_acc", "heldout_acc"]].copy()
+    if target == "test_acc":
+        acc["accuracy"] = acc["test_acc"].where(acc["test_acc"].notna(), acc["heldout_acc"])
+        acc["target"] = np.where(acc["test_acc"].notna(), "test_acc", "heldout_acc")
+    else:
+        acc["accuracy"] = acc["heldout_acc"]
+        acc["target"] = "heldout_acc"
+    points = points.merge(
+        acc[["run", "epoch", "target", "accuracy"]], on=["run", "epoch"], how="left"
+    )
+    return points
+
+
+def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
+    """Spearman rho and two-sided p-value of each feature with ``accuracy``.
+
+    Computed per experiment and over all experiments (``experiment = "all"``, only when there
+    is more than one), across runs and checkpoints, on the rows where both are finite.
+
+    Returns
+    -------
+    DataFrame ``experiment, feature, target, rho, p_value, n, status`` where ``status`` is
+    ``ok``, ``too_few_points`` (n < ``min_points``; rho and p NaN) or ``constant`` (a constant
+    input; rho and p NaN).
+    """
+    from scipy.stats import spearmanr
+
+    groups: list[tuple[str, pd.DataFrame]] = [
+        (str(name), part) for name, part in points.groupby("experiment", sort=False)
+    ]
+    if len(groups) > 1:
+        groups.append(("all", points))
+    rows = []
+    for name, part in groups:
+        targets = sorted(set(part["target"].dropna()))
+        for feature in FEATURES:
+            x = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
+            y = pd.to_numeric(part["accuracy"], errors="coerce").to_numpy(float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            n = int(ok.sum())
+            rho = p = math.nan
+            if n < min_points:
+                status = "too_few_points"
+            elif np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+                status = "constant"
+            else:
+                res = spearmanr(x[ok], y[ok])
+                rho, p = float(res.statistic), float(res.pvalue)
+                status = "ok"
+            rows.append(
+                {
+                    "experiment": name,
+                    "feature": feature,
+                    "target": "+".join(targets),
+                    "rho": rho,
+                    "p_value": p,
+                    "n": n,
+                    "status": status,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["experiment", "feature", "target", "rho", "p_value", "n", "status"]
+    )

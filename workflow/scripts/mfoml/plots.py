@@ -1,0 +1,418 @@
+"""Figures of the pipeline (seaborn on matplotlib's Agg backend).
+
+Every function takes the tidy tables written by the aggregate rule (``results/tables``) and
+writes one image (PNG or SVG, by the file suffix) atomically. Colours are consistent across
+figures: each activation has a fixed colour (:data:`ACTIVATION_COLORS`); other variant labels
+get colours from a fixed palette in sorted order (:func:`variant_palette`). Panels are one per
+data set and model (rows) and, where it applies, per checkpoint epoch (columns); bands are
+one standard deviation over the folds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+__all__ = [
+    "ACTIVATION_COLORS",
+    "add_variant",
+    "variant_palette",
+    "plot_alpha_layers",
+    "plot_ncc_layers",
+    "plot_collapse_layers",
+    "plot_accuracy_epochs",
+    "plot_confusion",
+    "plot_correlation",
+]
+
+_COLORBLIND = sns.color_palette("colorblind", 10)
+#: Fixed colour of every activation (same in every figure and experiment).
+ACTIVATION_COLORS = {
+    "relu": _COLORBLIND[0],
+    "gelu": _COLORBLIND[1],
+    "prelu": _COLORBLIND[2],
+    "sigmoid": _COLORBLIND[3],
+    "tanh": _COLORBLIND[4],
+    "heaviside": _COLORBLIND[5],
+}
+_DIMENSIONS = ["activation", "loss", "noise", "seed"]
+
+FEATURE_LABELS = {
+    "alpha_last_inner": "alpha of the last inner layer",
+    "alpha_depth_slope": "slope of alpha over depth",
+    "ncc_mismatch_penultimate": "NCC mismatch, penultimate layer (train)",
+}
+
+
+def _noise_label(v: float) -> str:
+    return f"noise {100 * float(v):g}%"
+
+
+def add_variant(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Add ``variant`` (the varying run dimensions) and ``panel`` (data set / model) columns.
+
+    Returns
+    -------
+    (frame, kind) : a copy with the columns, and ``"activation"`` when the variant is the
+    activation alone (fixed colours), else ``"variant"``.
+    """
+    out = frame.copy()
+    varying = [c for c in _DIMENSIONS if c in out and out[c].nunique(dropna=False) > 1]
+    if not varying or varying == ["activation"]:
+        out["variant"] = out["activation"].astype(str) if "activation" in out else "run"
+        kind = "activation"
+    else:
+        parts = []
+        for c in varying:
+            if c == "noise":
+                parts.append(out[c].map(_noise_label))
+            elif c == "seed":
+                parts.append("seed " + out[c].astype(str))
+            else:
+                parts.append(out[c].astype(str))
+        label = parts[0]
+        for p in parts[1:]:
+            label = label + " / " + p
+        out["variant"] = label
+        kind = "variant"
+    if "dataset" in out and "model" in out:
+        out["panel"] = out["dataset"].astype(str) + " / " + out["model"].astype(str)
+    else:
+        out["panel"] = "all"
+    return out, kind
+
+
+def variant_palette(variants: Sequence[str], kind: str = "variant") -> dict[str, tuple]:
+    """Colour of each variant label: fixed per activation, else a fixed palette by sorted label."""
+    names = sorted({str(v) for v in variants})
+    if kind == "activation" and all(n in ACTIVATION_COLORS for n in names):
+        return {n: ACTIVATION_COLORS[n] for n in names}
+    pal = sns.color_palette("colorblind" if len(names) <= 10 else "husl", max(len(names), 1))
+    return {n: pal[i] for i, n in enumerate(names)}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
+    plt.close(fig)
+
+
+def _empty(path: str | os.PathLike[str], title: str, why: str, dpi: int) -> None:
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+    _save(fig, path, dpi)
+
+
+def _layer_ticks(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
+    """Label each panel's x axis with the layer names of its own model (models differ)."""
+
+    def names_of(part: pd.DataFrame) -> pd.Series:
+        return (
+            part[["layer_index", "layer"]]
+            .drop_duplicates()
+            .sort_values("layer_index")
+            .groupby("layer_index")["layer"]
+            .first()
+        )
+
+    for key, ax in grid.axes_dict.items():
+        row = key[0] if isinstance(key, tuple) else key
+        part = (
+            frame[frame["panel"] == row]
+            if "panel" in frame and row in set(frame["panel"])
+            else frame
+        )
+        names = names_of(part)
+        ax.set_xticks(list(names.index))
+        ax.set_xticklabels(list(names.values), rotation=45, ha="right", fontsize=8)
+    grid.tight_layout()
+
+
+def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
+    """Alpha (train split) per layer: mean over folds with a +-1 sd band, one column per epoch.
+
+    Parameters
+    ----------
+    layers : the ``layers`` table (``layer_index, layer, epoch, alpha`` and run columns).
+    path : output image.
+    """
+    title = "Besov smoothness alpha per layer (training data)"
+    data = (
+        layers[np.isfinite(pd.to_numeric(layers.get("alpha"), errors="coerce"))]
+        if "alpha" in layers
+        else layers.iloc[0:0]
+    )
+    if data.empty:
+        _empty(path, title, "no finite alpha estimate (see the probe status in layers.csv)", dpi)
+        return
+    data, kind = add_variant(data)
+    pal = variant_palette(data["variant"], kind)
+    g = sns.relplot(
+        data=data,
+        x="layer_index",
+        y="alpha",
+        hue="variant",
+        hue_order=sorted(pal),
+        palette=pal,
+        row="panel",
+        col="epoch",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=2.8,
+        aspect=1.2,
+        facet_kws={"sharey": True, "sharex": False},
+    )
+    g.set_axis_labels("layer", "alpha (mean +- sd over folds)")
+    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
+    _layer_ticks(g, data)
+    g.figure.suptitle(title, y=1.02)
+    _save(g.figure, path, dpi)
+
+
+def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
+    """NCC mismatch per layer, train (solid) and test (dashed), one column per epoch."""
+    title = "NCC mismatch with the network's prediction per layer"
+    cols = [c for c in ("ncc_mismatch_train", "ncc_mismatch_test") if c in layers]
+    if not cols or layers.empty:
+        _empty(path, title, "no NCC results", dpi)
+        return
+    data, kind = add_variant(layers)
+    long = data.melt(
+        id_vars=["variant", "panel", "epoch", "layer", "layer_index", "fold"],
+        value_vars=cols,
+        var_name="split",
+        value_name="mismatch",
+    )
+    long["split"] = long["split"].str.replace("ncc_mismatch_", "", regex=False)
+    long = long[np.isfinite(long["mismatch"].astype(float))]
+    pal = variant_palette(data["variant"], kind)
+    g = sns.relplot(
+        data=long,
+        x="layer_index",
+        y="mismatch",
+        hue="variant",
+        hue_order=sorted(pal),
+        palette=pal,
+        style="split",
+        style_order=["train", "test"],
+        row="panel",
+        col="epoch",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=2.8,
+        aspect=1.2,
+        facet_kws={"sharex": False},
+    )
+    g.set_axis_labels("layer", "NCC mismatch (fraction)")
+    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
+    _layer_ticks(g, long)
+    g.figure.suptitle(title, y=1.02)
+    _save(g.figure, path, dpi)
+
+
+def plot_collapse_layers(
+    layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
+) -> None:
+    """NC1 (within-class variability relative to between-class, log scale) per layer."""
+    title = "Neural collapse NC1 per layer"
+    data = (
+        layers[pd.to_numeric(layers.get("nc1"), errors="coerce") > 0]
+        if "nc1" in layers
+        else layers.iloc[0:0]
+    )
+    if data.empty:
+        _empty(path, title, "no positive NC1 value", dpi)
+        return
+    data, kind = add_variant(data)
+    pal = variant_palette(data["variant"], kind)
+    g = sns.relplot(
+        data=data,
+        x="layer_index",
+        y="nc1",
+        hue="variant",
+        hue_order=sorted(pal),
+        palette=pal,
+        row="panel",
+        col="epoch",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=2.8,
+        aspect=1.2,
+        facet_kws={"sharex": False},
+    )
+    g.set(yscale="log")
+    g.set_axis_labels("layer", "NC1 = tr(Sw Sb+)/C")
+    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
+    _layer_ticks(g, data)
+    g.figure.suptitle(title, y=1.02)
+    _save(g.figure, path, dpi)
+
+
+def plot_accuracy_epochs(
+    epochs: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
+) -> None:
+    """Test accuracy (held-out fold where there is no test split) over epochs, +-1 sd band."""
+    title = "Test accuracy over training"
+    if epochs.empty or "target_acc" not in epochs:
+        _empty(path, title, "no training metrics", dpi)
+        return
+    data, kind = add_variant(epochs)
+    data = data[np.isfinite(data["target_acc"].astype(float))]
+    pal = variant_palette(data["variant"], kind)
+    g = sns.relplot(
+        data=data,
+        x="epoch",
+        y="target_acc",
+        hue="variant",
+        hue_order=sorted(pal),
+        palette=pal,
+        col="panel",
+        col_wrap=min(3, data["panel"].nunique()),
+        kind="line",
+        errorbar="sd",
+        height=3.0,
+        aspect=1.3,
+    )
+    g.set_axis_labels("epoch", "test accuracy (mean +- sd over folds)")
+    g.set_titles(col_template="{col_name}")
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    g.figure.suptitle(title, y=1.03)
+    _save(g.figure, path, dpi)
+
+
+def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
+    """Row-normalized confusion matrices of the final models, summed over folds."""
+    title = "Confusion matrices of the final models (rows: true class, normalized)"
+    if confusion.empty:
+        _empty(path, title, "no predictions", dpi)
+        return
+    data, _ = add_variant(confusion)
+    keys = sorted(data.groupby(["panel", "variant"]).groups)
+    n = len(keys)
+    ncol = min(4, n)
+    nrow = math.ceil(n / ncol)
+    n_classes = int(data["true"].max()) + 1
+    side = 2.2 + 0.12 * n_classes
+    fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol, side * nrow), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (panel, variant) in zip(axes.flat, keys, strict=False):
+        part = data[(data["panel"] == panel) & (data["variant"] == variant)]
+        mat = part.groupby(["true", "predicted"])["count"].sum().unstack(fill_value=0)
+        mat = mat.reindex(index=range(n_classes), columns=range(n_classes), fill_value=0)
+        rows = mat.sum(axis=1).replace(0, 1)
+        norm = mat.div(rows, axis=0)
+        sns.heatmap(
+            norm,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="Blues",
+            cbar=False,
+            square=True,
+            annot=n_classes <= 10,
+            fmt=".2f",
+            annot_kws={"fontsize": 6},
+        )
+        epoch = int(part["epoch"].max()) if "epoch" in part else None
+        ax.set_title(
+            f"{panel}\n{variant}" + (f" (epoch {epoch})" if epoch is not None else ""), fontsize=8
+        )
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def plot_correlation(
+    points: pd.DataFrame,
+    correlation: pd.DataFrame,
+    path: str | os.PathLike[str],
+    dpi: int = 110,
+) -> None:
+    """Scatter of each layer-dynamics feature against test accuracy (one point per run and
+    checkpoint), annotated with the per-experiment Spearman rho and p-value."""
+    title = "Training-data layer dynamics vs test accuracy"
+    features = [f for f in FEATURE_LABELS if f in points]
+    if points.empty or not features:
+        _empty(path, title, "no (run, checkpoint) points", dpi)
+        return
+    data, kind = add_variant(points)
+    pal = variant_palette(data["variant"], kind)
+    experiments = list(dict.fromkeys(data["experiment"].astype(str)))
+    if len(experiments) > 1:
+        experiments.append("all")
+    fig, axes = plt.subplots(
+        len(experiments),
+        len(features),
+        figsize=(4.2 * len(features) + 2.5, 3.4 * len(experiments)),
+        squeeze=False,
+    )
+    panels = sorted(data["panel"].unique())
+    markers = dict(zip(panels, "osD^vP*Xh" * (len(panels) // 9 + 1), strict=False))
+    for i, exp in enumerate(experiments):
+        part = data if exp == "all" else data[data["experiment"].astype(str) == exp]
+        for j, feat in enumerate(features):
+            ax = axes[i, j]
+            ok = np.isfinite(part[feat].astype(float)) & np.isfinite(part["accuracy"].astype(float))
+            sub = part[ok]
+            for (variant, panel), pts in sub.groupby(["variant", "panel"]):
+                ax.scatter(
+                    pts[feat],
+                    pts["accuracy"],
+                    color=pal[variant],
+                    marker=markers[panel],
+                    s=22,
+                    alpha=0.85,
+                    linewidths=0,
+                )
+            row = correlation[
+                (correlation["experiment"].astype(str) == exp) & (correlation["feature"] == feat)
+            ]
+            if len(row):
+                r = row.iloc[0]
+                txt = (
+                    f"Spearman rho = {r['rho']:.2f}, p = {r['p_value']:.2g}, n = {int(r['n'])}"
+                    if r["status"] == "ok"
+                    else f"{r['status']} (n = {int(r['n'])})"
+                )
+                ax.set_title(f"{exp}\n{txt}", fontsize=9)
+            else:
+                ax.set_title(exp, fontsize=9)
+            ax.set_xlabel(FEATURE_LABELS[feat])
+            ax.set_ylabel("test accuracy")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="", marker="o", color=pal[v], label=v) for v in sorted(pal)]
+    if len(panels) > 1:
+        handles += [
+            Line2D([], [], linestyle="", marker=markers[p], color="0.35", label=p) for p in panels
+        ]
+    fig.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False
+    )
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path, dpi)
