@@ -22,10 +22,11 @@ import torch  # noqa: E402
 from mfoml.activations import dump_activations  # noqa: E402
 from mfoml.datasets import load_dataset  # noqa: E402
 from mfoml.io import atomic_write_json  # noqa: E402
-from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.training import list_checkpoints, load_checkpoint  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "activations")
+log_device_environment(log)
 cfg = json.loads(snakemake.params.cfg)
 torch.set_num_threads(max(1, int(snakemake.threads)))
 run = snakemake.wildcards.run

@@ -24,12 +24,13 @@ import torch  # noqa: E402
 from mfoml.datasets import load_dataset  # noqa: E402
 from mfoml.folds import load_folds, split_indices  # noqa: E402
 from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
-from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.models import build_model  # noqa: E402
 from mfoml.noise import flip_labels  # noqa: E402
 from mfoml.training import TrainConfig, list_checkpoints, load_checkpoint, train  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
+log_device_environment(log)
 cfg = json.loads(snakemake.params.cfg)
 run_id = cfg["run"]
 out_dir = Path(snakemake.output[0])

@@ -46,3 +46,27 @@ def setup_logging(log_file: str | os.PathLike[str] | None, name: str = "mfoml") 
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return logging.getLogger(name)
+
+
+def log_device_environment(log: logging.Logger) -> None:
+    """Log the accelerator environment of a job: ``CUDA_VISIBLE_DEVICES`` and what torch sees.
+
+    On a cluster this shows which GPU the scheduler gave the job (SLURM sets
+    ``CUDA_VISIBLE_DEVICES`` for a ``--gpus`` request); ``unset`` means none was assigned.
+    """
+    import torch  # local: most rule scripts do not need torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    available = torch.cuda.is_available()
+    names = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if available
+        else []
+    )
+    log.info(
+        "CUDA_VISIBLE_DEVICES=%s; torch %s, cuda available: %s%s",
+        visible,
+        torch.__version__,
+        available,
+        f" ({', '.join(names)})" if names else "",
+    )
