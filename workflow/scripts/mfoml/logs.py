@@ -64,7 +64,7 @@ def log_device_environment(log: logging.Logger) -> None:
         else []
     )
     log.info(
-        "CUDA_VISIBLE_DEVICES=%s; torch %s, cuda available: %s%s",
+        "CUDA_VISIBLE_DEVICES=%s (torch %s, cuda available: %s%s)",
         visible,
         torch.__version__,
         available,
