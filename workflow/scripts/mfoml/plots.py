@@ -145,6 +145,52 @@ def _layer_ticks(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
     grid.tight_layout()
 
 
+def _per_layer_grid(
+    data: pd.DataFrame,
+    y: str,
+    kind: str | None,
+    *,
+    ylabel: str,
+    title: str,
+    path: str | os.PathLike[str],
+    dpi: int,
+    variants: pd.Series | None = None,
+    sharey: bool | None = None,
+    logy: bool = False,
+    **line_kws: object,
+) -> None:
+    """One line per variant of ``y`` over the layer index (mean +- sd over folds), one row of
+    panels per model and one column per checkpoint epoch, saved to ``path``."""
+    pal = variant_palette(data["variant"] if variants is None else variants, kind)
+    facet_kws: dict[str, bool] = {"sharex": False}
+    if sharey is not None:
+        facet_kws["sharey"] = sharey
+    g = sns.relplot(
+        data=data,
+        x="layer_index",
+        y=y,
+        hue="variant",
+        hue_order=sorted(pal),
+        palette=pal,
+        row="panel",
+        col="epoch",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=2.8,
+        aspect=1.2,
+        facet_kws=facet_kws,
+        **line_kws,
+    )
+    if logy:
+        g.set(yscale="log")
+    g.set_axis_labels("layer", ylabel)
+    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
+    _layer_ticks(g, data)
+    g.figure.suptitle(title, y=1.02)
+    _save(g.figure, path, dpi)
+
+
 def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
     """Alpha (train split) per layer: mean over folds with a +-1 sd band, one column per epoch.
 
@@ -163,28 +209,16 @@ def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         _empty(path, title, "no finite alpha estimate (see the probe status in layers.csv)", dpi)
         return
     data, kind = add_variant(data)
-    pal = variant_palette(data["variant"], kind)
-    g = sns.relplot(
-        data=data,
-        x="layer_index",
-        y="alpha",
-        hue="variant",
-        hue_order=sorted(pal),
-        palette=pal,
-        row="panel",
-        col="epoch",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=2.8,
-        aspect=1.2,
-        facet_kws={"sharey": True, "sharex": False},
+    _per_layer_grid(
+        data,
+        "alpha",
+        kind,
+        ylabel="alpha (mean +- sd over folds)",
+        title=title,
+        path=path,
+        dpi=dpi,
+        sharey=True,
     )
-    g.set_axis_labels("layer", "alpha (mean +- sd over folds)")
-    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
-    _layer_ticks(g, data)
-    g.figure.suptitle(title, y=1.02)
-    _save(g.figure, path, dpi)
 
 
 def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
@@ -203,30 +237,18 @@ def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int
     )
     long["split"] = long["split"].str.replace("ncc_mismatch_", "", regex=False)
     long = long[np.isfinite(long["mismatch"].astype(float))]
-    pal = variant_palette(data["variant"], kind)
-    g = sns.relplot(
-        data=long,
-        x="layer_index",
-        y="mismatch",
-        hue="variant",
-        hue_order=sorted(pal),
-        palette=pal,
+    _per_layer_grid(
+        long,
+        "mismatch",
+        kind,
+        ylabel="NCC mismatch (fraction)",
+        title=title,
+        path=path,
+        dpi=dpi,
+        variants=data["variant"],
         style="split",
         style_order=["train", "test"],
-        row="panel",
-        col="epoch",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=2.8,
-        aspect=1.2,
-        facet_kws={"sharex": False},
     )
-    g.set_axis_labels("layer", "NCC mismatch (fraction)")
-    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
-    _layer_ticks(g, long)
-    g.figure.suptitle(title, y=1.02)
-    _save(g.figure, path, dpi)
 
 
 def plot_collapse_layers(
@@ -243,29 +265,16 @@ def plot_collapse_layers(
         _empty(path, title, "no positive NC1 value", dpi)
         return
     data, kind = add_variant(data)
-    pal = variant_palette(data["variant"], kind)
-    g = sns.relplot(
-        data=data,
-        x="layer_index",
-        y="nc1",
-        hue="variant",
-        hue_order=sorted(pal),
-        palette=pal,
-        row="panel",
-        col="epoch",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=2.8,
-        aspect=1.2,
-        facet_kws={"sharex": False},
+    _per_layer_grid(
+        data,
+        "nc1",
+        kind,
+        ylabel="NC1 = tr(Sw Sb+)/C",
+        title=title,
+        path=path,
+        dpi=dpi,
+        logy=True,
     )
-    g.set(yscale="log")
-    g.set_axis_labels("layer", "NC1 = tr(Sw Sb+)/C")
-    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
-    _layer_ticks(g, data)
-    g.figure.suptitle(title, y=1.02)
-    _save(g.figure, path, dpi)
 
 
 def plot_accuracy_epochs(
