@@ -395,3 +395,31 @@ def test_config_and_input_validation(small, tmp_path):
         extra = FeatureNormLoss(model, "block1", 1.0)
         extra.layers = ["block7"]
         train(model, x, y, TrainConfig(epochs=1, device="cpu"), tmp_path, extra_loss=extra)
+
+
+def test_frozen_stage_keeps_weights_and_batchnorm_statistics(small, tmp_path):
+    """Transfer learning freezes a stage's parameters; its BatchNorm running statistics must not
+    move either (train mode would keep updating them), while the trainable stages do learn."""
+    x, y = small
+    model = build_model("mlp", (6,), 3, depth=2, width=8, seed=0)
+    # Give the running statistics a state that any update would visibly change.
+    bn1 = [m for m in model.stages["block1"].modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    bn2 = [m for m in model.stages["block2"].modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bn1) == 1 and len(bn2) == 1
+    for p in model.stages["block1"].parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=2, batch_size=30, lr=1e-2, device="cpu")
+    train(model, x, y, cfg, tmp_path, log=None)
+    after = model.state_dict()
+    block1 = [k for k in before if k.startswith("stages.block1.")]
+    block2 = [k for k in before if k.startswith("stages.block2.")]
+    assert any(k.endswith("running_mean") for k in block1)
+    for k in block1:
+        assert torch.equal(before[k], after[k]), f"frozen {k} changed"
+    moved = [k for k in block2 if not torch.equal(before[k], after[k])]
+    assert any(k.endswith("running_mean") for k in moved), "trainable BatchNorm did not update"
+    assert any(k.endswith("weight") for k in moved), "trainable stage did not learn"
+    assert training.hold_frozen_batchnorm(model) == [
+        name for name, m in model.named_modules() if m is bn1[0]
+    ]

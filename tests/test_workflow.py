@@ -171,6 +171,9 @@ def test_transfer_noise_and_svsl_run(tiny):
         "state_dict"
     ]
     params = [k for k in src if k.endswith((".weight", ".bias"))]
+    # a frozen stage also keeps the source's BatchNorm running statistics
+    stats = [k for k in src if k.startswith("stages.block1.") and "running_" in k]
+    assert stats and all(torch.equal(src[k], dst[k]) for k in stats)
     frozen = [k for k in params if k.startswith("stages.block1.")]
     trained = [k for k in params if k.startswith("stages.block2.")]
     assert frozen and trained

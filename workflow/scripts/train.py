@@ -8,8 +8,8 @@ relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer
 
 Transfer learning (``transfer`` in the sweep): the weights of the source run's checkpoint are
 copied into the new model except the head (re-initialized for the new classes), and the
-parameters of the first ``freeze`` stages are frozen (``requires_grad = False``; their
-BatchNorm running statistics still adapt in training mode).
+parameters of the first ``freeze`` stages are frozen (``requires_grad = False``; the training
+loop also holds their BatchNorm layers in eval mode, so their running statistics stay fixed).
 """
 
 import sys

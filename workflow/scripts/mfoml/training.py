@@ -61,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "checkpoint_path",
     "evaluate",
+    "hold_frozen_batchnorm",
     "list_checkpoints",
     "load_checkpoint",
     "train",
@@ -402,6 +403,29 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def hold_frozen_batchnorm(model: torch.nn.Module) -> list[str]:
+    """Put every BatchNorm layer whose parameters are all frozen into eval mode.
+
+    A frozen layer (``requires_grad=False`` on its weight and bias, as in transfer learning)
+    then also keeps its running mean and variance: in training mode BatchNorm would normalize
+    with batch statistics and keep updating the running statistics, so the "frozen" stage
+    would still change. BatchNorm layers without parameters (``affine=False``) are left as they
+    are. Call after ``model.train()``.
+
+    Returns
+    -------
+    The names of the modules put into eval mode.
+    """
+    held = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+                held.append(name)
+    return held
+
+
 def train(
     model: ProbedModel,
     x_train: Any,
@@ -535,6 +559,7 @@ def train(
             if callable(hook):
                 hook(model, x_train, y_train, device)
             model.train()
+            hold_frozen_batchnorm(model)
             perm = torch.randperm(len(yt), generator=gen)
             sum_loss = sum_extra = 0.0
             correct = seen = 0
