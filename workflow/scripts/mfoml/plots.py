@@ -105,19 +105,27 @@ def variant_palette(variants: Sequence[str], kind: str = "variant") -> dict[str,
     return {n: pal[i] for i, n in enumerate(names)}
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
+    """Save ``fig`` atomically (format from the file suffix, tight bounding box) and close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
     plt.close(fig)
 
 
-def _empty(path: str | os.PathLike[str], title: str, why: str, dpi: int) -> None:
-    fig, ax = plt.subplots(figsize=(6, 2.5))
+def empty_figure(
+    path: str | os.PathLike[str],
+    title: str,
+    why: str,
+    dpi: int,
+    figsize: tuple[float, float] = (6, 2.5),
+) -> None:
+    """A placeholder figure that says why there is nothing to plot (never a missing file)."""
+    fig, ax = plt.subplots(figsize=figsize)
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
 
 
 def _layer_ticks(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
@@ -188,7 +196,7 @@ def _per_layer_grid(
     g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
     _layer_ticks(g, data)
     g.figure.suptitle(title, y=1.02)
-    _save(g.figure, path, dpi)
+    save_figure(g.figure, path, dpi)
 
 
 def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
@@ -206,7 +214,9 @@ def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         else layers.iloc[0:0]
     )
     if data.empty:
-        _empty(path, title, "no finite alpha estimate (see the probe status in layers.csv)", dpi)
+        empty_figure(
+            path, title, "no finite alpha estimate (see the probe status in layers.csv)", dpi
+        )
         return
     data, kind = add_variant(data)
     _per_layer_grid(
@@ -226,7 +236,7 @@ def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int
     title = "NCC mismatch with the network's prediction per layer"
     cols = [c for c in ("ncc_mismatch_train", "ncc_mismatch_test") if c in layers]
     if not cols or layers.empty:
-        _empty(path, title, "no NCC results", dpi)
+        empty_figure(path, title, "no NCC results", dpi)
         return
     data, kind = add_variant(layers)
     long = data.melt(
@@ -262,7 +272,7 @@ def plot_collapse_layers(
         else layers.iloc[0:0]
     )
     if data.empty:
-        _empty(path, title, "no positive NC1 value", dpi)
+        empty_figure(path, title, "no positive NC1 value", dpi)
         return
     data, kind = add_variant(data)
     _per_layer_grid(
@@ -283,7 +293,7 @@ def plot_accuracy_epochs(
     """Test accuracy (held-out fold where there is no test split) over epochs, +-1 sd band."""
     title = "Test accuracy over training"
     if epochs.empty or "target_acc" not in epochs:
-        _empty(path, title, "no training metrics", dpi)
+        empty_figure(path, title, "no training metrics", dpi)
         return
     data, kind = add_variant(epochs)
     data = data[np.isfinite(data["target_acc"].astype(float))]
@@ -307,14 +317,14 @@ def plot_accuracy_epochs(
     for ax in g.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     g.figure.suptitle(title, y=1.03)
-    _save(g.figure, path, dpi)
+    save_figure(g.figure, path, dpi)
 
 
 def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
     """Row-normalized confusion matrices of the final models, summed over folds."""
     title = "Confusion matrices of the final models (rows: true class, normalized)"
     if confusion.empty:
-        _empty(path, title, "no predictions", dpi)
+        empty_figure(path, title, "no predictions", dpi)
         return
     data, _ = add_variant(confusion)
     keys = sorted(data.groupby(["panel", "variant"]).groups)
@@ -352,7 +362,7 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         ax.set_ylabel("true")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)
 
 
 def plot_correlation(
@@ -366,7 +376,7 @@ def plot_correlation(
     title = "Training-data layer dynamics vs test accuracy"
     features = [f for f in FEATURE_LABELS if f in points]
     if points.empty or not features:
-        _empty(path, title, "no (run, checkpoint) points", dpi)
+        empty_figure(path, title, "no (run, checkpoint) points", dpi)
         return
     data, kind = add_variant(points)
     pal = variant_palette(data["variant"], kind)
@@ -424,4 +434,4 @@ def plot_correlation(
     )
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path, dpi)
+    save_figure(fig, path, dpi)

@@ -1214,7 +1214,7 @@ class TabularPlan:
 
     PARTS = ("baselines", "rf_search", "wavelet", "importance", "noise")
     #: mfoml modules that mfoml.tabular imports lazily, listed only for the parts running them.
-    LAZY = frozenset({"wavelets.py", "smoothness.py", "noise.py", "tabular_plots.py"})
+    LAZY = frozenset({"wavelets.py", "smoothness.py", "noise.py", "tabular_plots.py", "plots.py"})
     EXTRA = {
         "baselines": (),
         "rf_search": (),
@@ -1223,7 +1223,7 @@ class TabularPlan:
         "synthetic": ("wavelets.py",),
         "noise": ("wavelets.py", "smoothness.py", "noise.py"),
         "tables": (),
-        "figures": ("tabular_plots.py",),
+        "figures": ("tabular_plots.py", "plots.py"),
     }
     #: figure name -> the table it needs
     FIGURE_TABLES = {

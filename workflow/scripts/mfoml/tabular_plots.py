@@ -21,24 +21,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mfoml.io import atomic_path  # noqa: E402
+from mfoml.plots import empty_figure, save_figure  # noqa: E402
 
 __all__ = ["FIGURES", "plot_all"]
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi)
 
 
 def _empty(path: str | os.PathLike[str], title: str, note: str, dpi: int) -> None:
-    fig, ax = plt.subplots(figsize=(5, 2))
-    ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
-    _save(fig, path, dpi)
+    empty_figure(path, title, note, dpi, figsize=(5, 2))
 
 
 def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.2)):
