@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -119,27 +117,6 @@ def test_unknown_name_lists_known(tmp_path):
     for name in DATASETS:
         assert name in str(err.value)
     assert "openml-" in str(err.value)
-
-
-def test_openml_names_are_dispatched(tmp_path, monkeypatch):
-    """``openml-*`` goes to mfoml.openml.prepare_openml (a recording stand-in module here)."""
-    calls = []
-    stand_in = types.ModuleType("mfoml.openml")
-    stand_in.prepare_openml = lambda name, out_dir, **kw: (
-        calls.append((name, out_dir, kw)) or {"name": name}
-    )
-    monkeypatch.setitem(sys.modules, "mfoml.openml", stand_in)
-    got = prepare_dataset(
-        "openml-adult", tmp_path / "o", per_class_cap=5, seed=3, mirror="http://127.0.0.1:1/"
-    )
-    assert got == {"name": "openml-adult"}
-    assert calls == [
-        (
-            "openml-adult",
-            tmp_path / "o",
-            {"seed": 3, "per_class_cap": 5, "mirror": "http://127.0.0.1:1/"},
-        )
-    ]
 
 
 # ------------------------------------------------------------------------------------------
