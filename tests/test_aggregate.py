@@ -133,3 +133,48 @@ def test_plot_with_no_data_still_writes_a_readable_figure(tmp_path):
     )
     img = mpimg.imread(out)
     assert img.shape[0] > 20 and img.shape[1] > 20
+
+
+def test_correlation_points_at_the_initialization_checkpoint(rng):
+    """metrics.csv has no row for epoch 0 (a checkpoint of the initialization); its accuracy
+    comes from the dumped predictions of the checkpoints table instead of being left NaN and
+    silently dropped from the correlation."""
+    runs = _runs(n_folds=2, acts=("relu",))
+    probe, ncc, metrics, ck = {}, {}, {}, []
+    layers = ["input", "block1", "block2", "logits"]
+    for r in runs:
+        rows = [
+            {"epoch": e, "layer": n, "layer_index": i, "split": "train", "alpha": rng.random()}
+            for e in (0, 3)
+            for i, n in enumerate(layers)
+        ]
+        probe[r["run"]] = pd.DataFrame(rows)
+        ncc[r["run"]] = pd.DataFrame(
+            [{**row, "ncc_mismatch_train": rng.random()} for row in rows]
+        ).drop(columns=["split", "alpha"])
+        metrics[r["run"]] = pd.DataFrame(
+            {"epoch": [1, 2, 3], "test_acc": rng.random(3), "heldout_acc": rng.random(3)}
+        )
+        for e in (0, 3):
+            for split in ("train", "test"):
+                ck.append({**r, "epoch": e, "split": split, "accuracy": rng.random()})
+    checkpoints = pd.DataFrame(ck)
+    table = agg.layers_table(runs, probe, ncc)
+    epochs = agg.epochs_table(runs, metrics)
+    pen = {r["run"]: "block2" for r in runs}
+    pts = agg.correlation_points(table, epochs, pen, checkpoints=checkpoints)
+    assert len(pts) == 4 and pts["accuracy"].notna().all()
+    for _, p in pts.iterrows():
+        if p["epoch"] == 0:
+            sel = (
+                (checkpoints["run"] == p["run"])
+                & (checkpoints["epoch"] == 0)
+                & (checkpoints["split"] == "test")
+            )
+            expected = float(checkpoints.loc[sel, "accuracy"].iloc[0])
+        else:
+            m = metrics[p["run"]]
+            expected = float(m.loc[m["epoch"] == 3, "test_acc"].iloc[0])
+        assert p["accuracy"] == expected and p["target"] == "test_acc"
+    corr = agg.correlation_table(pts, min_points=3)
+    assert (corr["n"] == 4).all()

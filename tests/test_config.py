@@ -135,6 +135,10 @@ def test_sweep_errors_name_the_sweep_key():
             "config key 'probe.splits': split 'heldout' is not dumped",
         ),
         (
+            lambda c: c["probe"].update(splits=["test"]),
+            "config key 'probe.splits': must include 'train' (the correlation table",
+        ),
+        (
             lambda c: c["ncc"].update(test_split="heldout"),
             "config key 'ncc.test_split': split 'heldout' is not dumped",
         ),

@@ -487,3 +487,35 @@ def test_layer_table_reduced_penultimate_gives_nan_nc3(tmp_path):
     assert tab.loc["block2", "nc4"] == tab.loc["block2", "ncc_mismatch_train"]
     assert any("NC3 is not computable" in line for line in lines)
     assert "adaptive_avg_pool1d" in tab.loc["block2", "reduction"]
+
+
+def test_layer_table_uses_true_labels_of_a_noisy_train_dump(trained_dumps, tmp_path):
+    """Under label noise the train dump carries the labels trained on; METHODS section 7 takes
+    the class means (and NCC accuracy, NC1) from the true labels."""
+    from mfoml.activations import dump_activations, open_activations
+    from mfoml.noise import flip_labels
+
+    model, train_dump, _, _ = trained_dumps
+    x = np.asarray(train_dump.layer("input"), dtype=np.float32)  # (400, 40) MNIST-1D inputs
+    y = np.asarray(train_dump.labels)
+    y_noisy, changed = flip_labels(y, 0.3, 10, seed=1)
+    assert changed.sum() == round(0.3 * len(y))
+    dump_activations(
+        model, x, y_noisy, tmp_path / "noisy", true_labels=y, device="cpu", split="train"
+    )
+    noisy = open_activations(tmp_path / "noisy")
+    np.testing.assert_array_equal(noisy.labels, y_noisy)  # the labels trained on, as before
+    np.testing.assert_array_equal(noisy.true_labels, y)
+    np.testing.assert_array_equal(train_dump.true_labels, train_dump.labels)  # no noise file
+    tab = layer_table(noisy, log=None).set_index("layer")
+    p = np.asarray(noisy.predictions)
+    for name in ("block1", model.penultimate_layer):
+        h = np.asarray(noisy.layer(name), dtype=np.float64)
+        ref = loop_ncc(h, loop_means(h, y, 10))
+        row = tab.loc[name]
+        assert row["ncc_mismatch_train"] == np.mean(ref != p)
+        assert row["ncc_accuracy_train"] == np.mean(ref == y)
+        assert row["nc1"] == pytest.approx(pinv_nc1(h, y, 10), rel=1e-6)
+        assert row["nc1"] != pytest.approx(pinv_nc1(h, y_noisy, 10), rel=1e-3)
+    with pytest.raises(ValueError, match="true_labels must have shape"):
+        dump_activations(model, x, y, tmp_path / "bad", true_labels=y[:-1], device="cpu")

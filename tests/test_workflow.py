@@ -379,3 +379,41 @@ def test_subsamples_are_stratified(tiny):
     probe = pd.read_csv(run_dir / "probe.csv")
     assert (probe["n_samples"] == 500).all()
     assert len(np.load(run_dir / "activations" / "2" / "test" / "labels.npy")) == 1000
+
+
+def test_label_noise_run_ncc_uses_true_labels(tiny, tmp_path):
+    """A label-noise run on its own folds: the train dump keeps the labels trained on and the
+    true ones (labels_true.npy), and the NCC table's class means use the true labels."""
+    from mfoml.activations import open_activations
+
+    wd = copy_run(tiny, tmp_path / "wd")
+    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
+    cfg["sweeps"][0]["noise"] = [0.0, 0.3]
+    path = wd / "config" / "tests" / "noisy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = "mnist1d/mlp-d2-w16/relu/ce/noise30/fold0"
+    target = f"results/runs/{run}/ncc.csv"
+    run_snakemake(wd, "--cores", "2", target, configfile=path, check=True)
+    base = wd / "results" / "runs" / run
+    split = np.load(base / "checkpoints" / "split.npz")
+    assert split["relabelled"].sum() == round(0.3 * len(split["train_idx"]))
+    dump = open_activations(base / "activations" / "2" / "train")
+    # locate each dumped sample among the training-fold inputs (rows are distinct)
+    x_all = np.load(wd / "resources" / "data" / "mnist1d" / "x_train.npy")
+    x_fold = x_all[split["train_idx"]].reshape(len(split["train_idx"]), -1).astype(np.float16)
+    where = {row.tobytes(): i for i, row in enumerate(x_fold)}
+    pos = np.array([where[row.tobytes()] for row in np.asarray(dump.layer("input"))])
+    np.testing.assert_array_equal(dump.labels, split["y_train"][pos])
+    np.testing.assert_array_equal(dump.true_labels, split["y_train_clean"][pos])
+    assert (dump.labels != dump.true_labels).any()
+    ncc = pd.read_csv(wd / target)
+    row = ncc[(ncc["epoch"] == 2) & (ncc["layer"] == "block2")].iloc[0]
+    h = np.asarray(dump.layer("block2"), dtype=np.float64)
+    y = np.asarray(dump.true_labels)
+    means = np.stack([h[y == c].mean(axis=0) for c in range(10)])
+    d = ((h[:, None, :] - means[None, :, :]) ** 2).sum(axis=2)
+    nearest = d.argmin(axis=1)
+    assert row["ncc_accuracy_train"] == pytest.approx(np.mean(nearest == y), abs=1e-12)
+    assert row["ncc_mismatch_train"] == pytest.approx(
+        np.mean(nearest != np.asarray(dump.predictions)), abs=1e-12
+    )

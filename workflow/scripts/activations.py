@@ -4,8 +4,9 @@ Output: ``results/runs/{run}/activations/{epoch}/{split}/`` (mfoml.activations f
 ``sources.json`` describing where each split's samples come from.
 
 Splits: ``train`` = the run's training folds with the labels it was trained on (relabelled under
-label noise), ``heldout`` = its held-out fold, ``test`` = the official test split (the held-out
-fold when the data set has none). With ``analysis_dataset`` (a different data set, e.g. the full
+label noise; the true labels go to ``labels_true.npy`` for the NCC class means), ``heldout`` =
+its held-out fold, ``test`` = the official test split (the held-out fold when the data set has
+none). With ``analysis_dataset`` (a different data set, e.g. the full
 CIFAR100 for a model trained on a small subset) ``train``/``test`` are that set's splits and
 ``heldout`` is its test split.
 """
@@ -56,13 +57,17 @@ if cfg["own_folds"]:
     train_idx, heldout_idx = sp["train_idx"], sp["heldout_idx"]
     for name in cfg["splits"]:
         if name == "train":
-            splits[name] = (train_idx, sp["y_train"], "x_train")
-            sources[name] = {"data": "train", "indices": "training folds", "labels": "as trained"}
+            splits[name] = (train_idx, sp["y_train"], "x_train", sp["y_train_clean"])
+            sources[name] = {
+                "data": "train",
+                "indices": "training folds",
+                "labels": "as trained (true labels in labels_true.npy)",
+            }
         elif name == "heldout" or ds.x_test is None:
-            splits[name] = (heldout_idx, np.asarray(ds.y_train)[heldout_idx], "x_train")
+            splits[name] = (heldout_idx, np.asarray(ds.y_train)[heldout_idx], "x_train", None)
             sources[name] = {"data": "train", "indices": "held-out fold", "labels": "true"}
         else:
-            splits[name] = (np.arange(len(ds.y_test)), np.asarray(ds.y_test), "x_test")
+            splits[name] = (np.arange(len(ds.y_test)), np.asarray(ds.y_test), "x_test", None)
             sources[name] = {"data": "test", "indices": "all", "labels": "true"}
 else:
     if ds.x_test is None and set(cfg["splits"]) - {"train"}:
@@ -71,23 +76,24 @@ else:
         )
     for name in cfg["splits"]:
         if name == "train":
-            splits[name] = (np.arange(len(ds.y_train)), np.asarray(ds.y_train), "x_train")
+            splits[name] = (np.arange(len(ds.y_train)), np.asarray(ds.y_train), "x_train", None)
             sources[name] = {"data": "train", "indices": "all", "labels": "true"}
         else:
-            splits[name] = (np.arange(len(ds.y_test)), np.asarray(ds.y_test), "x_test")
+            splits[name] = (np.arange(len(ds.y_test)), np.asarray(ds.y_test), "x_test", None)
             sources[name] = {"data": "test", "indices": "all", "labels": "true"}
 
 ckpts = list_checkpoints(ckpt_dir)
 if not ckpts:
     raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to dump")
 out.mkdir(parents=True, exist_ok=True)
-for name, (idx, y, which) in splits.items():
+for name, (idx, y, which, y_true) in splits.items():
     keep = subsample(np.asarray(y), cfg["max_samples"])
-    splits[name] = (np.asarray(idx)[keep], np.asarray(y)[keep], which)
+    y_true = None if y_true is None else np.asarray(y_true)[keep]
+    splits[name] = (np.asarray(idx)[keep], np.asarray(y)[keep], which, y_true)
     sources[name]["n_samples"] = int(len(keep))
 for epoch, path in ckpts.items():
     model, _ = load_checkpoint(path)
-    for name, (idx, y, which) in splits.items():
+    for name, (idx, y, which, y_true) in splits.items():
         x = getattr(ds, which)
         x_sel = np.asarray(x[idx], dtype=np.float32)
         manifest = dump_activations(
@@ -102,6 +108,7 @@ for epoch, path in ckpts.items():
             epoch=epoch,
             checkpoint=path,
             log=log.info,
+            true_labels=None if y_true is None else np.asarray(y_true, dtype=np.int64),
         )
         log.info(
             "epoch %d split %s: %d samples, %d layers",

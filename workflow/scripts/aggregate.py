@@ -61,7 +61,9 @@ for meta in runs:
                 confusion.append(conf)
 checkpoints = pd.DataFrame(rows)
 penultimate = {rid: i["penultimate_layer"] for rid, i in info.items()}
-points = agg.correlation_points(layers, epochs, penultimate, target=cfg["target"])
+points = agg.correlation_points(
+    layers, epochs, penultimate, target=cfg["target"], checkpoints=checkpoints
+)
 correlation = agg.correlation_table(points, min_points=int(cfg["min_runs"]))
 for frame in (epochs, checkpoints, points, correlation):
     frame.insert(0, "name", cfg["name"])

@@ -8,6 +8,9 @@ mode, and writes into ``out_dir``:
     reduced (below). Created with ``np.lib.format.open_memmap`` and filled batch by batch.
 ``labels.npy``, ``predictions.npy``
     int64 ``(N,)``: the given labels and ``argmax`` of the logits, in the same order.
+``labels_true.npy``
+    int64 ``(N,)``, only when ``true_labels`` is given: the true labels of a split whose
+    ``labels`` are noisy (the training split of a label-noise run); NCC means use them.
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
     max_features, dtype}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
@@ -126,6 +129,7 @@ def dump_activations(
     checkpoint: str | os.PathLike[str] | None = None,
     overwrite: bool = True,
     log: Any = None,
+    true_labels: Any = None,
 ) -> dict:
     """Dump the per-layer representations of ``x`` (one ordered pass, eval mode).
 
@@ -144,6 +148,8 @@ def dump_activations(
     overwrite : replace an existing ``out_dir`` (after the new dump is complete); otherwise an
         existing ``out_dir`` is a ``FileExistsError``.
     log : optional callable receiving progress lines.
+    true_labels : int labels ``(N,)``, the true classes when ``y`` holds noisy labels (written
+        as ``labels_true.npy``; ``ActivationDump.true_labels`` falls back to ``labels``).
 
     Returns
     -------
@@ -170,6 +176,13 @@ def dump_activations(
         raise ValueError("cannot dump activations of an empty split")
     if not np.issubdtype(y_arr.dtype, np.integer):
         raise ValueError(f"y must hold integer class labels, got dtype {y_arr.dtype}")
+    y_true = None
+    if true_labels is not None:
+        y_true = np.asarray(true_labels)
+        if y_true.shape != (n,):
+            raise ValueError(f"true_labels must have shape ({n},), got {y_true.shape}")
+        if not np.issubdtype(y_true.dtype, np.integer):
+            raise ValueError(f"true_labels must be integer labels, got dtype {y_true.dtype}")
     dev = resolve_device(device)
     say = log if log is not None else (lambda _m: None)
 
@@ -233,6 +246,8 @@ def dump_activations(
                 preds[start:stop] = logits.argmax(1).cpu().numpy()
                 labels[start:stop] = y_arr[start:stop]
                 say(f"activations {split}: {stop}/{n} samples")
+        if y_true is not None:  # plain write: the whole directory is temporary
+            np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
         for arr in (*arrays.values(), labels, preds):
             arr.flush()
         del labels, preds
@@ -245,6 +260,7 @@ def dump_activations(
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "max_features": None if max_features is None else int(max_features),
             "dtype": "float16",
+            "true_labels": y_true is not None,
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(
@@ -293,6 +309,8 @@ class ActivationDump:
     layers : ordered layer names.
     n_samples : ``N``.
     labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
+    true_labels : int64 ``(N,)``: ``labels_true.npy`` when the dump has it (noisy ``labels``),
+        else ``labels``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -309,6 +327,11 @@ class ActivationDump:
         self.layers: list[str] = [e["name"] for e in self.manifest["layers"]]
         self.labels = self._load("labels.npy", (self.n_samples,), np.int64)
         self.predictions = self._load("predictions.npy", (self.n_samples,), np.int64)
+        self.true_labels = (
+            self._load("labels_true.npy", (self.n_samples,), np.int64)
+            if self.manifest.get("true_labels")
+            else self.labels
+        )
 
     def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
         p = self.path / fname

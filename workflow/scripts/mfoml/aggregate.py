@@ -246,6 +246,7 @@ def correlation_points(
     epochs: pd.DataFrame,
     penultimate: Mapping[str, str],
     target: str = "test_acc",
+    checkpoints: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (run, checkpoint epoch): the :data:`FEATURES` and the accuracy target.
 
@@ -256,6 +257,11 @@ def correlation_points(
     penultimate : run id -> name of its penultimate (last inner) layer.
     target : ``test_acc`` (falls back to ``heldout_acc`` where the run has no test split) or
         ``heldout_acc``.
+    checkpoints : the checkpoints table (``run, epoch, split, accuracy`` from the dumped
+        predictions). A checkpoint without a row in the training metrics (epoch 0, the
+        initialization) takes its accuracy from the dump of the ``test`` split (``heldout`` for
+        ``target="heldout_acc"``), with the target name of the run's other epochs; without
+        this table such a point has no accuracy and drops out of the correlation.
     """
     rows = []
     for (rid, epoch), part in layers.groupby(["run", "epoch"], sort=False):
@@ -294,6 +300,18 @@ def correlation_points(
     points = points.merge(
         acc[["run", "epoch", "target", "accuracy"]], on=["run", "epoch"], how="left"
     )
+    no_row = ~points.set_index(["run", "epoch"]).index.isin(acc.set_index(["run", "epoch"]).index)
+    if checkpoints is not None and no_row.any():
+        split = "test" if target == "test_acc" else "heldout"
+        ck = checkpoints[checkpoints["split"] == split].set_index(["run", "epoch"])["accuracy"]
+        run_target = acc.dropna(subset=["accuracy"]).groupby("run")["target"].first()
+        for i in np.flatnonzero(no_row):
+            key = (points.at[i, "run"], int(points.at[i, "epoch"]))
+            if key in ck.index:
+                points.at[i, "accuracy"] = float(ck.loc[key])
+                points.at[i, "target"] = run_target.get(
+                    key[0], "heldout_acc" if split == "heldout" else "test_acc"
+                )
     return points
 
 

@@ -491,6 +491,11 @@ def _check_references(config: dict[str, Any]) -> None:
             )
     if "train" not in splits:
         errors.append("config key 'activations.splits': must include 'train' (NCC class means)")
+    if "train" not in config["probe"]["splits"]:
+        errors.append(
+            "config key 'probe.splits': must include 'train' (the correlation table and figures "
+            "use alpha of the train split; without it every alpha feature would be empty)"
+        )
     if config["ncc"]["test_split"] not in splits:
         errors.append(
             f"config key 'ncc.test_split': split {config['ncc']['test_split']!r} is not dumped "

@@ -997,8 +997,10 @@ def layer_table(
 ) -> pd.DataFrame:
     """NCC and neural-collapse metrics for every layer of an activation dump.
 
-    Class means come from the train dump with the true labels; the NCC mismatch compares the
-    NCC decision with the network's predictions stored in each dump (test uses the train means).
+    Class means come from the train dump with the true labels (the dump's ``true_labels`` when
+    it has them, as the train split of a label-noise run does, else its ``labels``; NC1 and the
+    NCC accuracy use the same labels); the NCC mismatch compares the NCC decision with the
+    network's predictions stored in each dump (test uses the train means).
 
     Parameters
     ----------
@@ -1039,7 +1041,9 @@ def layer_table(
         missing = [n for n in names if n not in test_dump.layers]
         if missing:
             raise ValueError(f"layers {missing} are missing from the test dump")
-    y_train = _as_label_array(train_dump.labels, "train labels")
+    # true labels (METHODS section 7): a label-noise run's train dump stores the noisy labels it
+    # was trained on in ``labels`` and the true ones in ``true_labels``
+    y_train = _as_label_array(getattr(train_dump, "true_labels", train_dump.labels), "train labels")
     p_train = _as_label_array(train_dump.predictions, "train predictions")
     w = classifier_weight
     if w is not None:
@@ -1056,7 +1060,10 @@ def layer_table(
         else:
             arrays = [y_train, p_train]
             if test_dump is not None:
-                arrays += [np.asarray(test_dump.labels), np.asarray(test_dump.predictions)]
+                arrays += [
+                    np.asarray(getattr(test_dump, "true_labels", test_dump.labels)),
+                    np.asarray(test_dump.predictions),
+                ]
             n_classes = int(max(int(np.max(a)) for a in arrays if len(a))) + 1
     if w is not None and w.shape[0] != n_classes:
         raise ValueError(f"classifier_weight has {w.shape[0]} rows but n_classes is {n_classes}")
@@ -1124,7 +1131,9 @@ def layer_table(
                 res = scan.run(
                     _dump_source(test_dump, name),
                     chunk_size,
-                    labels=_as_label_array(test_dump.labels, "test labels"),
+                    labels=_as_label_array(
+                        getattr(test_dump, "true_labels", test_dump.labels), "test labels"
+                    ),
                     predictions=_as_label_array(test_dump.predictions, "test predictions"),
                 )
                 row_test = {
