@@ -316,11 +316,24 @@ def test_noise_study_regression_sigma(diabetes) -> None:
 
 
 def test_mean_std_against_numpy() -> None:
-    frame = pd.DataFrame({"g": ["a"] * 3 + ["b"], "fold": [0, 1, 2, 0], "v": [1.0, 2.0, 4.0, 3.0]})
+    frame = pd.DataFrame(
+        {
+            "g": ["a"] * 3 + ["b"] + ["c"] * 3,
+            "fold": [0, 1, 2, 0, 0, 1, 2],
+            "v": [1.0, 2.0, 4.0, 3.0, 5.0, np.nan, 7.0],
+        }
+    )
     out = mean_std(frame, ["g"]).set_index("g")
     assert out.loc["a", "v_mean"] == pytest.approx(7 / 3)
     assert out.loc["a", "v_std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
-    assert out.loc["b", "v_std"] == 0.0 and out.loc["b", "n_folds"] == 1
+    assert out.loc["a", "v_n"] == 3 and out.loc["a", "n_folds"] == 3
+    # one fold: the standard deviation is undefined, not zero
+    assert np.isnan(out.loc["b", "v_std"]) and out.loc["b", "v_n"] == 1
+    assert out.loc["b", "n_folds"] == 1
+    # a fold without a finite value is counted in n_folds but not in v_n
+    assert out.loc["c", "v_mean"] == pytest.approx(6.0)
+    assert out.loc["c", "v_std"] == pytest.approx(np.std([5, 7], ddof=1))
+    assert out.loc["c", "v_n"] == 2 and out.loc["c", "n_folds"] == 3
 
 
 def test_aggregate_and_plots(iris, diabetes, tmp_path: Path) -> None:

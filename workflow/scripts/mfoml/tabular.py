@@ -981,8 +981,10 @@ def mean_std(
 ) -> pd.DataFrame:
     """Mean and (sample, ddof=1) standard deviation over folds of numeric ``columns``.
 
-    Returns one row per group with ``<col>_mean``, ``<col>_std`` (0 for a single fold, NaN
-    where the column is undefined for the group) and ``n_folds``.
+    Returns one row per group with ``<col>_mean``, ``<col>_std``, ``<col>_n`` (the folds with a
+    finite value; NaN and inf are left out) and ``n_folds`` (the folds in the group). The
+    standard deviation is NaN where fewer than two folds have a finite value (undefined, not 0),
+    the same convention as :func:`mfoml.aggregate.summarize`.
     """
     if columns is None:
         columns = [
@@ -990,14 +992,15 @@ def mean_std(
             for c in frame.columns
             if c not in by and c != "fold" and pd.api.types.is_numeric_dtype(frame[c])
         ]
-    g = frame.groupby(list(by), sort=False, dropna=False)
-    mean = g[list(columns)].mean().add_suffix("_mean")
-    n = g.size().rename("n_folds")
-    std = g[list(columns)].std(ddof=1)
-    std = std.where(~((n == 1).to_numpy()[:, None] & mean.notna().to_numpy()), 0.0)
-    std = std.add_suffix("_std")
-    out = pd.concat([mean, std], axis=1)
-    order = [c for col in columns for c in (f"{col}_mean", f"{col}_std")]
+    values = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
+    values = values.replace([np.inf, -np.inf], np.nan)
+    g = values.groupby([frame[c] for c in by], sort=False, dropna=False)
+    mean = g.mean().add_suffix("_mean")
+    std = g.std(ddof=1).add_suffix("_std")
+    count = g.count().add_suffix("_n")
+    n = frame.groupby(list(by), sort=False, dropna=False).size().rename("n_folds")
+    out = pd.concat([mean, std, count], axis=1)
+    order = [c for col in columns for c in (f"{col}_mean", f"{col}_std", f"{col}_n")]
     return pd.concat([out[order], n], axis=1).reset_index()
 
 
