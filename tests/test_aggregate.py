@@ -117,6 +117,19 @@ def test_correlation_points_and_spearman(rng):
     assert 0 <= row["p_value"] <= 1
     few = agg.correlation_table(pts.iloc[:2])
     assert (few["status"] == "too_few_points").all() and few["rho"].isna().all()
+    assert agg.missing_penultimate(table, {r["run"]: "block3" for r in runs}) == {}
+
+    # probe.layers / ncc.layers leaving out the penultimate layer: named, and reported as no_data
+    first, second = runs[0]["run"], runs[1]["run"]
+    cut = table[~((table["layer"] == "block3") & table["run"].isin([first, second]))]
+    pen = {r["run"]: "block3" for r in runs}
+    assert agg.missing_penultimate(cut, pen) == {first: ["probe", "ncc"], second: ["probe", "ncc"]}
+    only_missing = agg.correlation_points(
+        cut[cut["run"].isin([first, second])], epochs, {first: "block3", second: "block3"}
+    )
+    none = agg.correlation_table(only_missing)
+    last = none[none["feature"] == "alpha_last_inner"].iloc[0]
+    assert last["status"] == "no_data" and last["n"] == 0 and np.isnan(last["rho"])
 
 
 def test_palette_is_fixed_per_activation():

@@ -61,6 +61,15 @@ for meta in runs:
                 confusion.append(conf)
 checkpoints = pd.DataFrame(rows)
 penultimate = {rid: i["penultimate_layer"] for rid, i in info.items()}
+for rid, lacks in agg.missing_penultimate(layers, penultimate).items():
+    log.warning(
+        "run %s: penultimate layer %r has no %s result (config keys %s leave it out?); its "
+        "correlation features are NaN",
+        rid,
+        penultimate[rid],
+        " or ".join(lacks),
+        ", ".join(f"'{w}.layers'" for w in lacks),
+    )
 points = agg.correlation_points(
     layers, epochs, penultimate, target=cfg["target"], checkpoints=checkpoints
 )

@@ -36,6 +36,7 @@ __all__ = [
     "summarize",
     "correlation_points",
     "correlation_table",
+    "missing_penultimate",
 ]
 
 #: Columns describing a run (first columns of every per-run table).
@@ -315,6 +316,35 @@ def correlation_points(
     return points
 
 
+def missing_penultimate(
+    layers: pd.DataFrame, penultimate: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Runs whose penultimate layer lacks the analyses the correlation features need.
+
+    Parameters
+    ----------
+    layers : :func:`layers_table` output.
+    penultimate : run id -> name of its penultimate (last inner) layer.
+
+    Returns
+    -------
+    ``{run id: ["probe", "ncc"]}`` (whichever is missing) for every run whose penultimate layer
+    has no finite train-split ``alpha`` row (probe) or ``ncc_mismatch_train`` row (ncc), e.g.
+    because ``probe.layers`` or ``ncc.layers`` left it out; empty when nothing is missing.
+    """
+    missing: dict[str, list[str]] = {}
+    for rid, pen in penultimate.items():
+        rows = layers[(layers["run"] == rid) & (layers["layer"] == pen)]
+        lacks = [
+            what
+            for what, col in (("probe", "alpha"), ("ncc", "ncc_mismatch_train"))
+            if col not in rows or not np.isfinite(pd.to_numeric(rows[col], errors="coerce")).any()
+        ]
+        if lacks:
+            missing[rid] = lacks
+    return missing
+
+
 def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
     """Spearman rho and two-sided p-value of each feature with ``accuracy``.
 
@@ -324,8 +354,9 @@ def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame
     Returns
     -------
     DataFrame ``experiment, feature, target, rho, p_value, n, status`` where ``status`` is
-    ``ok``, ``too_few_points`` (n < ``min_points``; rho and p NaN) or ``constant`` (a constant
-    input; rho and p NaN).
+    ``ok``, ``no_data`` (no point has both values, e.g. the penultimate layer was not analysed;
+    see :func:`missing_penultimate`), ``too_few_points`` (0 < n < ``min_points``) or
+    ``constant`` (a constant input); rho and p are NaN unless ``ok``.
     """
     from scipy.stats import spearmanr
 
@@ -343,7 +374,9 @@ def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame
             ok = np.isfinite(x) & np.isfinite(y)
             n = int(ok.sum())
             rho = p = math.nan
-            if n < min_points:
+            if n == 0:
+                status = "no_data"
+            elif n < min_points:
                 status = "too_few_points"
             elif np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
                 status = "constant"
