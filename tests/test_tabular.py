@@ -315,6 +315,20 @@ def test_noise_study_regression_sigma(diabetes) -> None:
 # aggregation, plots, config
 
 
+def test_top_k_breaks_ties_against_the_true_features() -> None:
+    from mfoml.tabular import top_k_pessimistic
+
+    true = [0, 1, 2]
+    # all tied: nothing is recovered (a stable sort would have put 0, 1, 2 on top)
+    top = top_k_pessimistic(np.zeros(6), true, 3)
+    assert not np.isin(top, true).any()
+    # strictly larger values win; a tie at the boundary goes to the irrelevant feature
+    vals = np.array([0.9, 0.5, 0.1, 0.5, 0.0, 0.2])
+    top = top_k_pessimistic(vals, true, 3)
+    assert top.tolist() == [0, 3, 1]
+    assert int(np.isin(top, true).sum()) == 2
+
+
 def test_mean_std_against_numpy() -> None:
     frame = pd.DataFrame(
         {
