@@ -34,6 +34,7 @@ __all__ = [
     "epochs_table",
     "checkpoint_metrics",
     "summarize",
+    "fold_statistics",
     "correlation_points",
     "correlation_table",
     "missing_penultimate",
@@ -218,19 +219,26 @@ def summarize(
         values = [
             c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
         ]
+    return fold_statistics(frame, group, values)
+
+
+def fold_statistics(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """``{v}_mean, {v}_std, {v}_n`` of each column ``v`` of ``values`` per group of ``by``.
+
+    NaN and inf are left out; ``_n`` counts the finite values, ``_std`` uses ddof = 1 and is NaN
+    where ``_n < 2``. One row per group (in order of appearance), group columns first.
+    """
+    by = list(by)
     if frame.empty:
-        cols = group + [f"{v}_{s}" for v in values for s in ("mean", "std", "n")]
-        return pd.DataFrame(columns=cols)
-    grouped = frame.groupby(group, sort=False, dropna=False)
+        return pd.DataFrame(columns=by + [f"{v}_{s}" for v in values for s in ("mean", "std", "n")])
     parts = []
     for v in values:
         col = pd.to_numeric(frame[v], errors="coerce").replace([np.inf, -np.inf], np.nan)
-        g = col.groupby([frame[c] for c in group], sort=False, dropna=False)
-        part = pd.DataFrame({f"{v}_mean": g.mean(), f"{v}_std": g.std(ddof=1), f"{v}_n": g.count()})
-        parts.append(part)
-    out = pd.concat(parts, axis=1).reset_index()
-    del grouped
-    return out
+        g = col.groupby([frame[c] for c in by], sort=False, dropna=False)
+        parts.append(
+            pd.DataFrame({f"{v}_mean": g.mean(), f"{v}_std": g.std(ddof=1), f"{v}_n": g.count()})
+        )
+    return pd.concat(parts, axis=1).reset_index()
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:

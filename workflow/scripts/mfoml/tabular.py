@@ -50,6 +50,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
+from mfoml.aggregate import fold_statistics
 from mfoml.folds import split_indices
 from mfoml.metrics import classification_metrics, regression_metrics
 
@@ -994,7 +995,8 @@ def mean_std(
     Returns one row per group with ``<col>_mean``, ``<col>_std``, ``<col>_n`` (the folds with a
     finite value; NaN and inf are left out) and ``n_folds`` (the folds in the group). The
     standard deviation is NaN where fewer than two folds have a finite value (undefined, not 0),
-    the same convention as :func:`mfoml.aggregate.summarize`.
+    the same convention as :func:`mfoml.aggregate.summarize` (both use
+    :func:`mfoml.aggregate.fold_statistics`).
     """
     if columns is None:
         columns = [
@@ -1002,16 +1004,10 @@ def mean_std(
             for c in frame.columns
             if c not in by and c != "fold" and pd.api.types.is_numeric_dtype(frame[c])
         ]
-    values = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
-    values = values.replace([np.inf, -np.inf], np.nan)
-    g = values.groupby([frame[c] for c in by], sort=False, dropna=False)
-    mean = g.mean().add_suffix("_mean")
-    std = g.std(ddof=1).add_suffix("_std")
-    count = g.count().add_suffix("_n")
-    n = frame.groupby(list(by), sort=False, dropna=False).size().rename("n_folds")
-    out = pd.concat([mean, std, count], axis=1)
-    order = [c for col in columns for c in (f"{col}_mean", f"{col}_std", f"{col}_n")]
-    return pd.concat([out[order], n], axis=1).reset_index()
+    out = fold_statistics(frame, by, columns)
+    # same grouping, same order of appearance as fold_statistics
+    out["n_folds"] = frame.groupby(list(by), sort=False, dropna=False).size().to_numpy()
+    return out
 
 
 def aggregate(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, pd.DataFrame]:
