@@ -203,25 +203,14 @@ def probe_alphas(
     X: np.ndarray, y: np.ndarray, backend: str, seeds: int = 5
 ) -> tuple[np.ndarray, float]:
     """Sparsity-probe alpha (1 tree, depth 15, all features) for ``seeds`` seeds; fit seconds."""
-    from mfoml.smoothness import alpha_star
-    from mfoml.wavelets import WaveletForestClassifier, fasttree
+    from mfoml.wavelets import sparsity_probe
 
-    class FastProbe(WaveletForestClassifier):
-        def _make_forest(self):
-            return fasttree.FastForestRegressor(
-                self.n_estimators,
-                max_depth=self.max_depth,
-                max_features=self.max_features,
-                bootstrap=self.bootstrap,
-                random_state=self.random_state,
-            )
-
-    cls = FastProbe if backend == "fast" else WaveletForestClassifier
+    sparsity_probe(X[:64], y[:64], max_depth=3, backend=backend)  # warm-up (imports, numba)
     alphas, fit_s = [], 0.0
     for seed in range(seeds):
-        model = cls(1, max_depth=15, max_features=None, random_state=seed).fit(X, y)
-        alphas.append(alpha_star(model.wavelet_norms_, 1).alpha)
-        fit_s += model.fit_seconds_
+        res = sparsity_probe(X, y, task="classification", random_state=seed, backend=backend)
+        alphas.append(res.alpha)
+        fit_s += res.metadata["fit_seconds"]
     return np.array(alphas), fit_s
 
 

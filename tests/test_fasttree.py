@@ -229,34 +229,42 @@ def relu_layer() -> tuple[np.ndarray, np.ndarray]:
 
 def test_probe_alpha_fast_vs_sklearn(relu_layer):
     """The issue's acceptance test: mean alpha over 5 seeds within one seed-standard-deviation
-    (here the forests are identical, so the alphas are too)."""
-    from mfoml.smoothness import alpha_star
-    from mfoml.wavelets import WaveletForestClassifier
-
-    class FastProbeForest(WaveletForestClassifier):
-        def _make_forest(self):  # the same parameters, fast builder
-            return ft.FastForestRegressor(
-                self.n_estimators,
-                max_depth=self.max_depth,
-                min_samples_split=self.min_samples_split,
-                min_samples_leaf=self.min_samples_leaf,
-                max_features=self.max_features,
-                bootstrap=self.bootstrap,
-                max_samples=self.max_samples,
-                random_state=self.random_state,
-                n_jobs=self.n_jobs,
-            )
+    (the forests are identical, so norms and alphas are too); the backend is recorded."""
+    from mfoml.wavelets import WaveletForestClassifier, sparsity_probe
 
     X, y = relu_layer
     alphas = {"fast": [], "sklearn": []}
     for seed in range(5):
-        for name, cls in (("fast", FastProbeForest), ("sklearn", WaveletForestClassifier)):
-            model = cls(1, max_depth=15, max_features=None, random_state=seed).fit(X, y)
-            alphas[name].append(alpha_star(model.wavelet_norms_, 1).alpha)
-            if name == "fast":
-                fast_norms = model.wavelet_norms_
-        np.testing.assert_array_equal(fast_norms, model.wavelet_norms_)
+        norms = {}
+        for backend in alphas:
+            res = sparsity_probe(X, y, random_state=seed, backend=backend)
+            assert res.metadata["backend"] == backend
+            alphas[backend].append(res.alpha)
+            model = WaveletForestClassifier(1, max_depth=15, random_state=seed, backend=backend)
+            norms[backend] = model.fit(X, y).wavelet_norms_
+        np.testing.assert_array_equal(norms["fast"], norms["sklearn"])
     fast, ref = np.array(alphas["fast"]), np.array(alphas["sklearn"])
     assert np.isfinite(ref).all()
     assert abs(fast.mean() - ref.mean()) <= ref.std()
     np.testing.assert_array_equal(fast, ref)
+
+
+def test_backend_defaults_and_choice(continuous):
+    from mfoml.wavelets import WaveletForestClassifier, WaveletForestRegressor, sparsity_probe
+
+    X, Y = continuous
+    labels = Y.argmax(axis=1)
+    clf = WaveletForestClassifier(2, max_depth=6, random_state=0).fit(X, labels)
+    assert clf.backend_ == "fast" and isinstance(clf.forest_, ft.FastForestRegressor)
+    ref = WaveletForestClassifier(2, max_depth=6, random_state=0, backend="sklearn").fit(X, labels)
+    assert ref.backend_ == "sklearn" and isinstance(ref.forest_, RandomForestRegressor)
+    np.testing.assert_array_equal(clf.predict_proba(X[:50]), ref.predict_proba(X[:50]))
+    np.testing.assert_array_equal(clf.feature_importances_, ref.feature_importances_)
+    reg = WaveletForestRegressor(1, max_depth=4, random_state=0).fit(X, X[:, 0])
+    assert reg.backend_ == "sklearn"
+    with pytest.raises(ValueError, match="one-hot"):
+        WaveletForestRegressor(1, backend="fast").fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        WaveletForestClassifier(1, backend="gpu").fit(X, labels)
+    assert sparsity_probe(X, labels, max_depth=5).metadata["backend"] == "fast"
+    assert sparsity_probe(X, X[:, 0], max_depth=5).metadata["backend"] == "sklearn"

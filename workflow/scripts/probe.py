@@ -2,7 +2,7 @@
 and split.
 
 Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min, alpha_max,
-status, n_tau``...) and ``probe_curves.json`` (the full results, with the tau grid and the
+status, n_tau``, the forest ``backend``...) and ``probe_curves.json`` (the full results, with the tau grid and the
 angle curve).
 """
 
@@ -56,6 +56,7 @@ for epoch in epochs:
                 random_state=int(cfg["seed"]),
                 n_jobs=int(snakemake.threads),
                 method=cfg["method"],
+                backend=cfg["backend"],
             )
             if res.status != "ok":
                 log.warning(
@@ -71,6 +72,7 @@ for epoch in epochs:
                     "reduction": json.dumps(entry.get("reduction")),
                     "n_samples": int(len(idx)),
                     "method": res.method,
+                    "backend": res.metadata["backend"],
                     "alpha": res.alpha,
                     "alpha_min": res.alpha_min,
                     "alpha_max": res.alpha_max,

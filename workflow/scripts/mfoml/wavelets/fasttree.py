@@ -63,7 +63,7 @@ def presort(
     and numpy sorts blocks of features (its SIMD sort releases the GIL, so ``n_threads``
     threads share the blocks).
     """
-    from .cart_kernels import pack_keys, unpack_keys
+    from mfoml.wavelets.cart_kernels import pack_keys, unpack_keys
 
     n = samples.shape[0]
     d = X.shape[1]
@@ -169,20 +169,20 @@ class FastTree:
     """
 
     def __init__(self, arrays: tuple, n_features: int) -> None:
-        left, right, feature, threshold, impurity, n_node, w_node, mgl, value, depth = arrays
-        self.children_left = left
-        self.children_right = right
-        self.feature = feature
-        self.threshold = threshold
-        self.impurity = impurity
-        self.n_node_samples = n_node
-        self.weighted_n_node_samples = w_node
+        ints, floats, mgl, value, depth = arrays
+        self.children_left = np.ascontiguousarray(ints[:, 0])
+        self.children_right = np.ascontiguousarray(ints[:, 1])
+        self.feature = np.ascontiguousarray(ints[:, 2])
+        self.threshold = np.ascontiguousarray(floats[:, 0])
+        self.impurity = np.ascontiguousarray(floats[:, 1])
+        self.n_node_samples = np.ascontiguousarray(ints[:, 3])
+        self.weighted_n_node_samples = np.ascontiguousarray(floats[:, 2])
         self.missing_go_to_left = mgl
         self.value = value[:, :, None]
-        self.node_count = int(left.shape[0])
+        self.node_count = int(ints.shape[0])
         self.capacity = self.node_count
         self.max_depth = int(depth)
-        self.n_leaves = int(np.sum(left == -1))
+        self.n_leaves = int(np.sum(self.children_left == -1))
         self.n_features = int(n_features)
         self.n_outputs = int(value.shape[1])
         self.n_classes = np.ones(self.n_outputs, dtype=np.intp)
@@ -198,7 +198,7 @@ class FastTree:
 
     def apply(self, X: Any) -> np.ndarray:
         """Leaf id of each row of ``X`` (n_samples, n_features); shape (n_samples,), int64."""
-        from .cart_kernels import apply_tree
+        from mfoml.wavelets.cart_kernels import apply_tree
 
         return apply_tree(
             self._X(X), self.children_left, self.children_right, self.feature, self.threshold
@@ -208,7 +208,7 @@ class FastTree:
         """CSR indicator (n_samples, node_count) of the nodes on each row's path (root first)."""
         from scipy.sparse import csr_matrix
 
-        from .cart_kernels import decision_paths
+        from mfoml.wavelets.cart_kernels import decision_paths
 
         indptr, indices = decision_paths(
             self._X(X), self.children_left, self.children_right, self.feature, self.threshold
@@ -280,35 +280,33 @@ def fit_tree(
     seed : the tree's integer ``random_state``; the other settings are scikit-learn's resolved
         values (``max_depth`` an int, ``min_samples_split >= 2 * min_samples_leaf``).
     """
-    from .cart_kernels import RAND_R_MAX, build_tree
+    from mfoml.wavelets.cart_build import build_tree
+    from mfoml.wavelets.cart_kernels import RAND_R_MAX
 
     samples = np.flatnonzero(sample_weight != 0.0)
     n = int(samples.shape[0])
     d = X.shape[1]
     order, vals = presort(X, samples, n_threads)
     m_dense = int(max(2, min(n, ARENA_BYTES // (6 * d))))
-    arenas = [np.empty(d * m_dense, dtype=dt) for dt in (order.dtype, np.float32) * 2]
-    rand_state = np.array([np.random.RandomState(seed).randint(0, RAND_R_MAX)], dtype=np.int64)
-    arrays = build_tree(
-        order.reshape(-1),
-        vals.reshape(-1),
-        n,
-        np.ascontiguousarray(codes[samples], dtype=np.uint32),
-        np.ascontiguousarray(sample_weight[samples], dtype=np.float64),
-        int(n_classes),
-        float(sample_weight.sum()),
-        int(max_depth),
-        int(min_samples_split),
-        int(min_samples_leaf),
-        float(min_weight_leaf),
-        int(max_features),
-        float(min_impurity_decrease),
-        rand_state,
-        PARALLEL_MIN_WORK,
-        int(n_threads),
-        m_dense,
-        *arenas,
+    arenas = tuple(np.empty(d * m_dense, dtype=dt) for dt in (order.dtype, np.float32) * 2)
+    state = np.array([np.random.RandomState(seed).randint(0, RAND_R_MAX)], dtype=np.int64)
+    limits = np.array(
+        [
+            n_classes,
+            sample_weight.sum(),
+            max_depth,
+            min_samples_split,
+            min_samples_leaf,
+            min_weight_leaf,
+            max_features,
+            min_impurity_decrease,
+        ],
+        dtype=np.float64,
     )
+    codes_n = np.ascontiguousarray(codes[samples], dtype=np.uint32)
+    wts_n = np.ascontiguousarray(sample_weight[samples], dtype=np.float64)
+    args = (order.reshape(-1), vals.reshape(-1), n, codes_n, wts_n, limits, state)
+    arrays = build_tree(*args, PARALLEL_MIN_WORK, int(n_threads), m_dense, arenas)
     return FastTree(arrays, d)
 
 
