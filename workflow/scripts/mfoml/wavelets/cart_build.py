@@ -21,8 +21,10 @@ from mfoml.wavelets.cart_kernels import (
     TREE_UNDEFINED,
     draw_features,
     impurity,
+    live_features,
     rows,
     rows_parallel,
+    sorted_lists,
 )
 
 _KW = {"cache": True, "error_model": "numpy"}
@@ -103,6 +105,10 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
     features = np.arange(d)
     constant_features = np.zeros(d, dtype=np.int64)
     visit = np.empty(d, dtype=np.int64)
+    scan_list = np.empty(d, dtype=np.int64)
+    part_list = np.empty(d, dtype=np.int64)
+    mark = np.zeros(d, dtype=np.int8)
+    is_const = np.zeros(d, dtype=np.bool_)
     res_proxy = np.empty(d)
     res_pos = np.empty(d, dtype=np.int64)
     go_left = np.zeros(n, dtype=np.uint8)
@@ -112,6 +118,7 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
     par = np.zeros(4)
     par[2], par[3] = msl, mwl
     crit = (codes, wts, tot, par, cnt)
+    ctx = (crit, res_proxy, res_pos, go_left)
     samp = np.arange(n).astype(go.dtype)  # each node's samples in [start, start + m)
     sp = _push(st, st_imp, 0, 0, n, 0, -1, 0, -1, 0, 0, np.inf)
     node_count = 0
@@ -141,67 +148,34 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
         pos = m
         imp_l = imp_r = w_l = w_r = 0.0
         n_total = n_known
+        ns = npart = zero
         if buf < 0:
             fo, fv, stride, base = go, gv, n, start
         elif buf == 0:
             fo, fv, stride = o0, v0, m
         else:
             fo, fv, stride = o1, v1, m
-        if not is_leaf and buf < 0 and m <= m_dense:
-            for t in range(n_known, d):  # copy the live rows into a dense block of buffer 0
-                f = features[t]
-                for p in range(m):
-                    o0[f * m + p] = go[f * n + start + p]
-                    v0[f * m + p] = gv[f * n + start + p]
-            fo, fv, stride, base, buf = o0, v0, m, zero, zero
         if not is_leaf:
-            nv, n_total = draw_features(
-                features,
-                constant_features,
-                n_known,
-                max_features,
-                fv,
-                base,
-                stride,
-                m,
-                state,
-                visit,
+            live_features(features, n_known, fv, base, stride, m, mark, is_const)
+            if buf < 0 and m <= m_dense:  # copy the live rows into a dense block of buffer 0
+                for f in range(d):
+                    if mark[f]:
+                        for p in range(m):
+                            o0[f * m + p] = go[f * n + start + p]
+                            v0[f * m + p] = gv[f * n + start + p]
+                fo, fv, stride, base, buf = o0, v0, m, zero, zero
+            args = (features, constant_features, n_known, max_features, is_const, state, visit)
+            nv, n_total = draw_features(*args)
+            ns, npart = sorted_lists(
+                features, n_known, n_total, visit, nv, mark, scan_list, part_list
             )
             par[0] = np.sum(tot * tot)
             par[1] = w_node
             node = (base, stride, m, zero, feat, zero)
-            if n_threads > 1 and nv * m >= par_min_work:
-                rows_parallel(
-                    scan,
-                    fo,
-                    fv,
-                    node,
-                    visit,
-                    zero,
-                    nv,
-                    crit,
-                    res_proxy,
-                    res_pos,
-                    go_left,
-                    (fo, fv),
-                    n_threads,
-                )
+            if n_threads > 1 and ns * m >= par_min_work:
+                rows_parallel(scan, fo, fv, node, scan_list, zero, ns, ctx, (fo, fv), n_threads)
             else:
-                rows(
-                    scan,
-                    fo,
-                    fv,
-                    node,
-                    visit,
-                    zero,
-                    nv,
-                    crit,
-                    res_proxy,
-                    res_pos,
-                    go_left,
-                    (fo, fv),
-                    tmp,
-                )
+                rows(scan, fo, fv, node, scan_list, zero, ns, ctx, (fo, fv), tmp)
             best = -np.inf
             for t in range(nv):
                 if res_proxy[visit[t]] > best:
@@ -250,38 +224,10 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
             dense = zero + (buf >= 0)
             dst = (o1, v1) if buf == 0 else (o0, v0)
             node = (base, stride, m, pos, feat, dense)
-            if n_threads > 1 and (d - n_total) * m >= par_min_work:
-                rows_parallel(
-                    part,
-                    fo,
-                    fv,
-                    node,
-                    features,
-                    n_total,
-                    d,
-                    crit,
-                    res_proxy,
-                    res_pos,
-                    go_left,
-                    dst,
-                    n_threads,
-                )
+            if n_threads > 1 and npart * m >= par_min_work:
+                rows_parallel(part, fo, fv, node, part_list, zero, npart, ctx, dst, n_threads)
             else:
-                rows(
-                    part,
-                    fo,
-                    fv,
-                    node,
-                    features,
-                    n_total,
-                    d,
-                    crit,
-                    res_proxy,
-                    res_pos,
-                    go_left,
-                    dst,
-                    tmp,
-                )
+                rows(part, fo, fv, node, part_list, zero, npart, ctx, dst, tmp)
         _stable_partition(samp, start, m, go_left, tmp[0])
         if buf < 0:
             base_l, base_r, child = start, start + pos, zero - 1

@@ -12,7 +12,8 @@ node's row for feature ``f`` starts at ``base + f * stride`` and has ``m`` entri
   at ``base + d * m_left``) into the other of two buffers, so small nodes stay contiguous.
 
 Rows of features found constant in a node are no longer maintained (scikit-learn's descendants
-never read them either).
+never read them either). A node reads and writes its rows in increasing feature order (memory
+order; the order scikit-learn visits features in only decides ties, see ``cart_build``).
 
 The criterion is scikit-learn's ``MSE`` on one-hot targets. With integer weights (bootstrap
 counts) all its sums are integers, exact in float64, so ``Σ_k s_k²`` is kept with O(1) updates
@@ -45,7 +46,8 @@ def rand_int(low, high, state):
     s ^= s >> 17
     s ^= (s << 5) & 0xFFFFFFFF
     state[0] = s
-    return low + (s & 0x7FFFFFFF) % (high - low)
+    # both operands < 2**31: a 32-bit division (a 64-bit one costs several times more)
+    return low + np.int64(np.uint32(s & 0x7FFFFFFF) % np.uint32(high - low))
 
 
 @njit(cache=True, nogil=True)
@@ -127,17 +129,19 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
 
 
 @njit(**_KW)
-def rows(scan, fo, fv, node, feats, lo, hi, crit, res_proxy, res_pos, go_left, dst, tmp):
+def rows(scan, fo, fv, node, feats, lo, hi, ctx, dst, tmp):
     """Per-row work of a node for the features ``feats[lo:hi]``.
 
-    ``node = (base, stride, m, m_left, skip, dense)``. ``scan``: best proxy/position of each row
-    into ``res_proxy``/``res_pos`` (``crit = (codes, wts, tot, par, cnt)``). Otherwise partition
-    by ``go_left``: in place and stable for global rows (row ``skip``, the split feature, is
-    already partitioned), or, for a dense block, into ``dst = (do, dv)``: left row at
-    ``base + f * m_left``, right row at ``base + d * m_left + f * (m - m_left)``. Both
-    partitions are branch-free (a sample's side is unpredictable for unrelated features).
+    ``node = (base, stride, m, m_left, skip, dense)``; ``ctx = (crit, res_proxy, res_pos,
+    go_left)`` with ``crit = (codes, wts, tot, par, cnt)``. ``scan``: best proxy/position of
+    each row into ``res_proxy``/``res_pos``. Otherwise partition by ``go_left``: in place and
+    stable for global rows (row ``skip``, the split feature, is already partitioned), or, for a
+    dense block, into ``dst = (do, dv)``: left row at ``base + f * m_left``, right row at
+    ``base + d * m_left + f * (m - m_left)``. Both partitions are branch-free (a sample's side
+    is unpredictable for features unrelated to the split).
     """
     base, stride, m, m_l, skip, dense = node
+    crit, res_proxy, res_pos, go_left = ctx
     codes, wts, tot, par, cnt = crit
     do, dv = dst
     tmp_i, tmp_v = tmp
@@ -178,10 +182,9 @@ def rows(scan, fo, fv, node, feats, lo, hi, crit, res_proxy, res_pos, go_left, d
 
 
 @njit(parallel=True, **_KW)
-def rows_parallel(
-    scan, fo, fv, node, feats, lo, hi, crit, res_proxy, res_pos, go_left, dst, n_threads
-):
+def rows_parallel(scan, fo, fv, node, feats, lo, hi, ctx, dst, n_threads):
     """:func:`rows` over ``n_threads`` chunks of ``feats[lo:hi]``, each with own temporaries."""
+    crit, res_proxy, res_pos, go_left = ctx
     codes, wts, tot, par, cnt = crit
     m = node[2]
     n_feats = hi - lo
@@ -191,19 +194,33 @@ def rows_parallel(
         tmp = (np.empty(m, dtype=fo.dtype), np.empty(m, dtype=np.float32))
         a = lo + ch * n_feats // n_chunks
         b = lo + (ch + 1) * n_feats // n_chunks
-        rows(scan, fo, fv, node, feats, a, b, crit_ch, res_proxy, res_pos, go_left, dst, tmp)
+        rows(scan, fo, fv, node, feats, a, b, (crit_ch, res_proxy, res_pos, go_left), dst, tmp)
 
 
 @njit(**_KW)
-def draw_features(
-    features, constant_features, n_known, max_features, fv, base, stride, m, state, visit
-):
+def live_features(features, n_known, fv, base, stride, m, mark, is_const):
+    """Mark the node's live features (``mark[f] = 1``; 0 for the ``n_known`` constants found at
+    ancestors, whose rows are no longer maintained) and flag the live ones that are constant
+    here (sorted row's last value within FEATURE_THRESHOLD of its first), in increasing feature
+    order so that the rows are read in memory order."""
+    d = features.shape[0]
+    mark[:] = 1
+    for k in range(n_known):
+        mark[features[k]] = 0
+    for f in range(d):
+        if mark[f]:
+            s0 = base + f * stride
+            is_const[f] = fv[s0 + m - 1] <= fv[s0] + FEATURE_THRESHOLD
+
+
+@njit(**_KW)
+def draw_features(features, constant_features, n_known, max_features, is_const, state, visit):
     """scikit-learn's Fisher-Yates feature draws of ``node_split_best`` for one node.
 
     Fills ``visit`` with the non-constant features in the order scikit-learn evaluates them
     (its ``rand_r`` generator ``state``) and applies its bookkeeping of ``features`` and
-    ``constant_features``. A feature is constant if its sorted row's last value is within
-    FEATURE_THRESHOLD of its first. Returns ``(n_visit, n_total_constants)``.
+    ``constant_features`` (``is_const``: see :func:`live_features`). Returns
+    ``(n_visit, n_total_constants)``: ``features[n_known:n_total]`` are the constants found.
     """
     d = features.shape[0]
     f_i = d
@@ -218,8 +235,7 @@ def draw_features(
             continue
         f_j += n_found
         f = features[f_j]
-        s0 = base + f * stride
-        if fv[s0 + m - 1] <= fv[s0] + FEATURE_THRESHOLD:
+        if is_const[f]:
             features[f_j], features[n_total] = features[n_total], features[f_j]
             n_found += 1
             n_total += 1
@@ -233,6 +249,25 @@ def draw_features(
     for k in range(n_known, n_total):
         constant_features[k] = features[k]
     return nv, n_total
+
+
+@njit(**_KW)
+def sorted_lists(features, n_known, n_total, visit, nv, mark, scan_list, part_list):
+    """The visited features and the rows to keep for the children (all live features but the
+    constants just found), each in increasing order. Returns their lengths."""
+    for k in range(n_known, n_total):
+        mark[features[k]] = 0
+    for t in range(nv):
+        mark[visit[t]] = 2
+    ns = npart = 0
+    for f in range(features.shape[0]):
+        if mark[f] == 2:
+            scan_list[ns] = f
+            ns += 1
+        if mark[f]:
+            part_list[npart] = f
+            npart += 1
+    return ns, npart
 
 
 @njit(**_KW)

@@ -47,7 +47,7 @@ MAX_INT = int(np.iinfo(np.int32).max)
 #: Nodes with fewer than this many (samples x features) entries are processed by one thread.
 PARALLEL_MIN_WORK = 1 << 17
 #: Bytes of each of the two dense-block buffers (nodes up to ARENA_BYTES / (6 d) samples).
-ARENA_BYTES = 24 << 20
+ARENA_BYTES = 8 << 20
 #: Features sorted per block by numpy (bounded temporary memory).
 SORT_BLOCK = 64
 
