@@ -58,12 +58,15 @@ def pack_keys(Xu, samples, f0, keys, shift):
     bits flipped, the others the sign bit set, so unsigned order is float order.
     """
     nb, n = keys.shape
+    sign = np.uint32(0x80000000)
+    ones = np.uint32(0xFFFFFFFF)
     for j in range(n):
-        row = samples[j]
+        row = Xu[samples[j], f0 : f0 + nb]
+        tag = np.uint64(j)
         for k in range(nb):
-            b = np.uint64(Xu[row, f0 + k])
-            b = b ^ 0xFFFFFFFF if b & 0x80000000 else b | 0x80000000
-            keys[k, j] = (b << shift) | np.uint64(j)
+            b = row[k]
+            b = b ^ ones if b & sign else b | sign
+            keys[k, j] = (np.uint64(b) << shift) | tag
 
 
 @njit(cache=True, nogil=True)
@@ -72,12 +75,17 @@ def unpack_keys(keys, f0, shift, order, vals_u):
     ``vals_u`` (float32 storage viewed as uint32), rows ``f0 .. f0 + nb``."""
     nb, n = keys.shape
     mask = (np.uint64(1) << shift) - np.uint64(1)
+    sign = np.uint32(0x80000000)
+    ones = np.uint32(0xFFFFFFFF)
     for k in range(nb):
+        key_row = keys[k]
+        o_row = order[f0 + k]
+        v_row = vals_u[f0 + k]
         for j in range(n):
-            key = keys[k, j]
-            order[f0 + k, j] = key & mask
-            b = key >> shift
-            vals_u[f0 + k, j] = b ^ 0x80000000 if b & 0x80000000 else b ^ 0xFFFFFFFF
+            key = key_row[j]
+            o_row[j] = key & mask
+            b = np.uint32(key >> shift)
+            v_row[j] = b ^ sign if b & sign else b ^ ones
 
 
 @njit(**_KW)
@@ -95,12 +103,11 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
     m = ofs.shape[0]
     for k in range(cnt.shape[0]):
         cnt[k] = 0.0
-    sq_l = 0.0
-    sq_r = par[0]
-    w_node = par[1]
-    mwl = par[3]
+    sq_tot, w_node, mwl = par[0], par[1], par[3]
     lo = int(par[2]) - 1  # q = p + 1 needs msl <= q <= m - msl
     hi = m - int(par[2])
+    sq_l = 0.0  # Σ_k s_Lk²
+    dot = 0.0  # Σ_k s_k s_Lk, so that Σ_k s_Rk² = sq_tot − 2 dot + sq_l
     w_l = 0.0
     best = -np.inf
     bound = -np.inf
@@ -112,13 +119,16 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
         w = wts[i]
         lc = cnt[c]
         sq_l += w * (2.0 * lc + w)
-        sq_r += w * (w - 2.0 * (tot[c] - lc))
+        dot += w * tot[c]
         cnt[c] = lc + w
         w_l += w
         v_next = vfs[p + 1]
         if v_next > v_prev + FEATURE_THRESHOLD and p >= lo and p < hi:
             w_r = w_node - w_l
-            if w_l >= mwl and w_r >= mwl and sq_l * w_r + sq_r * w_l >= bound * (w_l * w_r):
+            sq_r = sq_tot - 2.0 * dot + sq_l
+            if (mwl <= 0.0 or (w_l >= mwl and w_r >= mwl)) and (
+                sq_l * w_r + sq_r * w_l >= bound * (w_l * w_r)
+            ):
                 proxy = sq_l / w_l + sq_r / w_r
                 if proxy > best:
                     best = proxy

@@ -402,7 +402,8 @@ class FastForestRegressor:
 
         t0 = time.perf_counter()
         X = _as_float32(X)
-        if not np.isfinite(X).all():
+        if not np.isfinite(X.sum(dtype=np.float64)):  # one pass, no temporary (float32 sums
+            # cannot overflow float64), so a non-finite sum means a NaN or infinite input
             raise ValueError(
                 "X contains NaN or infinite values; the fast tree backend needs finite inputs"
             )
