@@ -334,6 +334,10 @@ def _strata_values(part: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | N
     return part[list(columns)].astype(str).agg("|".join, axis=1).to_numpy()
 
 
+def _num(part: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(part[column], errors="coerce").to_numpy(float)
+
+
 def _check_one_row_per_run(part: pd.DataFrame, what: str) -> None:
     dup = part["run"][part["run"].duplicated()]
     if len(dup):
@@ -381,22 +385,15 @@ def checkpoint_correlations(
     """
     outcomes = [o for o in outcomes if o in points.columns]
     rows: list[dict[str, Any]] = []
+    opts = {"min_runs": min_runs, "n_permutations": n_permutations, "n_boot": n_boot}
+    opts.update(level=level, seed=seed)
 
     def add(part: pd.DataFrame, head: dict[str, Any], strata_cols: Sequence[str]) -> None:
         _check_one_row_per_run(part, f"experiment {head['experiment']!r}, epoch {head['epoch']}")
         st = _strata_values(part, strata_cols)
         for feature in features:
             for outcome in outcomes:
-                res = correlate(
-                    pd.to_numeric(part[feature], errors="coerce").to_numpy(float),
-                    pd.to_numeric(part[outcome], errors="coerce").to_numpy(float),
-                    st,
-                    min_runs,
-                    n_permutations,
-                    n_boot,
-                    level,
-                    seed,
-                )
+                res = correlate(_num(part, feature), _num(part, outcome), st, **opts)
                 rows.append({**head, "feature": feature, "outcome": outcome, **res})
 
     for name, exp in points.groupby("experiment", sort=False):
@@ -496,21 +493,14 @@ def dynamics_correlations(
         never = frame["ncc_never_below"].map(lambda v: v is True or v == 1.0)
         frame["ncc_epoch_below"] = frame["ncc_epoch_below"].astype(float).mask(never, np.inf)
     rows: list[dict[str, Any]] = []
+    opts = {"min_runs": min_runs, "n_permutations": n_permutations, "n_boot": n_boot}
+    opts.update(level=level, seed=seed)
 
     def add(part: pd.DataFrame, scope: str, name: str, strata_cols: Sequence[str]) -> None:
         _check_one_row_per_run(part, f"experiment {name!r}")
         st = _strata_values(part, strata_cols)
         for feature in features:
-            res = correlate(
-                pd.to_numeric(part[feature], errors="coerce").to_numpy(float),
-                pd.to_numeric(part[outcome], errors="coerce").to_numpy(float),
-                st,
-                min_runs,
-                n_permutations,
-                n_boot,
-                level,
-                seed,
-            )
+            res = correlate(_num(part, feature), _num(part, outcome), st, **opts)
             head = {"scope": scope, "experiment": name, "epoch": -1, "headline": True}
             rows.append({**head, "feature": feature, "outcome": outcome, **res})
 
