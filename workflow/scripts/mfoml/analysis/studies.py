@@ -17,7 +17,7 @@ below two folds, ``{v}_n`` finite folds; :func:`fold_statistics`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,25 +132,32 @@ def phases_pivot(
 
 def noise_table(
     layers: pd.DataFrame,
+    penultimate: Mapping[str, str] | None = None,
     value: str = "alpha",
     by: Sequence[str] = ("experiment", "dataset", "model", "activation", "loss", "seed"),
-    extra: Sequence[str] = ("n_wavelets",),
+    extra: Sequence[str] = ("n_wavelets", "alpha_random"),
 ) -> pd.DataFrame:
     """Alpha of the last inner layer at each run's last checkpoint, by noise level (and data set,
     model, ...), mean +- std over folds.
 
     Parameters
     ----------
-    layers : the layers table (one row per run, epoch, layer) with ``is_penultimate``
-        (the last inner layer), ``noise`` and ``value``.
-    extra : further columns summarised the same way when present (e.g. the wavelet count).
+    layers : the layers table (one row per run, epoch, layer) with ``layer``, ``noise`` and
+        ``value``.
+    penultimate : run id -> name of its last inner layer; without it, the rows with a true
+        ``is_penultimate`` column.
+    extra : further columns summarised the same way when present (the wavelet count, the
+        random-label baseline).
 
     Returns
     -------
     One row per (``by`` columns present, ``noise``): ``{v}_mean, {v}_std, {v}_n``; sorted by
     the groups and the noise level.
     """
-    pen = layers[layers["is_penultimate"].astype(bool)]
+    if penultimate is not None:
+        pen = layers[layers["layer"] == layers["run"].map(penultimate)]
+    else:
+        pen = layers[layers["is_penultimate"].astype(bool)]
     last = pen.groupby("run", sort=False)["epoch"].transform("max")
     final = pen[pen["epoch"] == last]
     by = [c for c in by if c in final.columns]
