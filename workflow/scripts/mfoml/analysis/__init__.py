@@ -1,6 +1,25 @@
-"""Analysis of the pipeline's results across runs (imports nothing heavy).
+"""Analysis of results: metrics, fold statistics and the pipeline's aggregated tables.
 
-- ``runstats``  run-level inference: Spearman correlation across runs per checkpoint, permutation
-  p-values over runs, bootstrap intervals over runs, per-run dynamics features
-- ``studies``   the course's study tables: training phases, label noise, most-confused classes
+- :mod:`mfoml.analysis.metrics`: classification and regression metrics (one accuracy and R^2);
+- :mod:`mfoml.analysis.statistics`: fold statistics, slope, Spearman with a status;
+- :mod:`mfoml.analysis.aggregate`: tidy tables over runs, summaries over folds, correlation points;
+- :mod:`mfoml.analysis.runstats`: run-level inference (correlation across runs per checkpoint,
+  permutation p-values and bootstrap intervals over runs, per-run dynamics features);
+- :mod:`mfoml.analysis.studies`: the course's study tables (training phases, label noise,
+  most-confused class pairs).
+
+Names are loaded on first use (``import mfoml.analysis`` does not import pandas).
 """
+
+from mfoml._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "aggregate": ("correlation_table", "layers_table", "summarize"),
+        "metrics": ("classification_metrics", "primary_score", "regression_metrics"),
+        "statistics": ("fold_statistics",),
+        "runstats": ("checkpoint_correlations", "dynamics_correlations", "dynamics_features"),
+        "studies": ("confused_pairs", "noise_table", "phases_pivot", "training_phases"),
+    },
+)

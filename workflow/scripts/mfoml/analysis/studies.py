@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..aggregate import VARIANT_COLUMNS, fold_statistics
+from mfoml.analysis.aggregate import VARIANT_COLUMNS
+from mfoml.analysis.statistics import fold_statistics
 
 __all__ = [
     "PHASE_VALUES",
