@@ -348,6 +348,9 @@ def test_training_phases_by_hand():
 
     pivot = studies.phases_pivot(ph.reset_index())
     assert len(pivot) == 1
+    other = ph.reset_index().assign(dataset="d2", noise=0.2, run=lambda f: f["run"] + "2")
+    two = studies.phases_pivot(pd.concat([ph.reset_index(), other[other["loss"] == "ce"]]))
+    assert two[["dataset", "noise"]].values.tolist() == [["d", 0.0], ["d2", 0.2]]  # no product
     row = pivot.iloc[0]
     assert row["ce:best_acc_mean"] == pytest.approx(0.825)
     assert row["ce:best_acc_std"] == pytest.approx(np.std([0.8, 0.85], ddof=1))

@@ -119,7 +119,7 @@ def phases_pivot(
     stats = fold_statistics(phases, [*by, compare], list(values))
     if stats.empty:
         return pd.DataFrame(columns=by)
-    wide = stats.pivot_table(index=by, columns=compare, dropna=False, sort=False)
+    wide = stats.set_index([*by, compare]).unstack(compare)  # only the groups that occur
     wide.columns = [f"{cmp}:{stat}" for stat, cmp in wide.columns]
     order = [
         f"{cmp}:{v}_{s}"
