@@ -389,6 +389,7 @@ def test_noise_table_uses_the_last_inner_layer_at_the_last_checkpoint():
     t = studies.noise_table(frame)
     by_name = studies.noise_table(frame, {r: "block2" for r in frame["run"]})
     pd.testing.assert_frame_equal(t, by_name)
+    assert studies.noise_table(frame.drop(columns="alpha")).empty  # layer not probed
     assert list(t["noise"]) == [0.0, 0.2]
     assert t["alpha_mean"].tolist() == pytest.approx([0.31, 0.11])
     assert t["alpha_std"].tolist() == pytest.approx([0.01, 0.01])

@@ -162,6 +162,8 @@ def noise_table(
     last = pen.groupby("run", sort=False)["epoch"].transform("max")
     final = pen[pen["epoch"] == last]
     by = [c for c in by if c in final.columns]
+    if value not in final.columns:  # the probe did not analyse the layer
+        return pd.DataFrame(columns=[*by, "noise"])
     values = [value, *[c for c in extra if c in final.columns]]
     out = fold_statistics(final, [*by, "noise"], values)
     return out.sort_values([*by, "noise"], kind="stable").reset_index(drop=True)
