@@ -367,8 +367,24 @@ def test_estimator_api_and_errors(data):
         data["X"], np.array(["a", "b"])[data["bin"][0]]
     )
     assert list(c.classes_) == ["a", "b"]
-    with pytest.raises(ValueError, match="not seen"):
-        c.mterm_curve(data["Xt"], np.full(len(data["Xt"]), "z"), [0, 1])
+    # labels never seen in fit count as errors (infinite log loss)
+    yt = np.array(["a", "b"])[data["bin"][1]]
+    yt[:30] = "z"
+    cz, cc = (
+        c.mterm_curve(data["Xt"], yt, [0, 2, 5]),
+        c.mterm_curve(data["Xt"][30:], yt[30:], [0, 2, 5]),
+    )
+    np.testing.assert_allclose(cz["error"], (30 + 120 * cc["error"]) / 150)
+    assert np.isinf(cz["log_loss"]).all()
+    mc = _fit(data, "multi", n_estimators=3)
+    codes = data["multi"][1].copy()
+    codes[:10] = -1
+    full = mc.wavelets_.mterm_curve(mc.scale_inputs(data["Xt"]), codes, [0, 4])
+    rest = mc.wavelets_.mterm_curve(mc.scale_inputs(data["Xt"][10:]), codes[10:], [0, 4])
+    np.testing.assert_allclose(full["error"], (10 + 140 * rest["error"]) / 150)
+    P = mc.predict_proba(data["Xt"][:10], 4)
+    brier_unknown = np.mean(P**2)  # target: the zero vector
+    assert full["mse"][1] == pytest.approx((10 * brier_unknown + 140 * rest["mse"][1]) / 150)
     with pytest.raises(ValueError, match="2 classes"):
         WaveletBoostingClassifier(2).fit(data["X"], np.zeros(len(data["X"]), dtype=int))
 

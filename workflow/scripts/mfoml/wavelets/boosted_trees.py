@@ -359,24 +359,30 @@ class BoostedTreeWavelets:
         return np.unique(np.minimum(grid.astype(np.int64), self.n_wavelets_))
 
     def _scores(self, raw: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Per-sample losses, shape (3, n) for classification (wrong, log loss, Brier), (1, n)."""
+        """Per-sample losses: (3, n) for classification (wrong, log loss, Brier), else (1, n).
+
+        A class code of -1 (a label the model never saw) is always wrong, its log loss is
+        infinite and its Brier target is the zero vector.
+        """
         if self.task == "regression":
-            return (
-                np.sum((raw - y.reshape(raw.shape[0], -1)) ** 2, axis=1, keepdims=True).T
-                / (raw.shape[1])
-            )
+            sq = np.sum((raw - y.reshape(raw.shape[0], -1)) ** 2, axis=1, keepdims=True)
+            return sq.T / raw.shape[1]
+        known = y >= 0
+        yk = np.where(known, y, 0)
         if raw.shape[1] == 1:
             r = raw[:, 0]
             wrong = (r >= 0).astype(np.int64) != y
-            logloss = np.logaddexp(0.0, r) - y * r
-            brier = (expit(r) - y) ** 2
+            logloss = np.logaddexp(0.0, r) - yk * r
+            p1 = expit(r)
+            brier = np.where(known, (p1 - yk) ** 2, (p1**2 + (1.0 - p1) ** 2) / 2.0)
         else:
             idx = np.arange(raw.shape[0])
             wrong = np.argmax(raw, axis=1) != y
-            logloss = logsumexp(raw, axis=1) - raw[idx, y]
+            logloss = logsumexp(raw, axis=1) - raw[idx, yk]
             p = softmax(raw, axis=1)
-            p[idx, y] -= 1.0
+            p[idx[known], yk[known]] -= 1.0
             brier = np.mean(p**2, axis=1)
+        logloss[~known] = np.inf
         return np.stack([wrong.astype(np.float64), logloss, brier])
 
     def _summary(self, totals: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -390,9 +396,10 @@ class BoostedTreeWavelets:
             n_classes = max(self.n_outputs_, 2)
             if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(f"y must be integer class codes of shape ({n},), got {y.shape}")
-            if y.size and (y.min() < 0 or y.max() >= n_classes):
+            if y.size and (y.min() < -1 or y.max() >= n_classes):
                 raise ValueError(
-                    f"class codes must lie in [0, {n_classes}), got {y.min()}..{y.max()}"
+                    f"class codes must lie in [0, {n_classes}) (or be -1 for an unknown label), "
+                    f"got {y.min()}..{y.max()}"
                 )
             return y.astype(np.int64)
         y = np.asarray(y, dtype=np.float64)
@@ -409,7 +416,8 @@ class BoostedTreeWavelets:
 
         Parameters
         ----------
-        X : (n, d); y : targets (n,) / (n, K), or class codes (n,) in [0, n_classes).
+        X : (n, d); y : targets (n,) / (n, K), or class codes (n,) in [0, n_classes) (-1: a
+            label the model never saw, always an error).
         n_terms : 1-D integer array of M (clipped to W, made unique and sorted); None = 0..W.
 
         Returns

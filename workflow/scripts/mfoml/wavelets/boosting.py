@@ -286,12 +286,10 @@ class WaveletBoostingClassifier(ClassifierMixin, _WaveletBoostingBase):
         return self
 
     def _targets(self, y: Any) -> np.ndarray:
+        """Class codes of the labels; -1 for a label not seen in fit (always an error)."""
         y = np.asarray(y)
         idx = np.clip(np.searchsorted(self.classes_, y), 0, self.classes_.shape[0] - 1)
-        unknown = self.classes_[idx] != y
-        if unknown.any():
-            raise ValueError(f"labels not seen in fit: {np.unique(y[unknown])[:5].tolist()}")
-        return idx.astype(np.int64)
+        return np.where(self.classes_[idx] == y, idx, -1).astype(np.int64)
 
     def decision_function(self, X: Any, n_terms: int | str | None = None) -> np.ndarray:
         """M-term raw prediction (log-odds): (n_samples,) for two classes, else (n, L)."""
