@@ -1,14 +1,28 @@
-"""Wavelets subpackage: placeholder until the package layout lands (branch ``layout`` owns the
-real ``__init__.py``; take that one when merging).
+"""Geometric wavelets of random forests, their smoothness estimators and the sparsity probe.
 
-Until then this package shadows the forest module ``mfoml/wavelets.py``; so that
-``mfoml.wavelets.WaveletForestRegressor`` and friends keep working, the module's code is executed
-in this namespace (its classes keep ``__module__ == "mfoml.wavelets"``).
+- :mod:`mfoml.wavelets.forest`: :class:`WaveletForestRegressor`, :class:`WaveletForestClassifier`
+  (machinery in :mod:`mfoml.wavelets.base`, :mod:`mfoml.wavelets.trees`,
+  :mod:`mfoml.wavelets.scaling`);
+- :mod:`mfoml.wavelets.smoothness`: :func:`alpha_star`, :func:`alpha_loglog`, :class:`AlphaResult`;
+- :mod:`mfoml.wavelets.probe`: :func:`sparsity_probe`;
+- :mod:`mfoml.wavelets.boosting`: :class:`WaveletBoostingRegressor`,
+  :class:`WaveletBoostingClassifier` (gradient boosting; core in
+  :mod:`mfoml.wavelets.boosted_trees`), and :mod:`mfoml.wavelets.xgboost_trees`:
+  :func:`from_xgboost` (XGBoost models).
+
+See ``docs/methods.md``. Names are loaded on first use (``import mfoml.wavelets`` does not import
+scikit-learn).
 """
 
-from pathlib import Path as _Path
+from mfoml._lazy import lazy_exports
 
-_legacy = _Path(__file__).resolve().parent.parent / "wavelets.py"
-if _legacy.is_file():
-    exec(compile(_legacy.read_text(encoding="utf-8"), str(_legacy), "exec"), globals())
-del _Path, _legacy
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "boosting": ("WaveletBoostingClassifier", "WaveletBoostingRegressor"),
+        "forest": ("WaveletForestClassifier", "WaveletForestRegressor"),
+        "probe": ("sparsity_probe",),
+        "smoothness": ("AlphaResult", "alpha_loglog", "alpha_star"),
+        "xgboost_trees": ("from_xgboost",),
+    },
+)

@@ -43,12 +43,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit, logsumexp, softmax
 
-try:  # package layout (issue 9)
-    from .forest import _node_counts, _node_volumes, tree_structure
-    from .smoothness import AlphaResult, alpha_loglog, alpha_star
-except ImportError:  # pre-layout: the forest module's names live in this package
-    from ..smoothness import AlphaResult, alpha_loglog, alpha_star  # type: ignore[no-redef]
-    from . import _node_counts, _node_volumes, tree_structure  # type: ignore[attr-defined,no-redef]
+from mfoml.wavelets.smoothness import AlphaResult, alpha_loglog, alpha_star
+from mfoml.wavelets.trees import _node_counts, _node_volumes, tree_structure
 
 __all__ = ["TreeArrays", "BoostedTreeWavelets", "tree_from_sklearn"]
 

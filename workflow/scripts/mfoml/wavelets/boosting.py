@@ -20,12 +20,8 @@ from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .boosted_trees import BoostedTreeWavelets, TreeArrays, tree_from_sklearn
-
-try:  # package layout (issue 9)
-    from .forest import minmax_fit, minmax_transform
-except ImportError:  # pre-layout: the forest module's names live in this package
-    from . import minmax_fit, minmax_transform  # type: ignore[attr-defined,no-redef]
+from mfoml.wavelets.boosted_trees import BoostedTreeWavelets, TreeArrays, tree_from_sklearn
+from mfoml.wavelets.scaling import minmax_fit, minmax_transform
 
 __all__ = [
     "BoostedTreeWavelets",

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .boosted_trees import BoostedTreeWavelets, TreeArrays
+from mfoml.wavelets.boosted_trees import BoostedTreeWavelets, TreeArrays
 
 __all__ = ["booster_json", "trees_from_xgboost", "from_xgboost"]
 
