@@ -271,7 +271,7 @@ def test_sklearn_norms_against_slow_recursion(data, weighting, task):
 # M-term approximation, curves, selection
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["reg", "bin", "multi"])
-def test_mterm_curve_equals_direct_predictions(data, task):
+def test_mterm_curve_equals_direct_predictions(data, task, monkeypatch):
     m = _fit(data, task, n_estimators=6)
     wav, Xt, yt = m.wavelets_, data["Xt"], data[task][1]
     Xs = m.scale_inputs(Xt)
@@ -291,6 +291,13 @@ def test_mterm_curve_equals_direct_predictions(data, task):
     np.testing.assert_array_equal(
         curve["threshold"][1:], wav.sorted_norms_[curve["n_terms"][1:] - 1]
     )
+    # the same curve in chunks of a few samples
+    import mfoml.wavelets.boosted_trees as core
+
+    monkeypatch.setattr(core, "_CURVE_CHUNK_ENTRIES", 7 * wav.n_trees_ * len(wav._levels))
+    small = m.mterm_curve(Xt, yt, grid)
+    for key in curve:
+        np.testing.assert_allclose(small[key], curve[key], rtol=1e-12, atol=1e-14)
     # M = all is the boosted model; M = 0 is f0 plus the roots
     full = m.model_.predict(Xs) if task == "reg" else m.model_.decision_function(Xs)
     np.testing.assert_allclose(wav.raw_predict(Xs, W).reshape(full.shape), full, atol=1e-12)

@@ -40,7 +40,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 from scipy.special import expit, logsumexp, softmax
 
 from mfoml.wavelets.smoothness import AlphaResult, alpha_loglog, alpha_star
@@ -357,8 +356,9 @@ class BoostedTreeWavelets:
     def _scores(self, raw: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-sample losses: (3, n) for classification (wrong, log loss, Brier), else (1, n).
 
-        A class code of -1 (a label the model never saw) is always wrong, its log loss is
-        infinite and its Brier target is the zero vector.
+        A class code of -1 (a label the model never saw) is always wrong and its Brier target is
+        the zero vector; its log loss (infinite) is entered as 0 here and made infinite by
+        :meth:`_summary`, so that differences of scores stay finite.
         """
         if self.task == "regression":
             sq = np.sum((raw - y.reshape(raw.shape[0], -1)) ** 2, axis=1, keepdims=True)
@@ -378,13 +378,17 @@ class BoostedTreeWavelets:
             p = softmax(raw, axis=1)
             p[idx[known], yk[known]] -= 1.0
             brier = np.mean(p**2, axis=1)
-        logloss[~known] = np.inf
+        logloss[~known] = 0.0
         return np.stack([wrong.astype(np.float64), logloss, brier])
 
-    def _summary(self, totals: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    def _n_unknown(self, y: np.ndarray) -> int:
+        return 0 if self.task == "regression" else int(np.sum(y < 0))
+
+    def _summary(self, totals: np.ndarray, n: int, n_unknown: int = 0) -> dict[str, np.ndarray]:
         if self.task == "regression":
             return {"mse": totals[:, 0] / n}
-        return {"error": totals[:, 0] / n, "log_loss": totals[:, 1] / n, "mse": totals[:, 2] / n}
+        log_loss = totals[:, 1] / n if n_unknown == 0 else np.full(totals.shape[0], np.inf)
+        return {"error": totals[:, 0] / n, "log_loss": log_loss, "mse": totals[:, 2] / n}
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         y = np.asarray(y)
@@ -406,9 +410,13 @@ class BoostedTreeWavelets:
     def mterm_curve(self, X: Any, y: Any, n_terms: Any = None) -> dict[str, np.ndarray]:
         """Errors of the M-term model on (X, y) for many M at once.
 
-        Independent of :meth:`raw_predict`: a sparse (sample x node) membership matrix of the
-        decision paths, its columns in wavelet order, is multiplied block by block (one block per
-        step of the M grid) with the coefficients and the products are accumulated.
+        Independent of :meth:`raw_predict`: every (sample, node) pair of the decision paths is
+        an entry. Each sample's entries are ordered by wavelet rank and laid out along a
+        "position in its path" axis; a cumulative sum along it gives the sample's raw prediction
+        after every entry, so the change of its score is known at the last entry of each grid
+        bucket (the entries first included at one M of the grid) and is binned there; a
+        cumulative sum over the buckets gives the errors at every M, in O(entries · K) for the
+        whole curve with no loop over M (the forest's algorithm, ``mfoml.wavelets.base``).
 
         Parameters
         ----------
@@ -421,40 +429,61 @@ class BoostedTreeWavelets:
         dict of (T,) arrays: ``n_terms``, ``threshold`` (norm of the M-th wavelet), and ``mse``
         (regression: mean squared error over samples and outputs), or for classification
         ``error`` (misclassification rate; binary: class 1 iff raw >= 0, else argmax),
-        ``log_loss`` (mean cross-entropy of the softmax / sigmoid) and ``mse`` (the Brier score:
-        squared error of the class probabilities to one-hot, mean over samples and classes).
+        ``log_loss`` (mean cross-entropy of the softmax / sigmoid; infinite when a label was
+        never seen in fit) and ``mse`` (the Brier score: squared error of the class
+        probabilities to one-hot, mean over samples and classes).
         """
         grid = self.check_n_terms_grid(n_terms)
         n = np.shape(X)[0]
         y = self._check_y(y, n)
-        K, W = self.n_outputs_, self.n_wavelets_
-        cw = np.zeros((W, K))
-        ids = self._wavelet_ids[self.wavelet_order_]
-        cw[np.arange(W), self._node_output[ids]] = self._coef[ids]
-        cr = np.zeros((self.n_trees_, K))
-        cr[np.arange(self.n_trees_), self.tree_output_] = self._coef[self._roots]
-        depth = len(self._levels)
-        chunk = max(1, _CURVE_CHUNK_ENTRIES // (self.n_trees_ * depth))
-        totals = None
-        bounds = np.concatenate([[0], grid])
+        K, T = self.n_outputs_, grid.shape[0]
+        width = self.n_trees_ * len(self._levels)  # bound on entries per sample
+        chunk = max(1, _CURVE_CHUNK_ENTRIES // (width * K))
+        n_rows = 1 if self.task == "regression" else 3
+        delta = np.zeros((T + 1, n_rows))
+        base_total = np.zeros(n_rows)
         for start in range(0, n, chunk):
             Xb, yb = X[start : start + chunk], y[start : start + chunk]
-            A = self._membership(self.leaves(Xb)).tocsc()
-            pred = self.init_raw(Xb) + A[:, self._roots] @ cr
-            A = A[:, ids]
-            rows = []
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                if b > a:
-                    pred += A[:, a:b] @ cw[a:b]
-                rows.append(self._scores(pred, yb).sum(axis=1))
-            block = np.array(rows)
-            totals = block if totals is None else totals + block
+            m = Xb.shape[0]
+            rows, nodes = self._path_entries(self.leaves(Xb))
+            base = self.init_raw(Xb)
+            root = self._parent[nodes] < 0
+            np.add.at(base, (rows[root], self._node_output[nodes[root]]), self._coef[nodes[root]])
+            base_scores = self._scores(base, yb)
+            base_total += base_scores.sum(axis=1)
+            rows, nodes = rows[~root], nodes[~root]
+            bucket = np.searchsorted(grid, self._rank[nodes], side="right")  # M > rank
+            use = bucket < T  # entries beyond the largest M never count
+            rows, nodes, bucket = rows[use], nodes[use], bucket[use]
+            if rows.size == 0:
+                continue
+            order = np.lexsort((self._rank[nodes], rows))  # by sample, then by rank
+            rows, nodes, bucket = rows[order], nodes[order], bucket[order]
+            counts = np.bincount(rows, minlength=m)
+            pos = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
+            path = np.zeros((int(counts.max()), m, K))
+            path[pos, rows, self._node_output[nodes]] = self._coef[nodes]
+            np.cumsum(path, axis=0, out=path)
+            # the last entry of each (sample, bucket) run
+            last = np.ones(rows.size, dtype=bool)
+            last[:-1] = (rows[1:] != rows[:-1]) | (bucket[1:] != bucket[:-1])
+            idx = np.flatnonzero(last)
+            r_rows, r_bucket = rows[idx], bucket[idx]
+            after = self._scores(base[r_rows] + path[pos[idx], r_rows], yb[r_rows])
+            before = np.empty_like(after)
+            before[:, 1:] = after[:, :-1]
+            first = np.ones(idx.size, dtype=bool)
+            first[1:] = r_rows[1:] != r_rows[:-1]
+            before[:, first] = base_scores[:, r_rows[first]]
+            for i in range(n_rows):
+                delta[:, i] += np.bincount(r_bucket, weights=after[i] - before[i], minlength=T + 1)
+        totals = base_total + np.cumsum(delta, axis=0)[:T]
         out = {"n_terms": grid, "threshold": self.threshold_for(grid)}
-        out.update(self._summary(totals, n))
+        out.update(self._summary(totals, n, self._n_unknown(y)))
         return out
 
-    def _membership(self, leaves: np.ndarray) -> sparse.csr_matrix:
-        """(n, n_nodes) 0/1 matrix: sample i lies in node Ω (every node on its paths)."""
+    def _path_entries(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sample, global node) of every node on every decision path, roots included."""
         n = leaves.shape[0]
         cur = leaves.ravel()
         r = np.repeat(np.arange(n), self.n_trees_)
@@ -465,9 +494,7 @@ class BoostedTreeWavelets:
             p = self._parent[cur]
             keep = p >= 0
             cur, r = p[keep], r[keep]
-        rows_a, cols_a = np.concatenate(rows), np.concatenate(cols)
-        data = np.ones(rows_a.shape[0])
-        return sparse.csr_matrix((data, (rows_a, cols_a)), shape=(n, self._parent.shape[0]))
+        return np.concatenate(rows), np.concatenate(cols)
 
     def staged_curve(self, X: Any, y: Any) -> dict[str, np.ndarray]:
         """Errors of the first s stages (all their wavelets), s = 0..S (0: ``f0`` alone).
@@ -490,7 +517,7 @@ class BoostedTreeWavelets:
             "n_stages": np.arange(self.n_stages_ + 1),
             "n_wavelets": np.concatenate([[0], np.cumsum(per_stage)]),
         }
-        out.update(self._summary(np.array(rows), n))
+        out.update(self._summary(np.array(rows), n, self._n_unknown(y)))
         return out
 
     def select_n_terms(
