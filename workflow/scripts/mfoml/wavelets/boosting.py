@@ -20,8 +20,9 @@ from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mfoml.wavelets.boosted_trees import BoostedTreeWavelets, TreeArrays, tree_from_sklearn
+from mfoml.wavelets.boosted_trees import BoostedTreeWavelets
 from mfoml.wavelets.scaling import minmax_fit, minmax_transform
+from mfoml.wavelets.tree_arrays import TreeArrays, tree_from_sklearn
 
 __all__ = [
     "BoostedTreeWavelets",

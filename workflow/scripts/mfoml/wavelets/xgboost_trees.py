@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from mfoml.wavelets.boosted_trees import BoostedTreeWavelets, TreeArrays
+from mfoml.wavelets.boosted_trees import BoostedTreeWavelets
+from mfoml.wavelets.tree_arrays import TreeArrays
 
 __all__ = ["booster_json", "trees_from_xgboost", "from_xgboost"]
 
