@@ -277,8 +277,9 @@ def test_mterm_curve_equals_direct_predictions(data, task, monkeypatch):
     Xs = m.scale_inputs(Xt)
     W = m.n_wavelets_
     grid = np.array([0, 1, 3, 10, W // 2, W - 1, W])
-    curve = m.mterm_curve(Xt, yt, grid[::-1])  # any order in, sorted out
-    np.testing.assert_array_equal(curve["n_terms"], np.sort(grid))
+    asked = np.concatenate([grid, [W + 5, 3]])
+    curve = m.mterm_curve(Xt, yt, asked)  # clipped to W, in the order asked
+    np.testing.assert_array_equal(curve["n_terms"], np.concatenate([grid, [W, 3]]))
     for i, M in enumerate(curve["n_terms"]):
         raw = wav.raw_predict(Xs, int(M))
         for key, val in direct_scores(task, raw, yt).items():
@@ -295,7 +296,7 @@ def test_mterm_curve_equals_direct_predictions(data, task, monkeypatch):
     import mfoml.wavelets.boosted_trees as core
 
     monkeypatch.setattr(core, "_CURVE_CHUNK_ENTRIES", 7 * wav.n_trees_ * len(wav._levels))
-    small = m.mterm_curve(Xt, yt, grid)
+    small = m.mterm_curve(Xt, yt, asked)
     for key in curve:
         np.testing.assert_allclose(small[key], curve[key], rtol=1e-12, atol=1e-14)
     # M = all is the boosted model; M = 0 is f0 plus the roots

@@ -131,3 +131,17 @@ def test_boosting_tables_and_figures(iris, diabetes, boosted, tmp_path: Path) ->
     for path in outs.values():
         data = Path(path).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+@pytest.mark.parametrize("kind", ["gradient_boosting", "xgboost", "wavelet_forest"])
+def test_curve_is_aligned_with_the_grid_beyond_the_number_of_wavelets(iris, kind) -> None:
+    from mfoml.tabular.boosting import WaveletModel
+
+    data, _ = iris
+    params = FOREST if kind == "wavelet_forest" else BOOSTED
+    wm = WaveletModel(kind, data.task, params, 0, 1).fit(data.X[::2], data.y[::2])
+    W = wm.n_wavelets
+    err = wm.curve(data.X[1::2], data.y[1::2], np.array([0, 2, W, W + 10, 10 * W]))
+    assert err.shape == (5,) and err[2] == err[3] == err[4]
+    full = 1 - np.mean(wm.predict(data.X[1::2], "all") == data.y[1::2])
+    assert err[4] == pytest.approx(full)

@@ -241,14 +241,19 @@ class BoostedTreeWavelets:
         thr[pos] = self.sorted_norms_[n_terms[pos] - 1]
         return thr
 
-    def check_n_terms_grid(self, n_terms: Any) -> np.ndarray:
-        """Sorted unique M values (clipped to W); None = every M in 0..W."""
+    def check_n_terms_grid(self, n_terms: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique M values (clipped to W) and the inverse map back to ``n_terms``;
+        None = every M in 0..W."""
         if n_terms is None:
-            return np.arange(self.n_wavelets_ + 1, dtype=np.int64)
+            grid = np.arange(self.n_wavelets_ + 1, dtype=np.int64)
+            return grid, np.arange(grid.shape[0])
         grid = np.atleast_1d(np.asarray(n_terms))
         if grid.ndim != 1 or not np.issubdtype(grid.dtype, np.integer) or np.any(grid < 0):
             raise ValueError("n_terms must be a 1-D array of non-negative integers")
-        return np.unique(np.minimum(grid.astype(np.int64), self.n_wavelets_))
+        uniq, inverse = np.unique(
+            np.minimum(grid.astype(np.int64), self.n_wavelets_), return_inverse=True
+        )
+        return uniq, inverse
 
     def _scores(self, raw: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-sample losses: (3, n) for classification (wrong, log loss, Brier), else (1, n).
@@ -319,18 +324,19 @@ class BoostedTreeWavelets:
         ----------
         X : (n, d); y : targets (n,) / (n, K), or class codes (n,) in [0, n_classes) (-1: a
             label the model never saw, always an error).
-        n_terms : 1-D integer array of M (clipped to W, made unique and sorted); None = 0..W.
+        n_terms : 1-D integer array of M (clipped to W); None = 0..W.
 
         Returns
         -------
-        dict of (T,) arrays: ``n_terms``, ``threshold`` (norm of the M-th wavelet), and ``mse``
+        dict of (T,) arrays aligned with ``n_terms`` (its values clipped to W): ``n_terms``,
+        ``threshold`` (norm of the M-th wavelet), and ``mse``
         (regression: mean squared error over samples and outputs), or for classification
         ``error`` (misclassification rate; binary: class 1 iff raw >= 0, else argmax),
         ``log_loss`` (mean cross-entropy of the softmax / sigmoid; infinite when a label was
         never seen in fit) and ``mse`` (the Brier score: squared error of the class
         probabilities to one-hot, mean over samples and classes).
         """
-        grid = self.check_n_terms_grid(n_terms)
+        grid, inverse = self.check_n_terms_grid(n_terms)
         n = np.shape(X)[0]
         y = self._check_y(y, n)
         K, T = self.n_outputs_, grid.shape[0]
@@ -377,7 +383,7 @@ class BoostedTreeWavelets:
         totals = base_total + np.cumsum(delta, axis=0)[:T]
         out = {"n_terms": grid, "threshold": self.threshold_for(grid)}
         out.update(self._summary(totals, n, self._n_unknown(y)))
-        return out
+        return {k: v[inverse] for k, v in out.items()}
 
     def _path_entries(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sample, global node) of every node on every decision path, roots included."""
@@ -426,7 +432,7 @@ class BoostedTreeWavelets:
         ``"log_loss"``.
         """
         metric = metric or ("mse" if self.task == "regression" else "error")
-        curve = self.mterm_curve(X_val, y_val, n_terms)
+        curve = self.mterm_curve(X_val, y_val, self.check_n_terms_grid(n_terms)[0])  # sorted
         if metric not in curve:
             raise ValueError(f"metric {metric!r} not available for {self.task}")
         err = curve[metric]

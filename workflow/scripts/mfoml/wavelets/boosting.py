@@ -151,8 +151,8 @@ class _WaveletBoostingBase(BaseEstimator):
         return np.asarray(y, dtype=np.float64)
 
     def mterm_curve(self, X: Any, y: Any, n_terms: Any = None) -> dict[str, np.ndarray]:
-        """Held-out errors of the M-term model for the M in ``n_terms`` (sorted, unique;
-        None = 0..W); see :meth:`BoostedTreeWavelets.mterm_curve` for the keys."""
+        """Held-out errors of the M-term model for the M in ``n_terms`` (clipped to W, in the
+        given order; None = 0..W); see :meth:`BoostedTreeWavelets.mterm_curve` for the keys."""
         check_is_fitted(self, "model_")
         return self.wavelets_.mterm_curve(self.scale_inputs(X), self._targets(y), n_terms)
 
