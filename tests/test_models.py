@@ -56,8 +56,18 @@ def _batch(input_shape: tuple[int, ...], n: int, seed: int = 0):
     return x, y
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("arch", list(CASES))
+# Every activation on the small architectures; ResNet18 (about 6 s a case on 2 cores) with relu
+# and prelu (the activation with per-instance parameters), which exercise its block's activation
+# swap as well as the other four would.
+ARCH_ACTIVATIONS = [
+    (arch, act)
+    for arch in CASES
+    for act in ACTIVATIONS
+    if arch != "resnet18" or act in ("relu", "prelu")
+]
+
+
+@pytest.mark.parametrize(("arch", "activation"), ARCH_ACTIVATIONS)
 def test_every_architecture_trains_and_has_documented_probe_shapes(arch, activation):
     kwargs, input_shape, expected = CASES[arch]
     model = build_model(arch, input_shape, N_CLASSES, activation=activation, seed=0, **kwargs)
