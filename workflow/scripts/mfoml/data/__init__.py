@@ -1,0 +1,1 @@
+"""Data sources and the normalized on-disk store (imports nothing heavy)."""

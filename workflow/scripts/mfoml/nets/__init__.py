@@ -1,0 +1,1 @@
+"""Networks, training objectives and the training loop (imports nothing heavy)."""
