@@ -53,8 +53,9 @@ the pooler output (the penultimate layer, fed to the classifier); ``logits`` ``(
 Masked-language-model head
 --------------------------
 :meth:`TransformerClassifier.mlm_logits` gives ``(B, T, vocab_size)`` logits from the final
-token states through ``Linear(D, D) -> GELU -> LayerNorm -> Linear`` whose weight is the token
-embedding (tied, as BERT); :func:`mask_tokens` draws BERT's corruption (15 % of the non-special
+token states through ``Linear(D, D) -> GELU -> LayerNorm``, scaled by ``D^-1/2``, and a linear
+map whose weight is the token embedding (tied, as BERT; the scaling, as T5's tied head, keeps
+the initial logits of order one with standard-normal embeddings); :func:`mask_tokens` draws BERT's corruption (15 % of the non-special
 tokens: 80 % ``[MASK]``, 10 % a random token, 10 % unchanged) and :func:`mlm_loss` is the
 cross-entropy on the selected positions. The head is part of every model (its weights live in
 every checkpoint), so a classifier can start from an MLM-pretrained checkpoint as is.
@@ -309,7 +310,7 @@ class TransformerClassifier(ProbedModel):
         """Masked-language-model logits ``(B, T', vocab_size)`` (``T'``: trailing padding cut)."""
         h, _, _ = self._encode(x, set())
         h = self.mlm_norm(F.gelu(self.mlm_dense(h)))
-        return F.linear(h, self.token.weight, self.mlm_bias)
+        return F.linear(h * self.token.weight.shape[1] ** -0.5, self.token.weight, self.mlm_bias)
 
     @torch.no_grad()
     def probe_shapes(self) -> dict[str, tuple[int, ...]]:
