@@ -1,0 +1,21 @@
+"""Nearest-class-center (NCC) simplification and neural-collapse metrics, streaming and exact.
+
+- :mod:`mfoml.collapse.streaming`: chunked passes over features, BLAS control, the scan kernel;
+- :mod:`mfoml.collapse.accumulators`: :class:`ClassMeans` (per-class sums and counts);
+- :mod:`mfoml.collapse.measures`: NCC mismatch/accuracy, NC1-NC4;
+- :mod:`mfoml.collapse.table`: :func:`layer_table`, one row per layer of an activation dump.
+
+See ``docs/methods.md``. Names are loaded on first use (``import mfoml.collapse`` does not import
+torch).
+"""
+
+from mfoml._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "accumulators": ("ClassMeans",),
+        "measures": ("collapse_metrics", "ncc_accuracy", "ncc_mismatch", "ncc_predict"),
+        "table": ("layer_table",),
+    },
+)
