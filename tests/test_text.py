@@ -18,19 +18,17 @@ import pytest
 from loopback import LoopbackServer
 from mfoml.data import text as T
 from mfoml.data import tokens as K
+from mfoml.data.download import DownloadError
+from mfoml.data.formats import DataFormatError
 from mfoml.data.glue import CORPORA, GLUE_TASKS
+from mfoml.data.store import IntegrityError
 from mfoml.data.textsets import load_text_dataset, prepare_text
-from mfoml.datasets import DataFormatError, DownloadError, IntegrityError
-
-
-def quiet(_msg: str) -> None:
-    return None
 
 
 @pytest.fixture(scope="session")
 def textorder_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("text") / "textorder"
-    prepare_text("textorder", out, n_sentences=300, max_length=40, vocab_size=1500, log=quiet)
+    prepare_text("textorder", out, n_sentences=300, max_length=40, vocab_size=1500)
     return out
 
 
@@ -252,7 +250,6 @@ def test_glue_download_parse_and_store(tmp_path, glue_server, task):
             checksums=sha256s(served),
             max_length=16,
             vocab_size=200,
-            log=quiet,
         )
         assert sorted(srv.requests) == sorted(f"/{f.name}" for f in GLUE_TASKS[task].files)
     d = load_text_dataset(out)
@@ -273,7 +270,7 @@ def test_glue_truncated_and_corrupted_archives_are_never_trusted(tmp_path, glue_
     served, _ = glue_server
     good = sha256s(served)
     out, dl = tmp_path / "data" / "glue-cola", tmp_path / "dl"
-    kw = {"download_dir": dl, "max_length": 16, "vocab_size": 200, "log": quiet}
+    kw = {"download_dir": dl, "max_length": 16, "vocab_size": 200}
     size = (served / "CoLA.zip").stat().st_size
     with LoopbackServer(served, cut_transfers={"CoLA.zip": size // 2}) as srv:
         with pytest.raises(DownloadError, match="truncated"):
@@ -308,7 +305,6 @@ def test_glue_malformed_rows_name_file_and_line(tmp_path):
                 tmp_path / "out",
                 mirror=srv.base_url,
                 checksums=sha256s(served),
-                log=quiet,
             )
 
 
@@ -337,7 +333,6 @@ def test_wikitext_corpus_download_and_blocks(tmp_path):
             checksums=sha256s(served),
             max_length=8,
             vocab_size=120,
-            log=quiet,
         )
     assert meta["task"] == "mlm" and meta["n_classes"] is None
     d = load_text_dataset(out)
@@ -356,7 +351,6 @@ def test_wikitext_corpus_download_and_blocks(tmp_path):
                 tmp_path / "data2" / "wikitext2",
                 mirror=srv.base_url,
                 checksums=sha256s(served),
-                log=quiet,
             )
 
 

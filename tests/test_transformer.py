@@ -17,21 +17,11 @@ from mfoml.data import tokens as K
 from mfoml.data.textsets import load_text_dataset, prepare_text
 from mfoml.nets.hf import build_hf, token_types
 from mfoml.nets.optim import adamw_param_groups, warmup_linear_factor
-from mfoml.nets.pretrain import MLMConfig, pretrain_mlm
-from mfoml.nets.transformer import (
-    SelfAttention,
-    build_transformer,
-    mask_tokens,
-    mlm_loss,
-    sinusoidal_table,
-)
-from mfoml.training import TrainConfig, train
+from mfoml.nets.pretrain import MLMConfig, mask_tokens, mlm_loss, pretrain_mlm
+from mfoml.nets.training import TrainConfig, train
+from mfoml.nets.transformer import SelfAttention, build_transformer, sinusoidal_table
 
 V, TMAX = 40, 12
-
-
-def quiet(_msg: str) -> None:
-    return None
 
 
 def rebuild(model):
@@ -60,7 +50,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def textorder(tmp_path_factory):
     out = tmp_path_factory.mktemp("text") / "textorder"
-    prepare_text("textorder", out, n_sentences=500, max_length=40, vocab_size=1500, log=quiet)
+    prepare_text("textorder", out, n_sentences=500, max_length=40, vocab_size=1500)
     return load_text_dataset(out)
 
 
@@ -274,7 +264,6 @@ def test_positional_coding_is_what_solves_the_word_order_task(textorder, tmp_pat
             cfg,
             tmp_path / positional,
             evals={"test": (d.x_test, d.y_test)},
-            log=None,
         )
         accs[positional] = float(frame["test_acc"].iloc[-1])
         if positional == "none":
@@ -373,7 +362,6 @@ def test_pretrain_mlm_checkpoints_metrics_and_reproducibility(textorder, tmp_pat
                 tmp_path / str(k),
                 special_ids=textorder.special_ids,
                 ids_test=textorder.x_test[:64],
-                log=None,
             )
         )
         states.append(model.state_dict())

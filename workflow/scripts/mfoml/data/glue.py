@@ -23,13 +23,13 @@ Corpus
                test}.raw``. :func:`read_wikitext` returns each split's paragraphs (non-empty
                lines, ``= Heading =`` lines removed, surrounding spaces stripped).
 
-Files are fetched with :func:`mfoml.datasets.download_file` (streamed into a temporary file,
+Files are fetched with :func:`mfoml.data.download.download_file` (streamed into a temporary file,
 length- and sha256-checked, then renamed; a truncated or corrupted download is an error and
 leaves nothing behind). The sha256 sums and sizes are those published with HuggingFace
 ``datasets``' GLUE card and TensorFlow Datasets' GLUE checksums, and for WikiText-2 the widely
 pinned archive sum. ``mirror`` replaces the base URL (same file names); ``checksums`` replaces
 the expected digests by file name. A downloaded file that fails to parse
-(:class:`~mfoml.datasets.DataFormatError` naming the file and line) is deleted.
+(:class:`~mfoml.data.formats.DataFormatError` naming the file and line) is deleted.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from mfoml.datasets import DataFormatError, download_file
-
-from .text import TextSplits
+from mfoml.data.download import download_file
+from mfoml.data.formats import DataFormatError
+from mfoml.data.text import TextSplits
 
 __all__ = [
     "CORPORA",
@@ -58,8 +58,6 @@ __all__ = [
     "read_glue",
     "read_wikitext",
 ]
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,6 @@ def fetch_files(
     mirror: str | None = None,
     checksums: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    log: Log | None = None,
 ) -> tuple[dict[str, Path], list[dict[str, str]]]:
     """Download and verify ``files`` into ``dest_dir`` (a valid file already there is reused).
 
@@ -178,7 +175,7 @@ def fetch_files(
     for f in files:
         url = f.url if mirror is None else mirror.rstrip("/") + "/" + f.name
         expected = (checksums or {}).get(f.name, f.sha256)
-        paths[f.name] = download_file(url, dest / f.name, expected, timeout=timeout, log=log)
+        paths[f.name] = download_file(url, dest / f.name, expected, timeout=timeout)
         raw.append({"file": f.name, "url": url, "checksum": expected})
     return paths, raw
 
@@ -322,7 +319,6 @@ def load_glue(
     mirror: str | None = None,
     checksums: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    log: Log | None = None,
 ) -> tuple[TextSplits, list[dict[str, str]]]:
     """Download (or reuse), verify and parse a GLUE task; return the splits and raw files."""
     if task not in GLUE_TASKS:
@@ -333,7 +329,6 @@ def load_glue(
         mirror=mirror,
         checksums=checksums,
         timeout=timeout,
-        log=log,
     )
     return _discard_on_format_error(paths, lambda: read_glue(task, paths)), raw
 
@@ -362,13 +357,10 @@ def load_corpus(
     mirror: str | None = None,
     checksums: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    log: Log | None = None,
 ) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
     """Download (or reuse), verify and parse a corpus; return ``{split: paragraphs}``, raw files."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     f = CORPORA[name]
-    paths, raw = fetch_files(
-        (f,), dest_dir, mirror=mirror, checksums=checksums, timeout=timeout, log=log
-    )
+    paths, raw = fetch_files((f,), dest_dir, mirror=mirror, checksums=checksums, timeout=timeout)
     return _discard_on_format_error(paths, lambda: read_wikitext(paths[f.name])), raw

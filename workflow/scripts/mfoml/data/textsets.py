@@ -26,28 +26,28 @@ test).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mfoml.datasets import (
+from mfoml.data import text as T
+from mfoml.data import tokens as K
+from mfoml.data.glue import CORPORA, GLUE_TASKS, load_corpus, load_glue
+from mfoml.data.store import (
     FORMAT_VERSION,
     IntegrityError,
-    file_checksum,
+    SourceInfo,
     load_dataset,
-    per_class_subset,
+    register_source,
     write_normalized,
 )
-from mfoml.io import atomic_write_text
-
-from . import text as T
-from . import tokens as K
-from .glue import CORPORA, GLUE_TASKS, load_corpus, load_glue
+from mfoml.data.subsample import per_class_subset
+from mfoml.io import atomic_write_text, file_checksum
 
 __all__ = ["TEXT_DATASETS", "TextDataset", "corpus_arrays", "load_text_dataset", "prepare_text"]
 
@@ -56,11 +56,7 @@ TEXT_DATASETS: tuple[str, ...] = (
     *(f"glue-{t}" for t in GLUE_TASKS),
     *CORPORA,
 )
-Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -137,7 +133,7 @@ def prepare_text(
     mirror: str | None = None,
     checksums: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-    log: Log | None = None,
+    grayscale: bool = False,
 ) -> dict[str, Any]:
     """Build text data set ``name`` and write it to ``out_dir`` (format in the module docstring).
 
@@ -156,25 +152,26 @@ def prepare_text(
     download_dir : raw files go to ``download_dir/<name>/`` (default
         ``<out_dir>/../_downloads``).
     mirror, checksums, timeout : of the downloads (:func:`mfoml.data.glue.fetch_files`).
-    log : progress sink (default stderr).
+    grayscale : must be false (accepted because the data rule passes it to every source).
 
     Returns
     -------
     The metadata written to ``meta.json``.
     """
-    log = log or _stderr
+    if grayscale:
+        raise ValueError(f"{name}: grayscale applies to image data sets only")
     if name not in TEXT_DATASETS:
         raise ValueError(f"unknown text data set {name!r}; known: {', '.join(TEXT_DATASETS)}")
     out = Path(out_dir)
     base = Path(download_dir) if download_dir is not None else out.parent / "_downloads"
-    fetch = {"mirror": mirror, "checksums": checksums, "timeout": timeout, "log": log}
+    fetch = {"mirror": mirror, "checksums": checksums, "timeout": timeout}
     raw_files = None
     task, kind = "classification", "text"
     if name in CORPORA:
         paragraphs, raw_files = load_corpus(name, base / name, **fetch)
         parts = {"train": paragraphs["train"], "test": paragraphs["test"]}
         tok, how = K.make_tokenizer(
-            tokenizer, parts["train"], vocab_size=vocab_size, lowercase=lowercase, log=log
+            tokenizer, parts["train"], vocab_size=vocab_size, lowercase=lowercase
         )
         arrays, info = corpus_arrays(parts, tok, max_length)
         task, n_classes, class_names = "mlm", None, None
@@ -195,7 +192,7 @@ def prepare_text(
             splits.train_texts = [splits.train_texts[i] for i in keep]
             splits.train_labels = splits.train_labels[keep]
         tok, how = K.make_tokenizer(
-            tokenizer, splits.train_texts, vocab_size=vocab_size, lowercase=lowercase, log=log
+            tokenizer, splits.train_texts, vocab_size=vocab_size, lowercase=lowercase
         )
         arrays, info = K.text_arrays(splits, tok, max_length)
         info["provenance"] = splits.provenance
@@ -234,10 +231,15 @@ def prepare_text(
     atomic_write_text(out / "tokenizer.json", tok.to_str(pretty=True))
     meta["tokenizer"]["sha256"] = file_checksum(out / "tokenizer.json", "sha256")
     counts = info.get("class_counts") or info.get("n_blocks")
-    log(
-        f"{name}: {meta['n_train']} train / {meta['n_test']} test samples, T={max_length} ({counts})"
+    log.info(
+        "%s: %d train / %d test samples, T=%d (%s)",
+        name,
+        meta["n_train"],
+        meta["n_test"],
+        max_length,
+        counts,
     )
-    return write_normalized(out, arrays, meta, log=log)
+    return write_normalized(out, arrays, meta)
 
 
 def load_text_dataset(path: str | os.PathLike[str], verify: bool = True) -> TextDataset:
@@ -288,4 +290,15 @@ def load_text_dataset(path: str | os.PathLike[str], verify: bool = True) -> Text
         meta=meta,
         tokenizer_path=tok_path,
         pairs=pairs,
+    )
+
+
+for _name in TEXT_DATASETS:
+    register_source(
+        SourceInfo(
+            name=_name,
+            prepare=prepare_text,
+            task="mlm" if _name in CORPORA else "classification",
+            kind="text",
+        )
     )

@@ -22,13 +22,16 @@ instead (truncation would break the pairing), counted in ``n_dropped_too_long``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .text import TextSplits
+from mfoml.data.text import TextSplits
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -272,12 +275,11 @@ def make_tokenizer(
     *,
     vocab_size: int,
     lowercase: bool,
-    log: Callable[[str], None],
 ) -> tuple[Any, dict[str, Any]]:
     """Train (``spec`` = ``bpe``) or load (a ``tokenizer.json`` file, a local
     model directory or a hub id) the tokenizer of a text data set; return it and how."""
     if spec in TOKENIZER_KINDS:
-        log(f"training a {spec} tokenizer (vocab_size={vocab_size}) on the training split")
+        log.info("training a %s tokenizer (vocab_size=%d) on the training split", spec, vocab_size)
         tok = train_tokenizer(train_texts, kind=spec, vocab_size=vocab_size, lowercase=lowercase)
         how = {
             "kind": spec,

@@ -39,9 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfoml.models import ProbedModel
-
-from .transformer import masked_mean
+from mfoml.nets.models import ProbedModel
+from mfoml.nets.transformer import masked_mean
 
 __all__ = ["HFClassifier", "build_hf", "token_types"]
 
@@ -78,6 +77,25 @@ class HFClassifier(ProbedModel):
         nn.init.normal_(self.classifier.weight, std=float(getattr(cfg, "initializer_range", 0.02)))
         nn.init.zeros_(self.classifier.bias)
         self.penultimate_layer = "pooled"
+
+    def freeze_encoder(self) -> list[str]:
+        """Freeze the ``transformers`` encoder (pooler included) and keep it in eval mode (no
+        dropout) also while the model trains; the classifier trains. Returns the frozen
+        parameter names."""
+        self._encoder_frozen = True
+        names = []
+        for name, p in self.encoder.named_parameters():
+            p.requires_grad_(False)
+            names.append(f"encoder.{name}")
+        self.train(self.training)
+        return names
+
+    def train(self, mode: bool = True) -> HFClassifier:
+        """Set training mode; a frozen encoder (:meth:`freeze_encoder`) stays in eval mode."""
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):
+            self.encoder.eval()
+        return self
 
     @property
     def probe_layers(self) -> list[str]:

@@ -25,23 +25,26 @@ algorithms are switched on for the call, as in :func:`mfoml.training.train`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from mfoml.io import atomic_path, atomic_write_csv
-from mfoml.models import resolve_device
+from mfoml.nets.models import resolve_device
+from mfoml.nets.optim import make_adamw, warmup_linear
+from mfoml.nets.transformer import TransformerClassifier
 
-from .optim import make_adamw, warmup_linear
-from .transformer import TransformerClassifier, mask_tokens, mlm_loss
+__all__ = ["MLM_COLUMNS", "MLMConfig", "mask_tokens", "mlm_loss", "pretrain_mlm"]
 
-__all__ = ["MLM_COLUMNS", "MLMConfig", "pretrain_mlm"]
+log = logging.getLogger(__name__)
 
 MLM_COLUMNS = [
     "epoch",
@@ -53,6 +56,57 @@ MLM_COLUMNS = [
     "tokens_per_second",
     "seconds",
 ]
+
+
+def mask_tokens(
+    ids: torch.Tensor,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Sequence[int],
+    prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's MLM corruption of token ids ``(B, T)``.
+
+    Each non-special token is selected with probability ``prob``; a selected token becomes
+    ``mask_id`` with probability 0.8, a uniformly drawn non-special token with 0.1, and stays
+    with 0.1. Returns ``(inputs, targets)``: the corrupted ids and the original ids at the
+    selected positions, ``-100`` (ignored by ``cross_entropy``) elsewhere.
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"mlm prob must be in (0, 1), got {prob}")
+    ids = ids.long()
+    special = torch.tensor(sorted({int(s) for s in special_ids}), device=ids.device)
+    candidate = ~torch.isin(ids, special)
+    u = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
+    chosen = candidate & (u < prob)
+    r = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
+    allowed = torch.ones(vocab_size, dtype=torch.bool)
+    allowed[special.cpu()] = False
+    pool = torch.nonzero(allowed).flatten()
+    pick = torch.randint(len(pool), ids.shape, generator=generator, device="cpu")
+    random_tokens = pool[pick].to(ids.device)
+    inputs = torch.where(chosen & (r < 0.8), torch.full_like(ids, mask_id), ids)
+    inputs = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_tokens, inputs)
+    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+    return inputs, targets
+
+
+def mlm_loss(
+    model: TransformerClassifier, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of the MLM logits at the positions where ``targets != -100``.
+
+    Exactly 0 (with a graph) when no position is selected.
+    """
+    logits = model.mlm_logits(inputs)
+    t = targets[:, : logits.shape[1]]
+    if not bool((t != -100).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), t.reshape(-1), ignore_index=-100
+    )
 
 
 @dataclasses.dataclass
@@ -146,7 +200,6 @@ def pretrain_mlm(
     *,
     special_ids: Mapping[str, int | None],
     ids_test: Any = None,
-    log: Callable[[str], Any] | None = print,
 ) -> pd.DataFrame:
     """Pretrain ``model`` in place with the MLM objective; write checkpoints and metrics.
 
@@ -159,8 +212,8 @@ def pretrain_mlm(
         checkpoints and tables there are removed first).
     special_ids : ``{"pad", "cls", "sep", "mask", "unk"}`` ids (``mask`` required); special
         tokens are never selected or drawn as replacements.
-    ids_test : int array ``(M, T)`` for the per-epoch test columns (optional).
-    log : progress sink (``None``: silent).
+    ids_test : int array ``(M, T)`` for the per-epoch test columns (optional). Progress goes
+        to the logger ``mfoml.nets.pretrain``.
 
     Returns
     -------
@@ -168,7 +221,6 @@ def pretrain_mlm(
     """
     if not isinstance(model, TransformerClassifier):
         raise TypeError(f"MLM pretraining needs an arch 'transformer' model, got {type(model)}")
-    say = log if log is not None else (lambda _m: None)
     mask_id = special_ids.get("mask")
     if mask_id is None:
         raise ValueError("MLM pretraining: the tokenizer has no [MASK] token")
@@ -223,7 +275,7 @@ def pretrain_mlm(
             dest = out / f"epoch_{int(epoch):04d}.pt"
             with atomic_path(dest, suffix=".pt") as tmp:
                 torch.save(payload, tmp)
-            say(f"saved checkpoint {dest}")
+            log.info("saved checkpoint %s", dest)
 
         if 0 in cfg.save_epochs:
             save(0)
@@ -275,10 +327,14 @@ def pretrain_mlm(
             }
             rows.append(row)
             atomic_write_csv(out / "metrics.csv", pd.DataFrame(rows, columns=MLM_COLUMNS))
-            say(
-                f"mlm epoch {epoch}/{cfg.epochs} loss={row['train_mlm_loss']:.4f} "
-                f"test_loss={test_loss:.4f} test_acc={test_acc:.4f} "
-                f"{row['tokens_per_second']:.0f} tokens/s"
+            log.info(
+                "mlm epoch %d/%d loss=%.4f test_loss=%.4f test_acc=%.4f %.0f tokens/s",
+                epoch,
+                cfg.epochs,
+                row["train_mlm_loss"],
+                test_loss,
+                test_acc,
+                row["tokens_per_second"],
             )
             if epoch in cfg.save_epochs:
                 save(epoch)

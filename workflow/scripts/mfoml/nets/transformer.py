@@ -55,9 +55,9 @@ Masked-language-model head
 :meth:`TransformerClassifier.mlm_logits` gives ``(B, T, vocab_size)`` logits from the final
 token states through ``Linear(D, D) -> GELU -> LayerNorm``, scaled by ``D^-1/2``, and a linear
 map whose weight is the token embedding (tied, as BERT; the scaling, as T5's tied head, keeps
-the initial logits of order one with standard-normal embeddings); :func:`mask_tokens` draws BERT's corruption (15 % of the non-special
-tokens: 80 % ``[MASK]``, 10 % a random token, 10 % unchanged) and :func:`mlm_loss` is the
-cross-entropy on the selected positions. The head is part of every model (its weights live in
+the initial logits of order one with standard-normal embeddings); :func:`mfoml.nets.pretrain.mask_tokens` draws BERT's corruption (15 % of the non-special
+tokens: 80 % ``[MASK]``, 10 % a random token, 10 % unchanged) and :func:`~mfoml.nets.pretrain.mlm_loss` is
+the cross-entropy on the selected positions. The head is part of every model (its weights live in
 every checkpoint), so a classifier can start from an MLM-pretrained checkpoint as is.
 """
 
@@ -66,13 +66,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfoml.models import ProbedModel, make_activation
+from mfoml.nets.models import ProbedModel, make_activation
 
 __all__ = [
     "ATTENTION_SCALES",
@@ -81,9 +80,7 @@ __all__ = [
     "POSITIONAL",
     "TransformerClassifier",
     "build_transformer",
-    "mask_tokens",
     "masked_mean",
-    "mlm_loss",
     "sinusoidal_table",
 ]
 
@@ -231,6 +228,34 @@ class TransformerClassifier(ProbedModel):
         self.mlm_bias = nn.Parameter(torch.zeros(vocab_size))
         self.penultimate_layer = "pooled"
 
+    ENCODER_MODULES = ("token", "position", "emb_norm", "emb_drop", "blocks", "final_norm")
+
+    def freeze_encoder(self) -> list[str]:
+        """Freeze the encoder (embeddings, blocks, final norm) for training the head alone.
+
+        Its parameters stop receiving gradients and its modules stay in eval mode (no dropout)
+        even when the model is put in training mode; the pooler and the classifier train.
+        Returns the names of the frozen parameters.
+        """
+        self._encoder_frozen = True
+        names = []
+        for name, p in self.named_parameters():
+            if name.split(".")[0] in self.ENCODER_MODULES:
+                p.requires_grad_(False)
+                names.append(name)
+        self.train(self.training)
+        return names
+
+    def train(self, mode: bool = True) -> TransformerClassifier:
+        """Set training mode; a frozen encoder (:meth:`freeze_encoder`) stays in eval mode."""
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):
+            for name in self.ENCODER_MODULES:
+                module = getattr(self, name, None)
+                if module is not None:
+                    module.eval()
+        return self
+
     @property
     def probe_layers(self) -> list[str]:
         """``input, embeddings, block1..blockL, pooled, logits``."""
@@ -358,7 +383,7 @@ def build_transformer(
     d_ff : feed-forward width (default ``4 D``).
     positional, attention_scale, norm, pooling : see the module docstring.
     dropout : dropout rate of embeddings, attention weights, residual branches and the head.
-    activation : feed-forward nonlinearity (:func:`mfoml.models.make_activation` names).
+    activation : feed-forward nonlinearity (:func:`mfoml.nets.models.make_activation` names).
     pad_id : the padding token id (mask = ``ids != pad_id``).
     seed : initialize the weights under ``torch.manual_seed(seed)`` (global RNG untouched).
     """
@@ -435,63 +460,3 @@ def build_transformer(
         "seed": seed,
     }
     return model
-
-
-# --------------------------------------------------------------------------------------------
-# masked language modelling
-
-
-def mask_tokens(
-    ids: torch.Tensor,
-    *,
-    mask_id: int,
-    vocab_size: int,
-    special_ids: Sequence[int],
-    prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's MLM corruption of token ids ``(B, T)``.
-
-    Each non-special token is selected with probability ``prob``; a selected token becomes
-    ``mask_id`` with probability 0.8, a uniformly drawn non-special token with 0.1, and stays
-    with 0.1. Returns ``(inputs, targets)``: the corrupted ids and the original ids at the
-    selected positions, ``-100`` (ignored by ``cross_entropy``) elsewhere.
-    """
-    if not 0 < prob < 1:
-        raise ValueError(f"mlm prob must be in (0, 1), got {prob}")
-    ids = ids.long()
-    special = torch.tensor(sorted({int(s) for s in special_ids}), device=ids.device)
-    candidate = ~torch.isin(ids, special)
-    u = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
-    chosen = candidate & (u < prob)
-    r = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
-    allowed = torch.ones(vocab_size, dtype=torch.bool)
-    allowed[special.cpu()] = False
-    pool = torch.nonzero(allowed).flatten()
-    pick = torch.randint(len(pool), ids.shape, generator=generator, device="cpu")
-    random_tokens = pool[pick].to(ids.device)
-    inputs = torch.where(chosen & (r < 0.8), torch.full_like(ids, mask_id), ids)
-    inputs = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_tokens, inputs)
-    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
-    return inputs, targets
-
-
-def mlm_loss(
-    model: TransformerClassifier, inputs: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
-    """Mean cross-entropy of the MLM logits at the positions where ``targets != -100``.
-
-    Exactly 0 (with a graph) when no position is selected.
-    """
-    logits = model.mlm_logits(inputs)
-    t = targets[:, : logits.shape[1]]
-    if not bool((t != -100).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), t.reshape(-1), ignore_index=-100
-    )
-
-
-def count_parameters(model: Any) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
