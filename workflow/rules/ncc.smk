@@ -6,7 +6,7 @@ rule ncc:
     input:
         activations="results/runs/{run}/activations",
         checkpoints="results/runs/{run}/checkpoints",
-        code=script_modules("ncc.py"),
+        code=lambda wildcards: run_code("ncc.py", run_of(wildcards)),
     output:
         "results/runs/{run}/ncc.csv",
     log:

@@ -134,6 +134,7 @@ def prepare_text(
     checksums: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     grayscale: bool = False,
+    tokenizer_hub: bool = False,
 ) -> dict[str, Any]:
     """Build text data set ``name`` and write it to ``out_dir`` (format in the module docstring).
 
@@ -153,6 +154,7 @@ def prepare_text(
         ``<out_dir>/../_downloads``).
     mirror, checksums, timeout : of the downloads (:func:`mfoml.data.glue.fetch_files`).
     grayscale : must be false (accepted because the data rule passes it to every source).
+    tokenizer_hub : let ``tokenizer`` be a hub id (needs network).
 
     Returns
     -------
@@ -171,7 +173,7 @@ def prepare_text(
         paragraphs, raw_files = load_corpus(name, base / name, **fetch)
         parts = {"train": paragraphs["train"], "test": paragraphs["test"]}
         tok, how = K.make_tokenizer(
-            tokenizer, parts["train"], vocab_size=vocab_size, lowercase=lowercase
+            tokenizer, parts["train"], vocab_size=vocab_size, lowercase=lowercase, hub=tokenizer_hub
         )
         arrays, info = corpus_arrays(parts, tok, max_length)
         task, n_classes, class_names = "mlm", None, None
@@ -192,7 +194,11 @@ def prepare_text(
             splits.train_texts = [splits.train_texts[i] for i in keep]
             splits.train_labels = splits.train_labels[keep]
         tok, how = K.make_tokenizer(
-            tokenizer, splits.train_texts, vocab_size=vocab_size, lowercase=lowercase
+            tokenizer,
+            splits.train_texts,
+            vocab_size=vocab_size,
+            lowercase=lowercase,
+            hub=tokenizer_hub,
         )
         arrays, info = K.text_arrays(splits, tok, max_length)
         info["provenance"] = splits.provenance
@@ -219,6 +225,7 @@ def prepare_text(
             "n_sentences": n_sentences,
             "test_fraction": float(test_fraction),
             "per_class_cap": per_class_cap,
+            "tokenizer_hub": bool(tokenizer_hub),
         },
         "raw_files": raw_files,
         "format_version": FORMAT_VERSION,

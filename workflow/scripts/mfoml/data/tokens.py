@@ -275,6 +275,7 @@ def make_tokenizer(
     *,
     vocab_size: int,
     lowercase: bool,
+    hub: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Train (``spec`` = ``bpe``) or load (a ``tokenizer.json`` file, a local
     model directory or a hub id) the tokenizer of a text data set; return it and how."""
@@ -292,8 +293,9 @@ def make_tokenizer(
     if path.is_file():
         return load_tokenizer(path), {"kind": "file", "source": str(path)}
     with contextlib.suppress(FileNotFoundError):
-        return pretrained_tokenizer(spec), {"kind": "pretrained", "source": spec}
+        tok = pretrained_tokenizer(spec, local_files_only=not hub)
+        return tok, {"kind": "pretrained", "source": spec}
     raise ValueError(
         f"tokenizer: {spec!r} is neither a kind ({', '.join(TOKENIZER_KINDS)}), a tokenizer.json "
-        "file nor a local pretrained model directory"
+        "file nor a local pretrained model directory (a hub id needs tokenizer_hub and network)"
     )

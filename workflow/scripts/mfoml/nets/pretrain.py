@@ -42,7 +42,14 @@ from mfoml.nets.models import resolve_device
 from mfoml.nets.optim import make_adamw, warmup_linear
 from mfoml.nets.transformer import TransformerClassifier
 
-__all__ = ["MLM_COLUMNS", "MLMConfig", "mask_tokens", "mlm_loss", "pretrain_mlm"]
+__all__ = [
+    "MLM_COLUMNS",
+    "MLMConfig",
+    "init_from_pretrained",
+    "mask_tokens",
+    "mlm_loss",
+    "pretrain_mlm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -344,3 +351,41 @@ def pretrain_mlm(
         return frame
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+
+def init_from_pretrained(
+    model: TransformerClassifier, state: Mapping[str, torch.Tensor], *, freeze: bool
+) -> tuple[list[str], list[str]]:
+    """Copy an MLM-pretrained encoder into ``model``; optionally freeze it.
+
+    Every tensor of ``state`` (a pretraining checkpoint's ``state_dict``) is copied except the
+    pooler and the classifier, which the pretraining never trained (they keep ``model``'s
+    initialization). With ``freeze`` the encoder is frozen
+    (:meth:`~mfoml.nets.transformer.TransformerClassifier.freeze_encoder`).
+
+    Returns
+    -------
+    (copied, frozen) : names of the copied tensors and of the frozen parameters.
+
+    Raises
+    ------
+    ValueError naming the first tensor that is missing from ``model`` or has another shape.
+    """
+    if not isinstance(model, TransformerClassifier):
+        raise TypeError(f"a pretrained MLM encoder fits arch 'transformer' only, got {type(model)}")
+    own = model.state_dict()
+    copied = []
+    for key, value in state.items():
+        if key.split(".")[0] in ("pooler", "classifier"):
+            continue
+        if key not in own or own[key].shape != value.shape:
+            got = tuple(own[key].shape) if key in own else "missing"
+            raise ValueError(
+                f"pretrained encoder does not fit the model: tensor {key!r} is "
+                f"{tuple(value.shape)} in the checkpoint and {got} in the model"
+            )
+        own[key] = value
+        copied.append(key)
+    model.load_state_dict(own)
+    frozen = model.freeze_encoder() if freeze else []
+    return copied, frozen

@@ -17,7 +17,8 @@ Outputs in ``out_dir``
 ``metrics.csv``
     one row per epoch, rewritten atomically after each epoch: ``epoch, train_loss, train_acc,
     heldout_loss, heldout_acc, test_loss, test_acc, lr, seconds`` (+ ``{name}_loss/_acc`` for
-    other evaluation sets, + ``train_extra_loss`` when an extra loss is used). ``train_loss``
+    other evaluation sets, + ``train_extra_loss`` when an extra loss is used, + ``train_seconds``,
+    the time of the epoch's training batches alone, evaluation excluded). ``train_loss``
     and ``train_acc`` are the means over the epoch's mini-batches in training mode (the
     cross-entropy alone); the evaluation columns are computed in eval mode after the epoch
     (NaN when that set is not given). ``lr`` is the learning rate used during the epoch,
@@ -342,6 +343,7 @@ def train(
                     sum_extra += float(extra.detach()) * nb
                 correct += int((logits.detach().argmax(1) == yb).sum())
                 seen += nb
+            train_seconds = time.perf_counter() - t0
             if sched is not None and not per_batch:
                 sched.step()
             row: dict[str, Any] = {
@@ -358,6 +360,7 @@ def train(
                 row[f"{name}_loss"], row[f"{name}_acc"] = el, ea
             if extra_loss is not None:
                 row["train_extra_loss"] = sum_extra / seen
+            row["train_seconds"] = train_seconds
             row["lr"] = lr
             row["seconds"] = time.perf_counter() - t0
             rows.append({k: _plain(v) for k, v in row.items()})
@@ -384,7 +387,7 @@ def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _progress_line(row: Mapping[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for key in row:
-        if key in ("epoch", "seconds", "lr"):
+        if key in ("epoch", "seconds", "lr", "train_seconds"):
             continue
         val = row[key]
         if isinstance(val, float) and math.isnan(val):
