@@ -145,7 +145,9 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": run_code("train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")),
+        "code": run_code(
+            "train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")
+        ),
     }
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])

@@ -80,4 +80,6 @@ atomic_write_json(
 )
 if len(metrics):
     last = metrics.iloc[-1].to_dict()
-    log.info("finished stage %s: %s", cfg["stage"], {k: round(float(v), 4) for k, v in last.items()})
+    log.info(
+        "finished stage %s: %s", cfg["stage"], {k: round(float(v), 4) for k, v in last.items()}
+    )
