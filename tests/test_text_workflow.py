@@ -1,7 +1,7 @@
 """The text track in the pipeline: configuration checks, and the tiny text configuration end to
-end (data with tokenizer -> folds -> MLM pretraining stage -> training of encoders with and
-without positional coding, and of a frozen pretrained encoder with SVSL -> activations -> probe
-and NCC -> tables and figures)."""
+end (data with tokenizer -> folds -> MLM pretraining stage -> training of an encoder from
+scratch, and of a frozen pretrained encoder with SVSL -> activations -> probe and NCC -> tables
+and figures)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from workflow_utils import REPO, copy_workflow, run_snakemake
 
 TINY = Path("config") / "tests" / "text_tiny.yaml"
 POS = "order-tiny/enc-pos/gelu/ce/noise0/fold0"
-NOPOS = "order-tiny/enc-nopos/gelu/ce/noise0/fold0"
 MLM = "order-tiny/enc-mlm/gelu/svsl/noise0/fold0"
 
 
@@ -48,7 +47,7 @@ def test_text_source_names_agree_with_the_data_layer():
 def test_tiny_text_config_expands_with_the_pretrained_stage():
     cfg = validate_config(tiny_config())
     runs = {r.run_id: r for r in run_table(cfg)}
-    assert set(runs) == {POS, NOPOS, MLM}
+    assert set(runs) == {POS, MLM}
     assert runs[MLM].pretrained == {"stage": "mlm-tiny", "epoch": None, "freeze": True}
     assert runs[POS].pretrained is None
     assert cfg["pretrain"]["mlm-tiny"]["mask_prob"] == 0.15  # schema defaults filled
@@ -66,6 +65,7 @@ def test_tiny_text_config_expands_with_the_pretrained_stage():
             "cannot read the text data set",
         ),
         (lambda c: c["models"]["enc-pos"].update(width=3), "do not apply to arch 'transformer'"),
+        (lambda c: c["models"]["enc-pos"].update(stem="auto"), "do not apply to arch"),
         (lambda c: c["models"].update(bert={"arch": "hf"}), "models.bert.pretrained"),
         (
             lambda c: c["sweeps"][1]["pretrained"].update(stage="nope"),
@@ -140,7 +140,7 @@ def _run_dir(wd: Path, run: str) -> Path:
 @pytest.mark.slow
 def test_tiny_text_workflow_tables_layers_in_order(tiny_text):
     layers = pd.read_csv(tiny_text / "results" / "tables" / "layers.csv")
-    assert set(layers["run"]) == {POS, NOPOS, MLM}
+    assert set(layers["run"]) == {POS, MLM}
     order = ["input", "embeddings", "block1", "pooled", "logits"]
     for _, part in layers.groupby(["run", "epoch"]):
         part = part.sort_values("layer_index")
@@ -161,7 +161,7 @@ def test_tiny_text_workflow_data_and_throughput(tiny_text):
     meta = read_json(tiny_text / "resources" / "data" / "order-tiny" / "meta.json")
     assert meta["kind"] == "text" and meta["tokenizer"]["vocab_size"] <= 600
     assert (tiny_text / "resources" / "data" / "order-tiny" / "tokenizer.json").is_file()
-    for run in (POS, NOPOS, MLM):
+    for run in (POS, MLM):
         info = read_json(_run_dir(tiny_text, run) / "checkpoints" / "run.json")
         assert info["train_tokens_per_second"] > 0
         assert info["probe_layers"] == ["input", "embeddings", "block1", "pooled", "logits"]

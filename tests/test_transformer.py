@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -318,7 +319,7 @@ def test_mlm_head_fits_a_batch_through_the_tied_embedding(textorder):
     x = torch.from_numpy(textorder.x_train[:16]).long()
     vocab = textorder.meta["tokenizer"]["vocab_size"]
     model = build_transformer(
-        [40], 2, vocab_size=vocab, depth=1, d_model=32, heads=4, dropout=0.0, seed=0
+        [40], 2, vocab_size=vocab, depth=1, d_model=16, heads=2, dropout=0.0, seed=0
     )
     inputs, targets = mask_tokens(
         x,
@@ -327,9 +328,9 @@ def test_mlm_head_fits_a_batch_through_the_tied_embedding(textorder):
         special_ids=[0, 1, 2, 3, 4],
         generator=torch.Generator().manual_seed(0),
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-2)
     losses = []
-    for _ in range(60):
+    for _ in range(40):
         loss = mlm_loss(model, inputs, targets)
         opt.zero_grad()
         loss.backward()
@@ -478,3 +479,116 @@ def test_hf_token_types_and_pretrained_tokenizer_agree(tiny_bert):
     got = token_types(torch.from_numpy(ids).long(), 3, torch.from_numpy(mask).bool())
     for row, w in zip(got.tolist(), want, strict=True):
         assert row[: len(w)] == w and set(row[len(w) :]) <= {0}
+
+
+# ------------------------------------------------------------------------------------------
+# through the pipeline's building blocks: checkpoints, activation dumps, pretrained encoders
+# ------------------------------------------------------------------------------------------
+
+
+def test_text_models_through_checkpoints_and_activation_dumps(textorder, tiny_bert, tmp_path):
+    from mfoml.nets.activations import dump_activations, open_activations
+    from mfoml.nets.architectures import build_model, text_model_kwargs
+    from mfoml.nets.checkpoints import load_checkpoint
+
+    d = textorder
+    x, y = d.x_train[:64], d.y_train[:64]
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=16,
+        optimizer="adamw",
+        lr=1e-3,
+        schedule="warmup_linear",
+        grad_clip=1.0,
+        device="cpu",
+    )
+    vocab_tok = {"vocab_size": d.meta["tokenizer"]["vocab_size"], "special_ids": d.special_ids}
+    bert_tok = {"vocab_size": V, "special_ids": {"pad": 0, "sep": 3}}
+    models = {
+        "transformer": build_model(
+            "transformer",
+            [40],
+            2,
+            activation="gelu",
+            seed=0,
+            depth=1,
+            d_model=16,
+            heads=2,
+            **text_model_kwargs("transformer", vocab_tok),
+        ),
+        "hf": build_model(
+            "hf",
+            [TMAX],
+            2,
+            activation="relu",
+            seed=0,
+            pretrained=str(tiny_bert),
+            **text_model_kwargs("hf", bert_tok),
+        ),
+    }
+    assert models["hf"].sep_id == 3 and models["transformer"].spec["activation"] == "gelu"
+    inputs = {"transformer": x, "hf": ragged_batch([TMAX, 5, 8, 3] * 16).numpy().astype(np.int32)}
+    for arch, model in models.items():
+        xa = inputs[arch]
+        train(model, xa, y, cfg, tmp_path / arch)
+        again, ckpt = load_checkpoint(tmp_path / arch / "epoch_0001.pt")
+        assert ckpt["model_spec"]["arch"] == arch
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(
+                again(torch.from_numpy(xa).long()), model(torch.from_numpy(xa).long())
+            )
+        manifest = dump_activations(again, xa, y, tmp_path / f"{arch}-dump", device="cpu")
+        dump = open_activations(tmp_path / f"{arch}-dump")
+        assert [e["name"] for e in manifest["layers"]] == again.probe_layers
+        assert dump.layer("pooled").shape == (64, again.classifier_weight().shape[1])
+        np.testing.assert_array_equal(dump.layer("input")[:, :5], xa[:, :5].astype(np.float16))
+
+
+def test_pretrained_encoder_is_copied_and_frozen(textorder, tmp_path):
+    from mfoml.nets.pretrain import init_from_pretrained
+
+    vocab = textorder.meta["tokenizer"]["vocab_size"]
+    opts = {"depth": 1, "d_model": 16, "heads": 2, "dropout": 0.3}
+    source = build_transformer([40], 2, vocab_size=vocab, seed=1, **opts)
+    model = build_transformer([40], 2, vocab_size=vocab, seed=2, **opts)
+    head = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.split(".")[0] in ("pooler", "classifier")
+    }
+    copied, frozen = init_from_pretrained(model, source.state_dict(), freeze=True)
+    assert "token.weight" in copied and not any(
+        k.startswith(("pooler", "classifier")) for k in copied
+    )
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in head.items())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="adamw", lr=1e-2, device="cpu")
+    train(model, textorder.x_train[:64], textorder.y_train[:64], cfg, tmp_path / "run")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in copied if k.split(".")[0] != "mlm_dense")
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    model.train()
+    assert not model.blocks.training and not model.emb_drop.training and model.pooler.training
+    with torch.no_grad():  # no dropout in the frozen encoder while training
+        x = torch.from_numpy(textorder.x_train[:4]).long()
+        a, b = model.forward_features(x, ["block1"])[1], model.forward_features(x, ["block1"])[1]
+    assert torch.equal(a["block1"], b["block1"])
+    wrong = build_transformer([40], 2, vocab_size=vocab, depth=1, d_model=32, heads=2)
+    with pytest.raises(ValueError, match="token.weight"):
+        init_from_pretrained(wrong, source.state_dict(), freeze=False)
+
+
+def test_train_config_text_keys_are_validated():
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(warmup_fraction=1.5)
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=0.0)
+    assert (
+        TrainConfig(optimizer="adamw", schedule="warmup_linear", grad_clip=1.0).to_dict()[
+            "grad_clip"
+        ]
+        == 1.0
+    )
