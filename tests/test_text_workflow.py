@@ -114,7 +114,7 @@ def test_only_text_jobs_depend_on_the_text_modules():
 
     deps = CodeDeps(REPO / "workflow" / "scripts")
     text = ("mfoml.nets.transformer", "mfoml.nets.hf")
-    for script in ("train.py", "activations.py", "ncc.py"):
+    for script in ("train.py", "activations.py"):
         assert "mfoml.nets.transformer" in deps.script_modules(script)
         assert not set(text) & set(deps.script_modules(script, text))
     assert "mfoml.data.text" in deps.script_modules("data.py")

@@ -25,7 +25,50 @@ from mfoml.tabular.data import TabularData
 log = logging.getLogger(__name__)
 
 
-BASELINES = ("decision_tree", "random_forest", "hist_gradient_boosting", "linear")
+BASELINES = ("decision_tree", "random_forest", "hist_gradient_boosting", "linear", "xgboost")
+
+
+class XGBoostModel:
+    """XGBoost classifier or regressor of the tabular track (its scikit-learn API).
+
+    Class labels are mapped to the codes of ``np.unique(y)`` before fitting (XGBoost needs the
+    consecutive codes ``0..K-1``, and a training part may lack a class); :meth:`predict` maps
+    them back. ``xgboost`` is imported on the first fit, so that the other models do not pay
+    for it.
+
+    Parameters
+    ----------
+    task : ``"classification"`` or ``"regression"``.
+    seed : ``random_state``; n_jobs : threads.
+    **params : passed to ``XGBClassifier`` / ``XGBRegressor`` (``n_estimators``, ``max_depth``,
+        ``learning_rate``, ``subsample``, ``min_child_weight``, ...).
+
+    Attributes
+    ----------
+    model_ : the fitted XGBoost model; classes_ : (L,) the labels of the codes (classification).
+    """
+
+    def __init__(self, task: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> None:
+        self.task, self.seed, self.n_jobs, self.params = task, seed, n_jobs, dict(params)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> XGBoostModel:
+        """Fit on ``X`` (n, d) and labels or targets ``y`` (n,)."""
+        import xgboost as xgb
+
+        kw = dict(random_state=self.seed, n_jobs=self.n_jobs, verbosity=0, **self.params)
+        if self.task == "classification":
+            self.classes_, codes = np.unique(y, return_inverse=True)
+            self.model_ = xgb.XGBClassifier(**kw).fit(X, codes)
+        else:
+            self.model_ = xgb.XGBRegressor(**kw).fit(X, y)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Labels (classification) or values, shape (n,)."""
+        pred = self.model_.predict(X)
+        if self.task == "classification":
+            return self.classes_[np.asarray(pred, dtype=np.int64)]
+        return np.asarray(pred, dtype=np.float64)
 
 
 def make_baseline(name: str, task: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> Any:
@@ -35,7 +78,7 @@ def make_baseline(name: str, task: str, seed: int = 0, n_jobs: int = 1, **params
     ----------
     name : one of :data:`BASELINES`: ``decision_tree``, ``random_forest``,
         ``hist_gradient_boosting``, ``linear`` (standardized inputs then LogisticRegression for
-        classification, Ridge for regression).
+        classification, Ridge for regression), ``xgboost`` (:class:`XGBoostModel`).
     task : ``"classification"`` or ``"regression"``.
     seed : ``random_state``; n_jobs : forest parallelism.
     **params : passed to the estimator (e.g. ``n_estimators`` of the forest).
@@ -56,6 +99,8 @@ def make_baseline(name: str, task: str, seed: int = 0, n_jobs: int = 1, **params
         else:
             model = Ridge(**params)
         return make_pipeline(StandardScaler(), model)
+    if name == "xgboost":
+        return XGBoostModel(task, seed=seed, n_jobs=n_jobs, **params)
     raise ValueError(f"unknown baseline model {name!r}; known: {', '.join(BASELINES)}")
 
 
