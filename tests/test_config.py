@@ -78,8 +78,8 @@ def test_defaults_do_not_override_given_values():
             "config key 'resources.train.mem_mb': 'lots' is not of type 'integer'",
         ),
         (
-            {"models": {"m": {"arch": "transformer"}}},
-            "config key 'models.m.arch': 'transformer' is not one of",
+            {"models": {"m": {"arch": "rnn"}}},
+            "config key 'models.m.arch': 'rnn' is not one of",
         ),
         ({"models": {"bad name": {"arch": "mlp"}}}, "config key 'models'"),
     ],
