@@ -38,6 +38,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/ncc.smk"
@@ -51,3 +52,4 @@ rule all:
     input:
         final_targets(),
         tabular_targets(),
+        pretrain_targets(),

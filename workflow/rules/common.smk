@@ -5,6 +5,7 @@ from pathlib import Path
 from codedeps import CodeDeps
 from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_params
 from mfoml.config import run_table
+from mfoml.config.text import TEXT_ARCHS, TEXT_SOURCES, pretrain_params, source_of
 
 RUNS = {run.run_id: run for run in run_table(config)}
 RUN_IDS = list(RUNS)
@@ -19,6 +20,7 @@ FIG_EXT = config["figures"]["format"]
 wildcard_constraints:
     run=RUN_ID_PATTERN,
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    stage=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
 def module_files(names):
@@ -35,6 +37,43 @@ def script_modules(script, skip=()):
     with their imports; the rule adds them for the jobs that execute them.
     """
     return CODE.files(CODE.script_modules(script, skip))
+
+
+# Modules only text runs and text data sets execute: the other jobs do not depend on them.
+TEXT_NET_MODULES = ("mfoml.nets.transformer", "mfoml.nets.hf")
+TEXT_DATA_MODULES = ("mfoml.data.textsets",)
+
+
+def is_text_run(run):
+    return run.model_spec.get("arch") in TEXT_ARCHS
+
+
+def run_code(script, run, skip=()):
+    """The mfoml module files ``script`` executes for ``run`` (text modules for text runs only)."""
+    if is_text_run(run):
+        return script_modules(script, skip)
+    return script_modules(script, tuple(skip) + TEXT_NET_MODULES)
+
+
+def data_inputs(wildcards):
+    """Inputs of a data set: its code (text modules for text sources only) and, for a text set
+    taking its tokenizer from another set, that set."""
+    text = source_of(config, wildcards.dataset) in TEXT_SOURCES
+    inputs = {"code": script_modules("data.py", () if text else TEXT_DATA_MODULES)}
+    variant = config["data"]["variants"].get(wildcards.dataset) or {}
+    other = (variant.get("text") or {}).get("tokenizer_from")
+    if other:
+        inputs["tokenizer_source"] = data_dir(other)
+    return inputs
+
+
+def pretrain_dir(stage):
+    return f"results/pretrain/{stage}/checkpoints"
+
+
+def pretrain_targets():
+    """The checkpoints of every MLM pretraining stage (also when no sweep uses it)."""
+    return [pretrain_dir(name) for name in config.get("pretrain", {})]
 
 
 def run_of(wildcards):
@@ -119,12 +158,17 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
+        "code": run_code(
+            "train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")
+        ),
     }
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
+    if run.pretrained:  # only these runs execute mfoml.nets.pretrain
+        inputs["pretrained"] = pretrain_dir(run.pretrained["stage"])
+        inputs["pretrain_code"] = module_files(["mfoml.nets.pretrain"])
     return inputs
 
 
@@ -134,5 +178,5 @@ def activation_inputs(wildcards):
     return {
         "checkpoints": checkpoints_dir(run.run_id),
         "data": data_dir(run.analysis_dataset),
-        "code": script_modules("activations.py"),
+        "code": run_code("activations.py", run),
     }

@@ -82,7 +82,10 @@ for epoch, path in ckpts.items():
     model, _ = load_checkpoint(path)
     for name, (idx, y, which, y_true) in splits.items():
         x = getattr(ds, which)
-        x_sel = np.asarray(x[idx], dtype=np.float32)
+        # token ids (text sets) stay integers
+        x_sel = np.asarray(
+            x[idx], dtype=np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
+        )
         manifest = dump_activations(
             model,
             x_sel,

@@ -26,8 +26,8 @@ from mfoml.data.noise import flip_labels  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
+from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
-from mfoml.nets.models import build_model  # noqa: E402
 from mfoml.nets.training import TrainConfig, train  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
@@ -47,7 +47,9 @@ if ds.meta["task"] != "classification":
 n_classes = int(ds.meta["n_classes"])
 folds = load_folds(snakemake.input.folds)
 train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
-x_train = np.asarray(ds.x_train[train_idx], dtype=np.float32)
+# token ids (text sets) stay integers; everything else is float32
+x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
+x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
 y_clean = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 y_used, changed = y_clean.copy(), np.zeros(len(y_clean), dtype=bool)
 if cfg["noise"] > 0:
@@ -61,6 +63,8 @@ if cfg["noise"] > 0:
 
 spec = dict(cfg["model"])
 arch = spec.pop("arch")
+if ds.meta.get("kind") == "text":  # vocabulary and special ids come from the data set
+    spec.update(text_model_kwargs(arch, ds.meta["tokenizer"]))
 model = build_model(
     arch,
     tuple(ds.meta["input_shape"]),
@@ -71,6 +75,37 @@ model = build_model(
 )
 
 frozen: list[str] = []
+pretrained = cfg.get("pretrained")
+if pretrained:
+    # only runs starting from an MLM stage execute (and rerun for) mfoml.nets.pretrain
+    from mfoml.io import read_json
+    from mfoml.nets.pretrain import init_from_pretrained
+
+    stage_dir = Path(snakemake.input.pretrained)
+    stage = read_json(stage_dir / "stage.json")
+    if stage["tokenizer_sha256"] != ds.meta["tokenizer"]["sha256"]:
+        raise ValueError(
+            f"run {run_id}: data set {cfg['dataset']!r} was not tokenized with the tokenizer of "
+            f"pretraining stage {pretrained['stage']!r} (data set {stage['dataset']!r}); give "
+            f"it text.tokenizer_from: {stage['dataset']}"
+        )
+    ckpts = list_checkpoints(stage_dir)
+    epoch = pretrained.get("epoch")
+    epoch = max(ckpts) if epoch is None else int(epoch)
+    if epoch not in ckpts:
+        raise FileNotFoundError(f"{stage_dir}: no checkpoint of epoch {epoch} ({sorted(ckpts)})")
+    source_model, _ = load_checkpoint(ckpts[epoch])
+    copied, frozen = init_from_pretrained(
+        model, source_model.state_dict(), freeze=bool(pretrained["freeze"])
+    )
+    log.info(
+        "encoder from MLM stage %s epoch %d: %d tensors copied, %d parameters frozen",
+        pretrained["stage"],
+        epoch,
+        len(copied),
+        len(frozen),
+    )
+
 transfer = cfg.get("transfer")
 if transfer:
     ckpts = list_checkpoints(snakemake.input.source)
@@ -154,12 +189,27 @@ tc = TrainConfig(
     device=cfg["device"],
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
+    warmup_fraction=float(t["warmup_fraction"]),
+    grad_clip=None if t["grad_clip"] is None else float(t["grad_clip"]),
 )
 evals = {
     "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]),
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
 metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)
+speed = {}
+if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
+    pad = int(ds.meta["tokenizer"]["special_ids"]["pad"])
+    tokens = int((x_train != pad).sum()) * len(metrics)
+    seconds = float(metrics["train_seconds"].sum()) if len(metrics) else 0.0
+    speed = {"train_tokens": tokens, "train_seconds": seconds}
+    speed["train_tokens_per_second"] = tokens / seconds if seconds > 0 else None
+    log.info(
+        "training throughput: %s tokens in %.1f s (%s tokens/s)",
+        tokens,
+        seconds,
+        None if not seconds else round(tokens / seconds),
+    )
 
 atomic_save_npz(
     out_dir / "split.npz",
@@ -179,6 +229,7 @@ atomic_write_json(
         "penultimate_layer": model.penultimate_layer,
         "frozen_stages": frozen,
         "n_relabelled": int(changed.sum()),
+        **speed,
     },
 )
 last = metrics.iloc[-1].to_dict()

@@ -45,6 +45,7 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
                 "fold": run.fold,
                 "train": run.train,
                 "transfer": run.transfer,
+                "pretrained": run.pretrained,
                 "device": config["device"],
             }
         )

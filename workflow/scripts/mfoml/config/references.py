@@ -11,6 +11,7 @@ from typing import Any
 
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
+from mfoml.config.text import check_text
 
 
 def check_references(config: dict[str, Any]) -> None:
@@ -62,6 +63,7 @@ def check_references(config: dict[str, Any]) -> None:
             errors.append(f"config key 'models.{name}': depth/width do not apply to resnet18")
         if spec["arch"] != "resnet18" and ("residual" in spec or "stem" in spec):
             errors.append(f"config key 'models.{name}': residual/stem apply to resnet18 only")
+    errors.extend(check_text(config))
     splits = set(config["activations"]["splits"])
     for s in config["probe"]["splits"]:
         if s not in splits:

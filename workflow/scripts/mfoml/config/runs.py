@@ -41,6 +41,8 @@ class Run:
     model_spec, loss_spec, train : the resolved model/loss/training settings.
     transfer : transfer-learning settings or ``None``.
     analysis_dataset : data set the activations are dumped on.
+    pretrained : the MLM pretraining stage the text encoder starts from
+        (``{stage, epoch, freeze}``) or ``None``.
     """
 
     run_id: str
@@ -57,6 +59,7 @@ class Run:
     train: dict = field(hash=False, compare=False)
     transfer: dict | None = field(hash=False, compare=False)
     analysis_dataset: str = ""
+    pretrained: dict | None = field(default=None, hash=False, compare=False)
 
     def metadata(self) -> dict[str, Any]:
         """Columns describing the run in the tables."""
@@ -154,6 +157,11 @@ def _iter_runs(config: dict) -> Iterator[Run]:
                                             else None
                                         ),
                                         analysis_dataset=sweep.get("analysis_dataset") or dataset,
+                                        pretrained=(
+                                            dict(sweep["pretrained"])
+                                            if sweep.get("pretrained")
+                                            else None
+                                        ),
                                     )
 
 

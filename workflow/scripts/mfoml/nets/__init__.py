@@ -2,6 +2,10 @@
 training objectives.
 
 - :mod:`mfoml.nets.models`: MLP, Conv, Conv1D and ResNet18 with named probe layers;
+- :mod:`mfoml.nets.transformer`, :mod:`mfoml.nets.hf`: the text encoders (from scratch, and
+  HuggingFace ``transformers``); :mod:`mfoml.nets.architectures`: ``build_model`` for every
+  architecture; :mod:`mfoml.nets.pretrain`: masked-language-model pretraining;
+  :mod:`mfoml.nets.optim`: AdamW parameter groups and the warm-up + linear-decay schedule;
 - :mod:`mfoml.nets.spec`: layer names of a model spec without torch (configuration checks);
 - :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
@@ -18,6 +22,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "activations": ("dump_activations",),
+        "architectures": ("ARCHITECTURES",),
         "dumps": ("ActivationDump", "open_activations"),
         "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
         "losses": ("SVSLLoss",),

@@ -143,7 +143,8 @@ def dump_activations(
     ----------
     model : :class:`~mfoml.nets.models.ProbedModel`; moved to ``device`` (it stays there), its
         training flag is restored afterwards.
-    x : array ``(N, *input_shape)`` (cast to float32 batch by batch; a memmap is fine).
+    x : array ``(N, *input_shape)`` (cast to float32 batch by batch, integer token ids to
+        int64; a memmap is fine).
     y : int labels ``(N,)``.
     out_dir : destination directory (must not be inside a directory being renamed).
     layers : probe-layer names (``None``: all of ``model.probe_layers``), stored in model order.
@@ -208,7 +209,8 @@ def dump_activations(
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
-                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32)).to(dev)
+                dtype = np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=dtype)).to(dev)
                 logits, feats = model.forward_features(xb, wanted)
                 if not arrays:  # first batch: shapes, reductions, output files
                     for name in wanted:
