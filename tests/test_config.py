@@ -39,6 +39,19 @@ def test_empty_config_gets_every_default():
     assert isinstance(cfg["tabular"], dict)  # the $ref'd tabular section got its defaults
 
 
+def test_probe_grid_defaults_are_the_estimators_defaults():
+    """The probe's tau and epsilon grids default to the reference's (alpha_star's defaults)."""
+    import inspect
+
+    from mfoml.wavelets.smoothness import alpha_star
+
+    cfg = C.validate_config({})
+    defaults = inspect.signature(alpha_star).parameters
+    for key in ("tau_min", "tau_max", "tau_step", "eps_min", "eps_max", "n_eps"):
+        assert cfg["probe"][key] == defaults[key].default, key
+    assert '"n_eps":10' in C.rule_params(cfg, "probe")  # the probe rule receives the grids
+
+
 def test_defaults_do_not_override_given_values():
     cfg = C.validate_config({"probe": {"max_depth": 4}, "activations": {"max_features": None}})
     assert cfg["probe"]["max_depth"] == 4 and cfg["probe"]["n_trees"] == 1
@@ -82,6 +95,15 @@ def test_defaults_do_not_override_given_values():
             "config key 'models.m.arch': 'transformer' is not one of",
         ),
         ({"models": {"bad name": {"arch": "mlp"}}}, "config key 'models'"),
+        ({"probe": {"n_eps": 0}}, "config key 'probe.n_eps': 0 is less than the minimum of 1"),
+        (
+            {"probe": {"tau_min": 0}},
+            "config key 'probe.tau_min': 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"probe": {"eps_max": 90}},
+            "config key 'probe.eps_max': 90 is greater than or equal to the maximum of 90",
+        ),
     ],
 )
 def test_schema_errors_name_the_key(patch, expected):
@@ -164,6 +186,14 @@ def test_sweep_errors_name_the_sweep_key():
         (
             lambda c: c["models"].update(r={"arch": "resnet18", "depth": 3}),
             "config key 'models.r': depth/width do not apply to resnet18",
+        ),
+        (
+            lambda c: c["probe"].update(tau_min=2.5),
+            "config key 'probe.tau_min': 2.5 must be below probe.tau_max = 2.0",
+        ),
+        (
+            lambda c: c["probe"].update(eps_min=0.5, eps_max=0.4),
+            "config key 'probe.eps_min': 0.5 must be below probe.eps_max = 0.4",
         ),
     ],
 )

@@ -25,6 +25,12 @@ log = setup_logging(snakemake.log[0], "probe")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
 epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+# the tau and epsilon grids of the angle estimators (the log-log estimator has none)
+grids = (
+    {}
+    if cfg["method"] == "loglog"
+    else {k: cfg[k] for k in ("tau_min", "tau_max", "tau_step", "eps_min", "eps_max", "n_eps")}
+)
 rows, curves = [], []
 for epoch in epochs:
     for split in cfg["splits"]:
@@ -56,6 +62,7 @@ for epoch in epochs:
                 random_state=int(cfg["seed"]),
                 n_jobs=int(snakemake.threads),
                 method=cfg["method"],
+                **grids,
             )
             if res.status != "ok":
                 log.warning(

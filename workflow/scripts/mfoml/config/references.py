@@ -62,6 +62,22 @@ def check_references(config: dict[str, Any]) -> None:
             errors.append(f"config key 'models.{name}': depth/width do not apply to resnet18")
         if spec["arch"] != "resnet18" and ("residual" in spec or "stem" in spec):
             errors.append(f"config key 'models.{name}': residual/stem apply to resnet18 only")
+    probe = config["probe"]
+    if not probe["tau_min"] < probe["tau_max"]:
+        errors.append(
+            f"config key 'probe.tau_min': {probe['tau_min']} must be below probe.tau_max = "
+            f"{probe['tau_max']} (the tau grid is tau_min, tau_min + tau_step, ... < tau_max)"
+        )
+    elif probe["tau_step"] >= probe["tau_max"] - probe["tau_min"]:
+        errors.append(
+            f"config key 'probe.tau_step': {probe['tau_step']} leaves a single tau in "
+            f"[{probe['tau_min']}, {probe['tau_max']}); the angle estimators need a grid"
+        )
+    if not probe["eps_min"] < probe["eps_max"]:
+        errors.append(
+            f"config key 'probe.eps_min': {probe['eps_min']} must be below probe.eps_max = "
+            f"{probe['eps_max']} (degrees)"
+        )
     splits = set(config["activations"]["splits"])
     for s in config["probe"]["splits"]:
         if s not in splits:
