@@ -95,6 +95,14 @@ def test_defaults_do_not_override_given_values():
             "config key 'models.m.arch': 'transformer' is not one of",
         ),
         ({"models": {"bad name": {"arch": "mlp"}}}, "config key 'models'"),
+        (
+            {"models": {"m": {"arch": "conv1d", "probe_point": "mid"}}},
+            "config key 'models.m.probe_point': 'mid' is not one of ['post', 'pre']",
+        ),
+        (
+            {"models": {"m": {"arch": "conv1d", "stride": [2, 0]}}},
+            "config key 'models.m.stride[1]': 0 is less than the minimum of 1",
+        ),
         ({"probe": {"n_eps": 0}}, "config key 'probe.n_eps': 0 is less than the minimum of 1"),
         (
             {"probe": {"tau_min": 0}},
@@ -186,6 +194,18 @@ def test_sweep_errors_name_the_sweep_key():
         (
             lambda c: c["models"].update(r={"arch": "resnet18", "depth": 3}),
             "config key 'models.r': depth/width do not apply to resnet18",
+        ),
+        (
+            lambda c: c["models"].update(m={"arch": "mlp", "stride": 2}),
+            "config key 'models.m': stride/kernel_size apply to conv and conv1d only",
+        ),
+        (
+            lambda c: c["models"].update(r={"arch": "resnet18", "probe_point": "pre"}),
+            "config key 'models.r': batch_norm/probe_point apply to mlp, conv and conv1d only",
+        ),
+        (
+            lambda c: c["models"].update(c={"arch": "conv1d", "depth": 5, "stride": [2, 2]}),
+            "config key 'models.c.stride': 2 strides for depth 5 (one per block)",
         ),
         (
             lambda c: c["probe"].update(tau_min=2.5),

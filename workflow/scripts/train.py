@@ -99,7 +99,7 @@ if transfer:
         state[key] = value
         copied.append(key)
     model.load_state_dict(state)
-    stages = [name for name in model.probe_layers if name not in ("input", head)]
+    stages = [name for name in model.stages if name != head]  # also with pre-activation probes
     n_freeze = int(transfer.get("freeze", 0))
     if n_freeze > len(stages):
         raise ValueError(

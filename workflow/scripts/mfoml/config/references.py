@@ -11,6 +11,7 @@ from typing import Any
 
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
+from mfoml.nets.layernames import DEFAULT_DEPTH_WIDTH
 
 
 def check_references(config: dict[str, Any]) -> None:
@@ -62,6 +63,23 @@ def check_references(config: dict[str, Any]) -> None:
             errors.append(f"config key 'models.{name}': depth/width do not apply to resnet18")
         if spec["arch"] != "resnet18" and ("residual" in spec or "stem" in spec):
             errors.append(f"config key 'models.{name}': residual/stem apply to resnet18 only")
+        if spec["arch"] in ("mlp", "resnet18") and ("stride" in spec or "kernel_size" in spec):
+            errors.append(
+                f"config key 'models.{name}': stride/kernel_size apply to conv and conv1d only"
+            )
+        if spec["arch"] == "resnet18" and ("batch_norm" in spec or "probe_point" in spec):
+            errors.append(
+                f"config key 'models.{name}': batch_norm/probe_point apply to mlp, conv and "
+                "conv1d only"
+            )
+        stride = spec.get("stride")
+        if isinstance(stride, list) and spec["arch"] in ("conv", "conv1d"):
+            depth = spec.get("depth", DEFAULT_DEPTH_WIDTH[spec["arch"]][0])
+            if len(stride) != depth:
+                errors.append(
+                    f"config key 'models.{name}.stride': {len(stride)} strides for depth {depth} "
+                    "(one per block)"
+                )
     probe = config["probe"]
     if not probe["tau_min"] < probe["tau_max"]:
         errors.append(
