@@ -124,23 +124,38 @@ def test_epoch_and_checkpoint_tables(tiny):
         "precision_macro",
         "recall_macro",
         "f1_macro",
-        "loss_value",
+        "cross_entropy",
         "n_samples",
     ]:
         assert ck[col].notna().all(), col
-    assert set(ck["split"]) == {"train", "test"}
-    assert len(ck) == len(RUNS) * len(EPOCHS) * 2
+    # the transfer run (analysis_dataset) also has the analysis data set's training split
+    assert set(ck["split"]) == {"train", "test", "analysis"}
+    assert set(ck.loc[ck["split"] == "analysis", "run"]) == {TRANSFER}
+    assert len(ck) == len(RUNS) * len(EPOCHS) * 2 + len(EPOCHS)
     # the "test" dumps hold the official MNIST-1D test split (also for the transfer run: its
     # subset keeps the full test split, and it is analysed on full MNIST-1D), so the accuracy
     # recomputed from the dumped predictions equals the training loop's test accuracy
     test = ck[ck["split"] == "test"].merge(ep, on=["run", "epoch"], suffixes=("", "_ep"))
     assert (test["n_samples"] == 1000).all()
     np.testing.assert_allclose(test["accuracy"], test["test_acc"], atol=1e-12)
-    np.testing.assert_allclose(test["loss_value"], test["test_loss"], rtol=1e-6)
+    # cross_entropy is the loss of the same eval-mode pass as the accuracy: on the whole test
+    # split it is the training loop's (eval-mode) test loss
+    np.testing.assert_allclose(test["cross_entropy"], test["test_loss"], rtol=1e-5)
     train = ck[ck["split"] == "train"].set_index("run")["n_samples"]
-    # activations.max_samples = 1500 of the 2000 training-fold samples (4000 for the transfer
-    # run, analysed on the full MNIST-1D training split); the 1000 test samples are all kept
-    assert (train == 1500).all()
+    # activations.max_samples = 1500 of the 2000 training-fold samples; the transfer run's
+    # "train" split is its own 100 training samples (20 per class, fold 0 of 2), and the full
+    # MNIST-1D training split it is analysed on is the "analysis" split (1500 of 4000)
+    assert (train.drop(TRANSFER) == 1500).all() and train[TRANSFER] == 100
+    assert (ck.loc[ck["split"] == "analysis", "n_samples"] == 1500).all()
+    sources = yaml.safe_load(
+        (tiny / "results" / "runs" / TRANSFER / "activations" / "sources.json").read_text()
+    )
+    assert sources["splits"]["train"]["dataset"] == "mnist1d-small"
+    assert sources["splits"]["analysis"]["dataset"] == "mnist1d"
+    layers = _table(tiny, "layers")
+    ana = layers[layers["run"] == TRANSFER]
+    assert ana["alpha_analysis"].notna().any()  # the probe also ran on the analysis split
+    assert layers.loc[layers["run"] != TRANSFER, "alpha_analysis"].isna().all()
     conf = _table(tiny, "confusion")
     for run, part in conf.groupby("run"):
         n = part["count"].sum()

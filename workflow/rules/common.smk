@@ -105,9 +105,10 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
-        "folds": folds_file(run.dataset),
         "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
     }
+    if not run.full_train:  # a run on the whole training split needs no fold assignment
+        inputs["folds"] = folds_file(run.dataset)
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
@@ -116,10 +117,13 @@ def train_inputs(wildcards):
 
 
 def activation_inputs(wildcards):
-    """Inputs of an activation dump (the analysis data set may differ from the training one)."""
+    """Inputs of an activation dump (the run's data set, and its analysis data set if other)."""
     run = run_of(wildcards)
-    return {
+    inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
-        "data": data_dir(run.analysis_dataset),
+        "data": data_dir(run.dataset),
         "code": script_modules("activations.py"),
     }
+    if run.analysis_dataset != run.dataset:
+        inputs["analysis_data"] = data_dir(run.analysis_dataset)
+    return inputs

@@ -1,7 +1,8 @@
 """Rule `probe`: Besov smoothness alpha (mfoml.wavelets.probe.sparsity_probe) per layer, checkpoint
 and split.
 
-Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min, alpha_max,
+Splits: ``probe.splits``, plus ``analysis`` where the run has an analysis data set (its dump
+exists). Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min, alpha_max,
 status, n_tau``...) and ``probe_curves.json`` (the full results, with the tau grid and the
 angle curve).
 """
@@ -33,7 +34,9 @@ grids = (
 )
 rows, curves = [], []
 for epoch in epochs:
-    for split in cfg["splits"]:
+    # the analysis data set's split (runs with an analysis_dataset) is probed as well
+    extra = ["analysis"] if (act_dir / str(epoch) / "analysis").is_dir() else []
+    for split in [*cfg["splits"], *extra]:
         dump = open_activations(act_dir / str(epoch) / split)
         layers = dump.layers if cfg["layers"] == "all" else cfg["layers"]
         missing = [la for la in layers if la not in dump]

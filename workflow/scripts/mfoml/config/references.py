@@ -49,7 +49,18 @@ def check_references(config: dict[str, Any]) -> None:
                     f"(defined: {', '.join(sorted(config['losses'])) or 'none'})"
                 )
         folds = sweep.get("folds", "all")
-        if folds != "all":
+        if folds == "full":
+            for what, bad in (
+                ("ncc.test_split", config["ncc"]["test_split"] == "heldout"),
+                ("probe.splits", "heldout" in config["probe"]["splits"]),
+                ("aggregate.target", config["aggregate"]["target"] == "heldout_acc"),
+            ):
+                if bad:
+                    errors.append(
+                        f"config key '{key}.folds': runs on the full training split have no "
+                        f"held-out fold, but {what} asks for it"
+                    )
+        elif folds != "all":
             bad = [k for k in folds if int(k) >= n_splits]
             if bad:
                 errors.append(

@@ -13,7 +13,9 @@ mode, and writes into ``out_dir``:
     ``labels`` are noisy (the training split of a label-noise run); NCC means use them.
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, cross_entropy}``: ``cross_entropy`` is the mean cross-entropy of the
+    (float32) logits against ``labels`` in the same eval-mode pass, i.e. the loss that belongs
+    with the accuracy of ``predictions`` (``null`` when a label is not a class of the logits); ``index`` is the position in ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -201,6 +203,8 @@ def dump_activations(
             tmp / "predictions.npy", mode="w+", dtype=np.int64, shape=(n,)
         )
         entries: list[dict[str, Any]] = []
+        ce_sum, n_classes = 0.0, None
+        labels_fit = True
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
@@ -245,6 +249,12 @@ def dump_activations(
                     )
                 preds[start:stop] = logits.argmax(1).cpu().numpy()
                 labels[start:stop] = y_arr[start:stop]
+                n_classes = int(logits.shape[1])
+                yb = y_arr[start:stop]
+                labels_fit = labels_fit and int(yb.min()) >= 0 and int(yb.max()) < n_classes
+                if labels_fit:
+                    target = torch.from_numpy(np.asarray(yb, dtype=np.int64)).to(logits.device)
+                    ce_sum += float(F.cross_entropy(logits, target, reduction="sum"))
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
@@ -261,6 +271,7 @@ def dump_activations(
             "max_features": None if max_features is None else int(max_features),
             "dtype": "float16",
             "true_labels": y_true is not None,
+            "cross_entropy": ce_sum / n if labels_fit else None,
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(
