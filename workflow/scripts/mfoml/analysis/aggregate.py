@@ -112,6 +112,7 @@ def layers_table(
                 else wide.merge(part, on=["epoch", "layer", "layer_index"], how="outer")
             )
         n = ncc[rid].drop(columns=["reduction"], errors="ignore")
+        n = n.rename(columns={"status": "collapse_status"})  # beside the probe's alpha_status
         merged = (
             n.merge(wide, on=["epoch", "layer", "layer_index"], how="outer")
             if wide is not None
