@@ -125,6 +125,41 @@ def test_nested_search_best_is_argmax_of_inner_and_effects(iris) -> None:
     assert d["None"] > d["1"]
 
 
+def test_search_stds_use_ddof_1_and_nan_below_two_values() -> None:
+    """One standard-deviation convention everywhere: sample std (ddof = 1), NaN below two."""
+    rng = np.random.default_rng(2)
+    n = 90
+    X = np.column_stack([np.arange(n), rng.normal(size=(n, 3))])  # column 0: the sample id
+    y = (X[:, 1] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    data = TabularData(X, y, "classification", 2, name="ids")
+    folds = make_folds(y, n_splits=3, seed=1, stratified=True)
+    scored: list[tuple[int, float]] = []  # (candidate's n_estimators, inner accuracy)
+
+    def factory(task: str, params: dict, seed: int) -> RandomForestClassifier:
+        class Scoring(RandomForestClassifier):
+            def predict(self, X):
+                pred = super().predict(X)
+                ids = X[:, 0].astype(int)
+                scored.append((self.n_estimators, float(np.mean(pred == y[ids]))))
+                return pred
+
+        return Scoring(random_state=seed, **params)
+
+    grid = {"n_estimators": [2, 3]}
+    res = nested_rf_search(data, folds, grid, inner_splits=3, estimator_factory=factory)
+    per_outer = 2 * 3 + 1  # 2 candidates x 3 inner splits, then the refit's predict
+    for k, row in enumerate(res["inner"]):
+        calls = scored[(k // 2) * per_outer : (k // 2 + 1) * per_outer][:-1]
+        scores = [a for m, a in calls if str(m) == str(row["n_estimators"])]
+        assert len(scores) == 3
+        assert row["inner_mean"] == pytest.approx(np.mean(scores))
+        assert row["inner_std"] == pytest.approx(np.std(scores, ddof=1))
+    # one outer fold: the std over folds is undefined (NaN), not 0
+    one = pd.DataFrame(res["inner"]).query("fold == 0")
+    eff = hparam_effects(one)
+    assert (eff["n_folds"] == 1).all() and eff["score_std"].isna().all()
+
+
 def test_n_iter_subsamples_the_grid(iris) -> None:
     data, folds = iris
     grid = {"n_estimators": [3, 4, 5], "min_samples_leaf": [1, 2, 3]}

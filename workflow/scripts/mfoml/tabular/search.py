@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,7 +110,8 @@ def nested_rf_search(
                     "candidate": ci,
                     **param_values(params),
                     "inner_mean": means[-1],
-                    "inner_std": float(np.std(scores)),
+                    # the one convention of every summary: ddof = 1, NaN below two values
+                    "inner_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
                 }
             )
         best = int(np.argmax(means))
@@ -150,7 +152,8 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
     """How each hyper-parameter moves the inner CV score.
 
     For each outer fold, parameter and value: the mean inner score over the candidates having
-    that value (a marginal mean); then mean and std over outer folds.
+    that value (a marginal mean); then mean and std over outer folds (ddof = 1, NaN with a
+    single fold).
 
     Returns
     -------
@@ -172,7 +175,7 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
                     "param": p,
                     "value": r["value"],
                     "score_mean": r["mean"],
-                    "score_std": 0.0 if pd.isna(r["std"]) else r["std"],
+                    "score_std": r["std"],  # ddof = 1; NaN with one outer fold, not 0
                     "n_folds": int(r["count"]),
                 }
             )
