@@ -46,6 +46,11 @@ if ds.meta["task"] != "classification":
         "network track needs a classification data set"
     )
 n_classes = int(ds.meta["n_classes"])
+if np.isnan(np.asarray(ds.x_train)).any():
+    raise ValueError(
+        f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN); the network track "
+        "does not impute them (the tabular track imputes inside each fold)"
+    )
 if cfg["fold"] == "full":
     # one run on the whole training split, evaluated on the official test split
     if ds.x_test is None:

@@ -16,6 +16,7 @@ from mfoml.analysis.metrics import primary_score
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
 from mfoml.tabular.models import (
+    data_options,
     evaluate,
     inner_cv,
     jsonable_params,
@@ -85,7 +86,9 @@ def nested_rf_search(
     def factory(params: dict[str, Any]) -> Any:
         if estimator_factory is not None:
             return estimator_factory(data.task, params, seed)
-        return make_baseline("random_forest", data.task, seed=seed, n_jobs=n_jobs, **params)
+        return make_baseline(
+            "random_forest", data.task, seed=seed, n_jobs=n_jobs, **data_options(data), **params
+        )
 
     inner_rows, outer_rows, details = [], [], []
     for k in range(n_splits):
