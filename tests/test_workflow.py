@@ -84,6 +84,10 @@ def test_layers_table(tiny):
         "nc2_equiangularity",
         "nc3",
         "nc4",
+        "n_wavelets",
+        "alpha_random",
+        "alpha_random_status",
+        "n_wavelets_random",
     ]:
         assert col in df.columns, col
     assert len(df) == len(RUNS) * len(EPOCHS) * len(LAYERS)
@@ -97,6 +101,11 @@ def test_layers_table(tiny):
     assert (a["alpha_min"] <= a["alpha"] + 1e-12).all() and (
         a["alpha"] <= a["alpha_max"] + 1e-12
     ).all()
+    assert (a["n_wavelets"] > 0).all()  # the wavelet count beside every alpha
+    base = df[df["alpha_random_status"] == "ok"]
+    assert (
+        len(base) and base["alpha_random"].notna().all() and (base["n_wavelets_random"] > 0).all()
+    )
     for col in [
         "ncc_mismatch_train",
         "ncc_mismatch_test",
@@ -235,22 +244,83 @@ def test_correlation_tables(tiny):
         # slope through two points = their difference over the index step
         expect = float(np.diff(inner.sort_values("layer_index")["alpha"].to_numpy())[0])
         assert p["alpha_depth_slope"] == pytest.approx(expect)
+    ep = _table(tiny, "epochs")
+    last = ep[ep["epoch"] == max(EPOCHS)].set_index("run")["test_acc"]
+    np.testing.assert_allclose(pts["final_accuracy"], pts["run"].map(last))
+    features = ["alpha_last_inner", "alpha_depth_slope", "ncc_mismatch_penultimate"]
     corr = _table(tiny, "correlation")
-    assert set(corr["experiment"]) == {"relu", "tanh", "transfer", "all"}
-    assert set(corr["feature"]) == {
-        "alpha_last_inner",
-        "alpha_depth_slope",
-        "ncc_mismatch_penultimate",
-    }
-    per_exp = corr[corr["experiment"] != "all"]
-    assert (per_exp["status"] == "too_few_points").all() and (per_exp["n"] == 2).all()
-    every = corr[corr["experiment"] == "all"].set_index("feature")
-    for feat, row in every.iterrows():
-        assert row["n"] == len(RUNS) * len(EPOCHS)
-        if row["status"] == "ok":
-            expect = _spearman(pts[feat].to_numpy(float), pts["accuracy"].to_numpy(float))
-            assert row["rho"] == pytest.approx(expect, abs=1e-12)
-            assert 0 <= row["p_value"] <= 1
+    within = corr[corr["scope"] == "within experiment"]
+    assert set(within["experiment"]) == {"relu", "tanh", "transfer"}
+    assert set(within["feature"]) == set(features) and set(within["epoch"]) == set(EPOCHS)
+    assert set(within["outcome"]) == {"accuracy", "final_accuracy"}
+    assert set(within.loc[within["headline"], "epoch"]) == {max(EPOCHS)}
+    # one run per experiment: the unit is the run, so nothing can be estimated within one
+    assert (within["status"] == "too_few_runs").all() and (within["n_runs"] == 1).all()
+    across = corr[corr["scope"] == "across experiments"]
+    assert set(across["experiment"]) == {"all"} and len(across) == len(features) * 2
+    final = pts[pts["epoch"] == max(EPOCHS)]
+    assert (across["status"] == "ok").any()
+    for _, row in across[across["status"] == "ok"].iterrows():
+        assert row["n_runs"] == len(RUNS)
+        expect = _spearman(
+            final[row["feature"]].to_numpy(float), final[row["outcome"]].to_numpy(float)
+        )
+        assert row["rho"] == pytest.approx(expect, abs=1e-12)
+        # runs are exchanged only within their experiment, and each has one run: the identity
+        # is the only permutation and every bootstrap resample is the sample itself
+        assert row["exact"] and row["n_permutations"] == 1 and row["p_value"] == 1.0
+        assert row["ci_low"] == pytest.approx(expect) and row["ci_high"] == pytest.approx(expect)
+
+    dyn = _table(tiny, "dynamics").set_index("run")
+    layers = _table(tiny, "layers")
+    pen = layers[layers["layer"] == "block2"].set_index(["run", "epoch"])["alpha"]
+    for run in RUNS:
+        change = pen[(run, max(EPOCHS))] - pen[(run, min(EPOCHS))]
+        assert dyn.loc[run, "alpha_last_inner_change"] == pytest.approx(change)
+        assert dyn.loc[run, "final_accuracy"] == pytest.approx(last[run])
+        assert dyn.loc[run, "n_checkpoints"] == len(EPOCHS)
+    dc = _table(tiny, "dynamics_correlation")
+    assert set(dc["scope"]) == {"within experiment", "across experiments"}
+    assert set(dc["feature"]) == {"alpha_last_inner_change", "alpha_depth_slope_final",
+                                  "ncc_epoch_below"}  # fmt: skip
+
+
+def test_study_tables(tiny):
+    ep = _table(tiny, "epochs")
+    ph = _table(tiny, "phases").set_index("run")
+    assert sorted(ph.index) == sorted(RUNS) and (ph["eot_epoch"] == max(EPOCHS)).all()
+    for run, part in ep.groupby("run"):
+        assert ph.loc[run, "best_acc"] == pytest.approx(part["test_acc"].max())
+        zero = part.loc[part["train_acc"] >= 1.0, "epoch"]
+        if len(zero):
+            assert ph.loc[run, "it_epoch"] == zero.min()
+        else:
+            assert np.isnan(ph.loc[run, "it_epoch"])
+    pivot = _table(tiny, "phases_pivot")
+    assert {"ce:best_acc_mean", "svsl-l1e-3:best_acc_mean", "ce:best_in_tpt_n"} <= set(
+        pivot.columns
+    )
+    assert len(pivot) == 3  # relu and tanh with ce, the transfer model with SVSL
+
+    noise = _table(tiny, "noise_alpha")
+    assert sorted(noise["noise"]) == [0.0, 0.0, 0.2]
+    layers = _table(tiny, "layers")
+    pen = layers[(layers["layer"] == "block2") & (layers["epoch"] == max(EPOCHS))]
+    merged = noise.merge(pen, on="experiment")
+    np.testing.assert_allclose(merged["alpha_mean"], merged["alpha"])
+    np.testing.assert_allclose(merged["n_wavelets_mean"], merged["n_wavelets"])
+    np.testing.assert_allclose(merged["alpha_random_mean"], merged["alpha_random"])
+
+    pairs = _table(tiny, "confused_pairs")
+    conf = _table(tiny, "confusion")
+    assert (pairs.groupby("experiment")["rank"].max() <= 5).all()
+    assert (pairs["true"] != pairs["predicted"]).all()
+    for _, p in pairs.iterrows():
+        sel = conf[(conf["experiment"] == p["experiment"]) & (conf["true"] == p["true"])]
+        assert p["count"] == sel.loc[sel["predicted"] == p["predicted"], "count"].sum()
+        off = conf[(conf["experiment"] == p["experiment"]) & (conf["true"] != conf["predicted"])]
+        top = off.groupby(["true", "predicted"])["count"].sum().max()
+        assert p["count"] <= top and (p["rank"] > 1 or p["count"] == top)
 
 
 def test_figures_readable(tiny):
@@ -263,6 +333,7 @@ def test_figures_readable(tiny):
         "accuracy_epochs",
         "confusion",
         "correlation",
+        "noise_alpha",
     }
     for f in figs:
         img = mpimg.imread(f)
@@ -286,7 +357,9 @@ def test_report_builds(tiny, tmp_path):
     run_snakemake(tiny, "--report", str(report), configfile=tiny / TINY_CONFIG, check=True)
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
-    for name in ("alpha_layers", "ncc_layers", "correlation", "confusion"):
+    for name in ("alpha_layers", "ncc_layers", "correlation", "confusion", "noise_alpha"):
+        assert name in html, name
+    for name in ("phases_pivot", "confused_pairs", "dynamics_correlation"):
         assert name in html, name
 
 

@@ -78,9 +78,22 @@ TABLES = [
     "confusion",
     "correlation_points",
     "correlation",
+    "dynamics",
+    "dynamics_correlation",
+    "phases",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
 ]
-# tables that also appear in the report
-REPORT_TABLES = ["correlation", "checkpoints_summary"]
+# tables that also appear in the report (caption workflow/report/table_{name}.rst)
+REPORT_TABLES = [
+    "correlation",
+    "dynamics_correlation",
+    "checkpoints_summary",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
+]
 FIGURES = [
     "alpha_layers",
     "ncc_layers",
@@ -88,7 +101,7 @@ FIGURES = [
     "accuracy_epochs",
     "confusion",
 ]
-FIGURES += ["correlation"]
+FIGURES += ["correlation", "noise_alpha"]
 
 
 def final_targets():

@@ -8,7 +8,8 @@ importances are per column); :func:`impute_in_fold` applies it to the whole tabl
 statistics from the given rows. The baselines are pipelines: the trees and the random forest
 get a :class:`FoldImputer` when the data have missing values; the linear model imputes, one-hot
 encodes the nominal features (``OneHotEncoder``, unknown categories ignored) and standardizes
-the numeric ones (``ColumnTransformer``); histogram gradient boosting handles NaN natively.
+the numeric ones (``ColumnTransformer``); histogram gradient boosting and XGBoost handle NaN
+natively.
 Without missing values and nominal features the models are exactly the plain estimators.
 """
 
@@ -40,7 +41,50 @@ from mfoml.tabular.data import TabularData
 log = logging.getLogger(__name__)
 
 
-BASELINES = ("decision_tree", "random_forest", "hist_gradient_boosting", "linear")
+BASELINES = ("decision_tree", "random_forest", "hist_gradient_boosting", "linear", "xgboost")
+
+
+class XGBoostModel:
+    """XGBoost classifier or regressor of the tabular track (its scikit-learn API).
+
+    Class labels are mapped to the codes of ``np.unique(y)`` before fitting (XGBoost needs the
+    consecutive codes ``0..K-1``, and a training part may lack a class); :meth:`predict` maps
+    them back. ``xgboost`` is imported on the first fit, so that the other models do not pay
+    for it.
+
+    Parameters
+    ----------
+    task : ``"classification"`` or ``"regression"``.
+    seed : ``random_state``; n_jobs : threads.
+    **params : passed to ``XGBClassifier`` / ``XGBRegressor`` (``n_estimators``, ``max_depth``,
+        ``learning_rate``, ``subsample``, ``min_child_weight``, ...).
+
+    Attributes
+    ----------
+    model_ : the fitted XGBoost model; classes_ : (L,) the labels of the codes (classification).
+    """
+
+    def __init__(self, task: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> None:
+        self.task, self.seed, self.n_jobs, self.params = task, seed, n_jobs, dict(params)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> XGBoostModel:
+        """Fit on ``X`` (n, d) and labels or targets ``y`` (n,)."""
+        import xgboost as xgb
+
+        kw = dict(random_state=self.seed, n_jobs=self.n_jobs, verbosity=0, **self.params)
+        if self.task == "classification":
+            self.classes_, codes = np.unique(y, return_inverse=True)
+            self.model_ = xgb.XGBClassifier(**kw).fit(X, codes)
+        else:
+            self.model_ = xgb.XGBRegressor(**kw).fit(X, y)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Labels (classification) or values, shape (n,)."""
+        pred = self.model_.predict(X)
+        if self.task == "classification":
+            return self.classes_[np.asarray(pred, dtype=np.int64)]
+        return np.asarray(pred, dtype=np.float64)
 
 
 class FoldImputer(TransformerMixin, BaseEstimator):
@@ -98,7 +142,8 @@ def make_baseline(
     ----------
     name : one of :data:`BASELINES`: ``decision_tree``, ``random_forest``,
         ``hist_gradient_boosting``, ``linear`` (standardized inputs, one-hot nominal features,
-        then LogisticRegression for classification, Ridge for regression).
+        then LogisticRegression for classification, Ridge for regression), ``xgboost``
+        (:class:`XGBoostModel`; like histogram gradient boosting it handles NaN itself).
     task : ``"classification"`` or ``"regression"``.
     seed : ``random_state``; n_jobs : forest parallelism.
     nominal : indices of the nominal features (one-hot for ``linear``; most frequent value
@@ -137,6 +182,8 @@ def make_baseline(
                 ("nominal", make_pipeline(SimpleImputer(strategy="most_frequent"), onehot), nom)
             )
         return make_pipeline(ColumnTransformer(parts), model)
+    elif name == "xgboost":
+        return XGBoostModel(task, seed=seed, n_jobs=n_jobs, **params)  # handles NaN natively
     else:
         raise ValueError(f"unknown baseline model {name!r}; known: {', '.join(BASELINES)}")
     return make_pipeline(FoldImputer(nominal), model) if missing else model
