@@ -133,23 +133,38 @@ def test_epoch_and_checkpoint_tables(tiny):
         "precision_macro",
         "recall_macro",
         "f1_macro",
-        "loss_value",
+        "cross_entropy",
         "n_samples",
     ]:
         assert ck[col].notna().all(), col
-    assert set(ck["split"]) == {"train", "test"}
-    assert len(ck) == len(RUNS) * len(EPOCHS) * 2
+    # the transfer run (analysis_dataset) also has the analysis data set's training split
+    assert set(ck["split"]) == {"train", "test", "analysis"}
+    assert set(ck.loc[ck["split"] == "analysis", "run"]) == {TRANSFER}
+    assert len(ck) == len(RUNS) * len(EPOCHS) * 2 + len(EPOCHS)
     # the "test" dumps hold the official MNIST-1D test split (also for the transfer run: its
     # subset keeps the full test split, and it is analysed on full MNIST-1D), so the accuracy
     # recomputed from the dumped predictions equals the training loop's test accuracy
     test = ck[ck["split"] == "test"].merge(ep, on=["run", "epoch"], suffixes=("", "_ep"))
     assert (test["n_samples"] == 1000).all()
     np.testing.assert_allclose(test["accuracy"], test["test_acc"], atol=1e-12)
-    np.testing.assert_allclose(test["loss_value"], test["test_loss"], rtol=1e-6)
+    # cross_entropy is the loss of the same eval-mode pass as the accuracy: on the whole test
+    # split it is the training loop's (eval-mode) test loss
+    np.testing.assert_allclose(test["cross_entropy"], test["test_loss"], rtol=1e-5)
     train = ck[ck["split"] == "train"].set_index("run")["n_samples"]
-    # activations.max_samples = 1500 of the 2000 training-fold samples (4000 for the transfer
-    # run, analysed on the full MNIST-1D training split); the 1000 test samples are all kept
-    assert (train == 1500).all()
+    # activations.max_samples = 1500 of the 2000 training-fold samples; the transfer run's
+    # "train" split is its own 100 training samples (20 per class, fold 0 of 2), and the full
+    # MNIST-1D training split it is analysed on is the "analysis" split (1500 of 4000)
+    assert (train.drop(TRANSFER) == 1500).all() and (train[TRANSFER] == 100).all()
+    assert (ck.loc[ck["split"] == "analysis", "n_samples"] == 1500).all()
+    sources = yaml.safe_load(
+        (tiny / "results" / "runs" / TRANSFER / "activations" / "sources.json").read_text()
+    )
+    assert sources["splits"]["train"]["dataset"] == "mnist1d-small"
+    assert sources["splits"]["analysis"]["dataset"] == "mnist1d"
+    layers = _table(tiny, "layers")
+    ana = layers[layers["run"] == TRANSFER]
+    assert ana["alpha_analysis"].notna().any()  # the probe also ran on the analysis split
+    assert layers.loc[layers["run"] != TRANSFER, "alpha_analysis"].isna().all()
     conf = _table(tiny, "confusion")
     for run, part in conf.groupby("run"):
         n = part["count"].sum()
@@ -490,3 +505,36 @@ def test_label_noise_run_ncc_uses_true_labels(tiny, tmp_path):
     assert row["ncc_mismatch_train"] == pytest.approx(
         np.mean(nearest != np.asarray(dump.predictions)), abs=1e-12
     )
+
+
+def test_full_training_split_run(tiny, tmp_path):
+    """`folds: full`: one run on the whole training split, evaluated on the test split, with no
+    held-out fold (NaN held-out metrics, no folds job); the reference experiment plans so."""
+    wd = copy_run(tiny, tmp_path / "wd")
+    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
+    cfg["sweeps"][1]["folds"] = "full"  # the tanh sweep
+    path = wd / "config" / "tests" / "full.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = "mnist1d/mlp-d2-w16/tanh/ce/noise0/full"
+    run_snakemake(
+        wd, "--cores", "2", f"results/runs/{run}/activations", configfile=path, check=True
+    )
+    base = wd / "results" / "runs" / run
+    split = np.load(base / "checkpoints" / "split.npz")
+    assert len(split["train_idx"]) == 4000 and len(split["heldout_idx"]) == 0
+    metrics = pd.read_csv(base / "checkpoints" / "metrics.csv")
+    assert metrics[["heldout_loss", "heldout_acc"]].isna().all().all()  # not evaluated, not 0
+    assert metrics[["test_loss", "test_acc"]].notna().all().all()
+    sources = yaml.safe_load((base / "activations" / "sources.json").read_text())
+    assert sources["splits"]["train"]["n_samples"] == 1500  # activations.max_samples of 4000
+    assert sources["splits"]["test"]["n_samples"] == 1000
+    # the published MNIST-1D protocol: 5 full runs, no fold assignment needed
+    (tmp_path / "ref").mkdir()
+    jobs = dry_run_jobs(
+        tmp_path / "ref",
+        configfile=REPO / "config" / "experiments" / "reference-mnist1d.yaml",
+        snakefile=REPO / "Snakefile",
+    )
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts["train"] == 5 and counts["probe"] == 5 and counts["folds"] == 0
+    assert all(w["run"].split("/")[-1].startswith("full") for r, w in jobs if r == "train")

@@ -157,11 +157,12 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
-        "folds": folds_file(run.dataset),
         "code": run_code(
             "train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")
         ),
     }
+    if not run.full_train:  # a run on the whole training split needs no fold assignment
+        inputs["folds"] = folds_file(run.dataset)
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
@@ -173,10 +174,13 @@ def train_inputs(wildcards):
 
 
 def activation_inputs(wildcards):
-    """Inputs of an activation dump (the analysis data set may differ from the training one)."""
+    """Inputs of an activation dump (the run's data set, and its analysis data set if other)."""
     run = run_of(wildcards)
-    return {
+    inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
-        "data": data_dir(run.analysis_dataset),
+        "data": data_dir(run.dataset),
         "code": run_code("activations.py", run),
     }
+    if run.analysis_dataset != run.dataset:
+        inputs["analysis_data"] = data_dir(run.analysis_dataset)
+    return inputs

@@ -34,7 +34,6 @@ rows, confusion = [], []
 for meta in runs:
     rid = meta["run"]
     act = Path(act_dirs[rid])
-    m = metrics[rid].set_index("epoch")
     epochs_done = sorted(int(p.name) for p in act.iterdir() if p.is_dir() and p.name.isdigit())
     for epoch in epochs_done:
         split_dirs = sorted(p for p in (act / str(epoch)).iterdir() if p.is_dir())
@@ -43,16 +42,15 @@ for meta in runs:
         for split_dir in split_dirs:
             split = split_dir.name
             dump = open_activations(split_dir)
-            loss_col = f"{split}_loss"
-            if split == "test" and (loss_col not in m or m[loss_col].isna().all()):
-                loss_col = "heldout_loss"  # data sets without a test split dump the held-out fold
-            loss = (
-                float(m.loc[epoch, loss_col])
-                if epoch in m.index and loss_col in m
-                else float("nan")
-            )
+            # accuracy and loss of the same eval-mode pass over the same samples and labels
             row, conf = agg.checkpoint_metrics(
-                meta, epoch, split, dump.labels, dump.predictions, int(info[rid]["n_classes"]), loss
+                meta,
+                epoch,
+                split,
+                dump.labels,
+                dump.predictions,
+                int(info[rid]["n_classes"]),
+                dump.manifest.get("cross_entropy"),
             )
             rows.append(row)
             if epoch == epochs_done[-1] and split == conf_split:
@@ -135,7 +133,7 @@ atomic_write_csv(
     agg.summarize(
         checkpoints.drop(columns=["name"]),
         ["epoch", "split"],
-        ["accuracy", "precision_macro", "recall_macro", "f1_macro", "loss_value"],
+        ["accuracy", "precision_macro", "recall_macro", "f1_macro", "cross_entropy"],
     ),
 )
 atomic_write_csv(out.confusion, pd.concat(confusion, ignore_index=True))

@@ -1,12 +1,13 @@
 """Rule `probe`: Besov smoothness alpha (mfoml.wavelets.probe.sparsity_probe) per layer, checkpoint
 and split.
 
-Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min, alpha_max,
-status, n_tau, n_wavelets``...) and ``probe_curves.json`` (the full results, with the tau grid
-and the angle curve). With ``probe.random_label_baseline`` the same probe (same samples, same
-forest settings and seed) also runs on the layer with the labels permuted, one permutation per
-checkpoint and split shared by all layers (seeded by ``probe.seed``, the epoch and the split):
-columns ``alpha_random, alpha_random_status, n_wavelets_random``.
+Splits: ``probe.splits``, plus ``analysis`` where the run has an analysis data set (its dump
+exists). Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min,
+alpha_max, status, n_tau, n_wavelets``...) and ``probe_curves.json`` (the full results, with the
+tau grid and the angle curve). With ``probe.random_label_baseline`` the same probe (same
+samples, same forest settings and seed) also runs on the layer with the labels permuted, one
+permutation per checkpoint and split shared by all layers (seeded by ``probe.seed``, the epoch
+and the split): columns ``alpha_random, alpha_random_status, n_wavelets_random``.
 """
 
 import sys
@@ -28,6 +29,12 @@ log = setup_logging(snakemake.log[0], "probe")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
 epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+# the tau and epsilon grids of the angle estimators (the log-log estimator has none)
+grids = (
+    {}
+    if cfg["method"] == "loglog"
+    else {k: cfg[k] for k in ("tau_min", "tau_max", "tau_step", "eps_min", "eps_max", "n_eps")}
+)
 rows, curves = [], []
 
 
@@ -46,11 +53,15 @@ def probe(x: np.ndarray, labels: np.ndarray):
         random_state=int(cfg["seed"]),
         n_jobs=int(snakemake.threads),
         method=cfg["method"],
+        **grids,
     )
 
 
 for epoch in epochs:
-    for split in cfg["splits"]:
+    # the analysis data set's split (runs with an analysis_dataset) is probed as well
+    extra = ["analysis"] if (act_dir / str(epoch) / "analysis").is_dir() else []
+    splits = [*cfg["splits"], *extra]
+    for split in splits:
         dump = open_activations(act_dir / str(epoch) / split)
         layers = dump.layers if cfg["layers"] == "all" else cfg["layers"]
         missing = [la for la in layers if la not in dump]
@@ -61,7 +72,7 @@ for epoch in epochs:
             )
         y = np.asarray(dump.labels)
         idx = stratified_subsample(y, cfg["max_samples"], seed=int(cfg["seed"]))
-        split_no = cfg["splits"].index(split)
+        split_no = splits.index(split)
         y_random = np.random.default_rng([int(cfg["seed"]), epoch, split_no]).permutation(y[idx])
         for name in layers:
             entry = dump.entry(name)

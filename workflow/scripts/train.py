@@ -2,7 +2,8 @@
 
 Loads the data set and the fold assignment, trains on the k-1 training folds (labels relabelled
 by the configured noise fraction), evaluates on the held-out fold and the official test split
-every epoch, and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
+every epoch (fold ``full``: trains on the whole training split, no held-out fold, ``heldout_*``
+metrics NaN), and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
 mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
 relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
 
@@ -45,8 +46,24 @@ if ds.meta["task"] != "classification":
         "network track needs a classification data set"
     )
 n_classes = int(ds.meta["n_classes"])
-folds = load_folds(snakemake.input.folds)
-train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
+if np.isnan(np.asarray(ds.x_train)).any():
+    raise ValueError(
+        f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN); the network track "
+        "does not impute them (the tabular track imputes inside each fold)"
+    )
+if cfg["fold"] == "full":
+    # one run on the whole training split, evaluated on the official test split
+    if ds.x_test is None:
+        raise ValueError(
+            f"run {run_id}: sweep folds 'full' needs a data set with an official test split; "
+            f"{cfg['dataset']!r} has none (use fold indices instead)"
+        )
+    train_idx = np.arange(len(ds.y_train), dtype=np.int64)
+    heldout_idx = np.zeros(0, dtype=np.int64)
+    log.info("fold 'full': training on all %d training samples, no held-out fold", len(train_idx))
+else:
+    folds = load_folds(snakemake.input.folds)
+    train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
 # token ids (text sets) stay integers; everything else is float32
 x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
 x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
@@ -134,7 +151,7 @@ if transfer:
         state[key] = value
         copied.append(key)
     model.load_state_dict(state)
-    stages = [name for name in model.probe_layers if name not in ("input", head)]
+    stages = [name for name in model.stages if name != head]  # also with pre-activation probes
     n_freeze = int(transfer.get("freeze", 0))
     if n_freeze > len(stages):
         raise ValueError(
@@ -193,7 +210,8 @@ tc = TrainConfig(
     grad_clip=None if t["grad_clip"] is None else float(t["grad_clip"]),
 )
 evals = {
-    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]),
+    # no held-out fold for a 'full' run: its heldout_* metrics are NaN (not evaluated)
+    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]) if len(heldout_idx) else None,
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
 metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)

@@ -106,6 +106,7 @@ def layers_table(
                 else wide.merge(part, on=["epoch", "layer", "layer_index"], how="outer")
             )
         n = ncc[rid].drop(columns=["reduction"], errors="ignore")
+        n = n.rename(columns={"status": "collapse_status"})  # beside the probe's alpha_status
         merged = (
             n.merge(wide, on=["epoch", "layer", "layer_index"], how="outer")
             if wide is not None
@@ -152,7 +153,7 @@ def checkpoint_metrics(
     labels: np.ndarray,
     predictions: np.ndarray,
     n_classes: int,
-    loss: float = math.nan,
+    cross_entropy: float | None = math.nan,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Classification metrics of one checkpoint on one split, and its confusion matrix.
 
@@ -162,12 +163,13 @@ def checkpoint_metrics(
     epoch, split : checkpoint epoch and split name.
     labels, predictions : int arrays (N,).
     n_classes : C.
-    loss : the split's loss at that epoch from the metrics table (NaN when not recorded).
+    cross_entropy : mean cross-entropy of the same eval-mode pass against the same labels (the
+        dump's manifest; ``None``/NaN when not recorded).
 
     Returns
     -------
     (row, confusion) : the row ``{run columns, epoch, split, accuracy, precision_macro,
-    recall_macro, f1_macro, loss_value, n_samples}`` and the confusion matrix in long format
+    recall_macro, f1_macro, cross_entropy, n_samples}`` and the confusion matrix in long format
     (``true, predicted, count``; C*C rows).
     """
     m = classification_metrics(np.asarray(labels), np.asarray(predictions), n_classes)
@@ -180,7 +182,7 @@ def checkpoint_metrics(
             "precision_macro": m["precision_macro"],
             "recall_macro": m["recall_macro"],
             "f1_macro": m["f1_macro"],
-            "loss_value": float(loss),
+            "cross_entropy": math.nan if cross_entropy is None else float(cross_entropy),
             "n_samples": m["n_samples"],
         }
     )

@@ -55,8 +55,8 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
         return canonical_json(
             {
                 **config["activations"],
+                "dataset": run.dataset,
                 "analysis_dataset": run.analysis_dataset,
-                "own_folds": run.analysis_dataset == run.dataset,
                 "fold": run.fold,
                 "device": config["device"],
             }

@@ -6,6 +6,10 @@ training objectives.
   HuggingFace ``transformers``); :mod:`mfoml.nets.architectures`: ``build_model`` for every
   architecture; :mod:`mfoml.nets.pretrain`: masked-language-model pretraining;
   :mod:`mfoml.nets.optim`: AdamW parameter groups and the warm-up + linear-decay schedule;
+- :mod:`mfoml.nets.models`: MLP, Conv, Conv1D (and :mod:`mfoml.nets.resnet`'s ResNet18) with
+  named probe layers, on the base class of :mod:`mfoml.nets.probed`; nonlinearities in
+  :mod:`mfoml.nets.nonlinearities`;
+- :mod:`mfoml.nets.layernames`: the probe-layer naming rule, without torch;
 - :mod:`mfoml.nets.spec`: layer names of a model spec without torch (configuration checks);
 - :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
@@ -26,6 +30,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "dumps": ("ActivationDump", "open_activations"),
         "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
         "losses": ("SVSLLoss",),
+        "layernames": ("probe_layer_names",),
         "models": ("ProbedModel", "build_model"),
         "training": ("ExtraLoss", "TrainConfig", "train"),
     },

@@ -16,7 +16,11 @@ mode, and writes into ``out_dir``:
     it from the dump, so they need neither the checkpoint nor torch).
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype, true_labels, penultimate_layer, n_classes}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, true_labels, penultimate_layer, n_classes, cross_entropy}``:
+    ``cross_entropy`` is the mean cross-entropy of the (float32) logits against ``labels`` in
+    the same eval-mode pass, i.e. the loss that belongs with the accuracy of ``predictions``
+    (``null`` when a label is not a class of the logits); ``index`` is the position in
+    ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -206,6 +210,8 @@ def dump_activations(
             tmp / "predictions.npy", mode="w+", dtype=np.int64, shape=(n,)
         )
         entries: list[dict[str, Any]] = []
+        ce_sum, n_classes = 0.0, None
+        labels_fit = True
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
@@ -251,6 +257,12 @@ def dump_activations(
                     )
                 preds[start:stop] = logits.argmax(1).cpu().numpy()
                 labels[start:stop] = y_arr[start:stop]
+                n_classes = int(logits.shape[1])
+                yb = y_arr[start:stop]
+                labels_fit = labels_fit and int(yb.min()) >= 0 and int(yb.max()) < n_classes
+                if labels_fit:
+                    target = torch.from_numpy(np.asarray(yb, dtype=np.int64)).to(logits.device)
+                    ce_sum += float(F.cross_entropy(logits, target, reduction="sum"))
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
@@ -271,6 +283,7 @@ def dump_activations(
             "true_labels": y_true is not None,
             "penultimate_layer": model.penultimate_layer,
             "n_classes": int(model.spec["n_classes"]),
+            "cross_entropy": ce_sum / n if labels_fit else None,
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from mfoml.analysis.metrics import primary_score
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
 from mfoml.tabular.models import (
+    data_options,
     evaluate,
     inner_cv,
     jsonable_params,
@@ -99,7 +101,9 @@ def nested_rf_search(
     def factory(params: dict[str, Any]) -> Any:
         if estimator_factory is not None:
             return estimator_factory(data.task, params, seed)
-        return make_baseline(model, data.task, seed=seed, n_jobs=n_jobs, **params)
+        return make_baseline(
+            model, data.task, seed=seed, n_jobs=n_jobs, **data_options(data), **params
+        )
 
     inner_rows, outer_rows, details = [], [], []
     for k in range(n_splits):
@@ -124,7 +128,8 @@ def nested_rf_search(
                     "candidate": ci,
                     **param_values(params),
                     "inner_mean": means[-1],
-                    "inner_std": float(np.std(scores)),
+                    # the one convention of every summary: ddof = 1, NaN below two values
+                    "inner_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
                 }
             )
         best = int(np.argmax(means))
@@ -176,7 +181,8 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
     """How each hyper-parameter moves the inner CV score.
 
     For each outer fold, parameter and value: the mean inner score over the candidates having
-    that value (a marginal mean); then mean and std over outer folds.
+    that value (a marginal mean); then mean and std over outer folds (ddof = 1, NaN with a
+    single fold).
 
     Returns
     -------
@@ -198,7 +204,7 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
                     "param": p,
                     "value": r["value"],
                     "score_mean": r["mean"],
-                    "score_std": 0.0 if pd.isna(r["std"]) else r["std"],
+                    "score_std": r["std"],  # ddof = 1; NaN with one outer fold, not 0
                     "n_folds": int(r["count"]),
                 }
             )
