@@ -1,0 +1,1 @@
+"""Neural-collapse and class-geometry measures of layer representations (no heavy imports)."""

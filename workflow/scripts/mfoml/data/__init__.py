@@ -1,0 +1,1 @@
+"""Data sets, folds, label noise and data-set variants (no heavy imports here)."""
