@@ -16,9 +16,9 @@ from mfoml.collapse.geometry import (
     cdnv,
     etf_error,
     geometry_metrics,
-    geometry_table,
     self_duality_error,
 )
+from mfoml.collapse.geometry_table import geometry_table
 
 # --------------------------------------------------------------------------------------------
 # brute-force references

@@ -17,7 +17,8 @@ Config keys (``tracking:``): ``enabled`` (bool, false), ``project`` (str, ``"mfo
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["TRACKING_DEFAULTS", "Tracker", "TrackingError", "tracker_from_config"]
@@ -31,6 +32,8 @@ TRACKING_DEFAULTS: dict[str, Any] = {
     "tags": [],
 }
 _MODES = ("offline", "online", "disabled")
+
+log = logging.getLogger(__name__)
 
 
 class TrackingError(RuntimeError):
@@ -58,7 +61,8 @@ class Tracker:
     group : run group (e.g. the sweep name).
     job_type : ``"train"``, ``"ncc"``, ...
     config : run configuration (JSON-able mapping) shown in W&B.
-    log : where tracking problems are reported (default: ignored).
+
+    Problems while logging are reported as warnings on the logger ``mfoml.tracking``.
     """
 
     def __init__(
@@ -74,10 +78,8 @@ class Tracker:
         group: str | None = None,
         job_type: str | None = None,
         config: Mapping[str, Any] | None = None,
-        log: Callable[[str], Any] | None = None,
     ) -> None:
         self.enabled = bool(enabled)
-        self._log = log or (lambda _m: None)
         self._run: Any = None
         self._wandb: Any = None
         if not self.enabled:
@@ -110,7 +112,7 @@ class Tracker:
         try:
             self._run.log(clean, step=step)
         except Exception as exc:  # tracking must never stop a job
-            self._log(f"[tracking] log_metrics failed: {type(exc).__name__}: {exc}")
+            log.warning("W&B log_metrics failed: %s: %s", type(exc).__name__, exc)
 
     def log_table(self, key: str, frame: Any) -> None:
         """Log a pandas DataFrame as a W&B table under ``key``."""
@@ -119,7 +121,7 @@ class Tracker:
         try:
             self._run.log({key: self._wandb.Table(dataframe=frame)})
         except Exception as exc:
-            self._log(f"[tracking] log_table {key!r} failed: {type(exc).__name__}: {exc}")
+            log.warning("W&B log_table %r failed: %s: %s", key, type(exc).__name__, exc)
 
     def finish(self) -> None:
         """Close the run (idempotent)."""
@@ -129,7 +131,7 @@ class Tracker:
         try:
             run.finish()
         except Exception as exc:
-            self._log(f"[tracking] finish failed: {type(exc).__name__}: {exc}")
+            log.warning("W&B finish failed: %s: %s", type(exc).__name__, exc)
 
     def __enter__(self) -> Tracker:
         return self
@@ -146,7 +148,6 @@ def tracker_from_config(
     job_type: str | None = None,
     config: Mapping[str, Any] | None = None,
     default_dir: str | None = None,
-    log: Callable[[str], Any] | None = None,
 ) -> Tracker:
     """A :class:`Tracker` from the ``tracking`` config section (``None``: disabled).
 
@@ -170,5 +171,4 @@ def tracker_from_config(
         group=group,
         job_type=job_type,
         config=config,
-        log=log,
     )

@@ -5,7 +5,7 @@
 - :mod:`mfoml.collapse.measures`: NCC mismatch/accuracy, NC1-NC4;
 - :mod:`mfoml.collapse.table`: :func:`layer_table`, one row per layer of an activation dump;
 - :mod:`mfoml.collapse.geometry`: class geometry beyond NC1-NC4 (CDNV, trace ratio, ETF and
-  self-duality errors, effective rank), :func:`geometry_table`.
+  self-duality errors, effective rank); :mod:`mfoml.collapse.geometry_table`: per layer.
 
 See ``docs/methods.md``. Names are loaded on first use (``import mfoml.collapse`` does not import
 torch).
@@ -19,6 +19,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "accumulators": ("ClassMeans",),
         "measures": ("collapse_metrics", "ncc_accuracy", "ncc_mismatch", "ncc_predict"),
         "table": ("layer_table",),
-        "geometry": ("geometry_metrics", "geometry_table"),
+        "geometry": ("geometry_metrics",),
+        "geometry_table": ("geometry_table",),
     },
 )

@@ -46,25 +46,32 @@ Everything is computed in float64 from ``(N, D)`` features of any float dtype (f
 maps included), ``chunk_size`` rows at a time: pass 1 (skipped when the class means are given)
 accumulates class sums; pass 2 accumulates the per-class within-class sums of squares and the
 scatter (or sketch) for the effective rank. The ``"gram"`` method re-reads the rows once per
-row block. Written here rather than taken from the ``neural-collapse`` toolkit because that
+row block. :mod:`mfoml.collapse.geometry_table` applies this to every layer of a dump. Written here rather than taken from the ``neural-collapse`` toolkit because that
 library keeps ``D x D`` covariances on the accelerator and does not stream memory maps.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from mfoml.collapse.streaming import (
+    Features,
+    NonFiniteFeaturesError,
+    check_chunk_size,
+    feature_rows,
+    is_torch,
+    iter_feature_chunks,
+)
 
 __all__ = [
     "cdnv",
     "effective_rank_from_singular_values",
     "etf_error",
     "geometry_metrics",
-    "geometry_table",
     "self_duality_error",
 ]
 
@@ -90,50 +97,25 @@ _BLOCK_BYTES = 8 << 20
 # --------------------------------------------------------------------------------------------
 
 
-def _n_rows(features: Any) -> int | None:
-    if callable(features) and not hasattr(features, "shape"):
-        return None
-    shape = getattr(features, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise ValueError(
-            "features must be an (N, D) array/memmap/tensor or a callable chunk_size -> "
-            f"iterable of (n, D) chunks; got {type(features).__name__} "
-            f"{None if shape is None else tuple(shape)}"
-        )
-    return int(shape[0])
-
-
 def _to_numpy(chunk: Any) -> np.ndarray:
-    if hasattr(chunk, "detach"):  # torch tensor
+    if is_torch(chunk):
         chunk = chunk.detach().cpu().numpy()
     return np.asarray(chunk)
 
 
-def _blocks(features: Any, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
+def _blocks(features: Features, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start_row, float64 block)`` over all rows of ``features`` in order."""
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    n = _n_rows(features)
-    chunks: Any
-    if n is None:
-        chunks = features(int(chunk_size))
-    else:
-        chunks = (features[a : a + chunk_size] for a in range(0, n, chunk_size))
-    start = 0
-    for chunk in chunks:
+    for start, chunk in iter_feature_chunks(features, check_chunk_size(chunk_size)):
         arr = _to_numpy(chunk)
-        if arr.ndim != 2:
-            raise ValueError(f"feature chunks must have shape (n, D), got {arr.shape}")
         rows = max(1, min(len(arr), _BLOCK_BYTES // (8 * max(1, arr.shape[1]))))
         for a in range(0, len(arr), rows):
             blk = np.asarray(arr[a : a + rows], dtype=np.float64)
             if not np.isfinite(blk).all():
-                raise ValueError(
+                raise NonFiniteFeaturesError(
                     f"features contain NaN or infinite values (rows {start + a}.."
                     f"{start + a + len(blk) - 1})"
                 )
             yield start + a, blk
-        start += len(arr)
 
 
 def _labels(labels: Any, n_classes: int) -> np.ndarray:
@@ -327,7 +309,7 @@ def geometry_metrics(
         raise ValueError(f"max_dim must be a positive integer, got {max_dim!r}")
     lab = _labels(labels, int(n_classes))
     n = len(lab)
-    n_expected = _n_rows(features)
+    n_expected = feature_rows(features)
     if n_expected is not None and n_expected != n:
         raise ValueError(f"features have {n_expected} rows but labels have {n}")
     counts = np.bincount(lab, minlength=n_classes)
@@ -428,106 +410,3 @@ def _gram(features: Any, gmean: np.ndarray, chunk_size: int, n: int) -> np.ndarr
             g[a : a + len(xa), b : b + len(xb)] = blk
             g[b : b + len(xb), a : a + len(xa)] = blk.T
     return g
-
-
-# --------------------------------------------------------------------------------------------
-# per-layer table over an activation dump
-# --------------------------------------------------------------------------------------------
-
-
-def geometry_table(
-    dump: Any,
-    *,
-    layers: Sequence[str] | None = None,
-    n_classes: int | None = None,
-    classifier_weight: Any = None,
-    penultimate_layer: str | None = None,
-    means: dict[str, np.ndarray] | None = None,
-    chunk_size: int = 4096,
-    max_dim: int = 2048,
-    seed: int = 0,
-    log: Callable[[str], None] | None = None,
-) -> Any:
-    """Geometry measures of every layer of one activation dump (train split), as a DataFrame.
-
-    Parameters
-    ----------
-    dump : an activation dump (``layers``, ``labels``, optional ``true_labels``, ``layer(name)``
-        giving the ``(N, D)`` float16 memmap or ``iter_chunks(name, chunk_size)``, optional
-        ``manifest``). The true labels are used (``true_labels`` when present).
-    layers : subset of layers (default all, in probe order).
-    n_classes : default: the dimension of the ``"logits"`` layer, else ``max(labels) + 1``.
-    classifier_weight : (C, D) last-layer weight; used on ``penultimate_layer`` when the dump
-        stores that layer unreduced (its dimension equals ``W.shape[1]``).
-    penultimate_layer : default: the layer just before ``"logits"``.
-    means : optional ``{layer: (C, D) class means}`` already computed on the same dump (saves
-        the first pass).
-    chunk_size, max_dim, seed : see :func:`geometry_metrics`.
-    log : progress callback (one line per layer) or ``None``.
-
-    Returns
-    -------
-    pandas.DataFrame, one row per layer: ``layer`` and the :data:`GEOMETRY_COLUMNS`.
-    """
-    import pandas as pd
-
-    names = list(dump.layers if layers is None else layers)
-    unknown = [x for x in names if x not in dump.layers]
-    if unknown:
-        raise ValueError(f"layers {unknown} are not in the dump (has {list(dump.layers)})")
-    true = getattr(dump, "true_labels", None)
-    y = np.asarray(dump.labels if true is None else true)
-    all_layers = list(dump.layers)
-    if penultimate_layer is None and "logits" in all_layers and all_layers.index("logits") > 0:
-        penultimate_layer = all_layers[all_layers.index("logits") - 1]
-    w = None if classifier_weight is None else _to_numpy(classifier_weight).astype(np.float64)
-
-    def source(name: str) -> Any:
-        if hasattr(dump, "layer"):
-            return dump.layer(name)
-        return lambda cs: dump.iter_chunks(name, cs)
-
-    def layer_dim(name: str) -> int:
-        src = source(name)
-        if hasattr(src, "shape"):
-            return int(src.shape[1])
-        return int(_to_numpy(next(iter(src(1)))).shape[1])
-
-    if n_classes is None:
-        if "logits" in all_layers:
-            n_classes = layer_dim("logits")
-        elif w is not None:
-            n_classes = int(w.shape[0])
-        else:
-            n_classes = int(y.max()) + 1
-    rows = []
-    for name in names:
-        w_here = None
-        if w is not None and name == penultimate_layer:
-            if layer_dim(name) == w.shape[1]:
-                w_here = w
-            elif log is not None:
-                log(f"[geometry] layer {name!r} is stored reduced: no self-duality error (NaN)")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                met = geometry_metrics(
-                    source(name),
-                    y,
-                    int(n_classes),
-                    means=None if means is None else means.get(name),
-                    classifier_weight=w_here,
-                    chunk_size=chunk_size,
-                    max_dim=max_dim,
-                    seed=seed,
-                )
-        except ValueError as exc:
-            raise ValueError(f"layer {name!r}: {exc}") from exc
-        rows.append({"layer": name, **{k: met[k] for k in GEOMETRY_COLUMNS}})
-        if log is not None:
-            log(
-                f"[geometry] layer {name!r} (D={met['dim']}): cdnv={met['cdnv']:.4g} "
-                f"trace_ratio={met['trace_ratio']:.4g} erank={met['effective_rank']:.2f} "
-                f"({met['effective_rank_method']})"
-            )
-    return pd.DataFrame(rows, columns=["layer", *GEOMETRY_COLUMNS])

@@ -12,20 +12,22 @@ about ``2 / lr`` ("progressive sharpening") and hovers there.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import as_tensors, model_device, trainable_parameters
-from .gradnorm import total_grad_norm
-from .sharpness import hessian_vector_product, lanczos_top_eigenvalue
+from mfoml.dynamics._common import as_tensors, model_device, trainable_parameters
+from mfoml.dynamics.gradnorm import total_grad_norm
+from mfoml.dynamics.sharpness import hessian_vector_product, lanczos_top_eigenvalue
 
 __all__ = ["EOS_COLUMNS", "full_batch_gd"]
+
+log = logging.getLogger(__name__)
 
 EOS_COLUMNS = [
     "step",
@@ -50,7 +52,6 @@ def full_batch_gd(
     sharpness_iters: int = 20,
     sharpness_tol: float = 1e-4,
     seed: int = 0,
-    log: Callable[[str], Any] | None = None,
     log_every: int = 50,
 ) -> Any:
     """Run full-batch gradient descent in place and return the per-step table.
@@ -65,7 +66,7 @@ def full_batch_gd(
         step (0: never).
     sharpness_iters, sharpness_tol : Lanczos iterations and relative tolerance per estimate.
     seed : Lanczos start vector seed.
-    log : progress callback (every ``log_every`` steps).
+    log_every : a progress line on the module's logger every ``log_every`` steps.
 
     Returns
     -------
@@ -84,7 +85,6 @@ def full_batch_gd(
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     if steps < 0 or sharpness_every < 0:
         raise ValueError(f"steps and sharpness_every must be >= 0, got {steps}, {sharpness_every}")
-    say = log if log is not None else (lambda _m: None)
     params = trainable_parameters(model)
     dev = model_device(model)
     xt, yt = as_tensors(x, y, "full_batch_gd")
@@ -122,9 +122,14 @@ def full_batch_gd(
             exc.table = pd.DataFrame(rows, columns=EOS_COLUMNS)  # type: ignore[attr-defined]
             raise exc
         if step % max(1, log_every) == 0 or step == steps:
-            say(
-                f"[gd] step {step}/{steps} loss={row['train_loss']:.4f} "
-                f"acc={row['train_acc']:.3f} sharpness={sharp:.3g} 2/lr={2.0 / lr:.3g}"
+            log.info(
+                "step %d/%d loss=%.4f acc=%.3f sharpness=%.3g 2/lr=%.3g",
+                step,
+                steps,
+                row["train_loss"],
+                row["train_acc"],
+                sharp,
+                2.0 / lr,
             )
         if step == steps:
             break

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import as_tensors, batches, evaluate, fixed_subset, model_device
+from mfoml.dynamics._common import as_tensors, batches, evaluate, fixed_subset, model_device
 
 __all__ = [
     "default_ts",

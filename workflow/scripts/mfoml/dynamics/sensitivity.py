@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import as_tensors, batches, model_device
+from mfoml.dynamics._common import as_tensors, batches, model_device
 
 __all__ = ["input_gradient_norms", "input_sensitivity"]
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (
+from mfoml.dynamics._common import (
     as_tensors,
     batches,
     fixed_subset,

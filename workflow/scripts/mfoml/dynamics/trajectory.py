@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import as_tensors, evaluate, fixed_subset
-from .interpolation import recompute_batchnorm
+from mfoml.dynamics._common import as_tensors, evaluate, fixed_subset
+from mfoml.dynamics.interpolation import recompute_batchnorm
 
 __all__ = ["flat_parameters", "loss_surface", "weight_pca"]
 
