@@ -44,6 +44,8 @@ include: "workflow/rules/ncc.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tabular.smk"
+include: "workflow/rules/dynamics_common.smk"
+include: "workflow/rules/dynamics.smk"
 
 
 rule all:
@@ -51,3 +53,4 @@ rule all:
     input:
         final_targets(),
         tabular_targets(),
+        dynamics_targets(),

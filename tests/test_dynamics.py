@@ -386,3 +386,63 @@ def test_tracking_offline_calls(monkeypatch, tmp_path):
     assert calls[2] == ("log", {"ncc": ("table", 2)}, None)
     assert calls[-1] == ("finish",)
     assert isinstance(Tracker(), Tracker)
+
+
+def test_training_loop_records_grad_norms_parameter_count_and_callback_columns(tmp_path):
+    from mfoml.nets.models import build_model
+    from mfoml.nets.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    model = build_model("mlp", (1, 6), 3, depth=1, width=5, seed=0)
+    ref = copy.deepcopy(model)
+    cfg = TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.0, device="cpu")
+    seen = []
+
+    def callback(net, row):
+        seen.append(row["epoch"])
+        return {"probe_value": float(row["epoch"]) * 10}
+
+    table = train(model, x, y, cfg, tmp_path, epoch_callback=callback)
+    # one full batch per epoch: the epoch-1 norm is the initial full-batch gradient's norm
+    ref.train()
+    nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    want = math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in ref.parameters()))
+    assert table.loc[0, "grad_norm_mean"] == pytest.approx(want, rel=1e-5)
+    assert table.loc[0, "grad_norm_max"] == pytest.approx(want, rel=1e-5)
+    assert (table["n_parameters"] == sum(p.numel() for p in ref.parameters())).all()
+    assert seen == [1, 2] and list(table["probe_value"]) == [10.0, 20.0]
+
+
+def test_corrupt_dataset_rewrites_a_verified_normalized_set(tmp_path):
+    from mfoml.data.store import load_dataset, write_normalized
+    from mfoml.data.variants import corrupt_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 1, 3, 3)).astype(np.float32)
+    xt = rng.normal(size=(10, 1, 3, 3)).astype(np.float32)
+    y, yt = rng.integers(0, 3, 30), rng.integers(0, 3, 10)
+    meta = {"name": "toy", "task": "classification", "n_classes": 3, "input_shape": [1, 3, 3]}
+    meta.update({"n_train": 30, "n_test": 10, "options": {}})
+    arrays = {"x_train.npy": x, "y_train.npy": y, "x_test.npy": xt, "y_test.npy": yt}
+    write_normalized(tmp_path / "pix", arrays, meta)
+    corrupt_dataset(tmp_path / "pix", "shuffled_pixels", seed=4)
+    ds = load_dataset(tmp_path / "pix")  # checksums verified
+    perm = np.argsort(ds.x_train[0].ravel())  # one permutation for train and test
+    src = np.argsort(x[0].ravel())
+    mapping = {int(a): int(b) for a, b in zip(src, perm, strict=True)}
+    for i in range(10):
+        np.testing.assert_array_equal(
+            ds.x_test[i].ravel()[list(mapping.values())], xt[i].ravel()[list(mapping)]
+        )
+    np.testing.assert_array_equal(ds.y_train, y)
+    assert ds.meta["options"]["corrupt"] == "shuffled_pixels"
+    write_normalized(tmp_path / "lab", arrays, meta)
+    corrupt_dataset(tmp_path / "lab", "random_labels", seed=1)
+    ds = load_dataset(tmp_path / "lab")
+    np.testing.assert_array_equal(ds.x_train, x)
+    np.testing.assert_array_equal(ds.y_test, yt)
+    assert not np.array_equal(ds.y_train, y) and ds.y_train.max() < 3
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt_dataset(tmp_path / "lab", "flip", seed=0)

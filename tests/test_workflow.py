@@ -248,6 +248,9 @@ def test_figures_readable(tiny):
         "accuracy_epochs",
         "confusion",
         "correlation",
+        "gradnorm_epochs",  # the always-on dynamics and geometry figures
+        "error_params",
+        "geometry_layers",
     }
     for f in figs:
         img = mpimg.imread(f)

@@ -106,10 +106,14 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
+        "code": script_modules(
+            "train.py", skip=("mfoml.nets.losses", "mfoml.dynamics.sharpness")
+        ),
     }
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
+    if run.train.get("sharpness_every"):  # only these execute mfoml.dynamics.sharpness
+        inputs["sharpness_code"] = module_files(["mfoml.dynamics.sharpness"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     return inputs

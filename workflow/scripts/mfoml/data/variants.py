@@ -15,13 +15,23 @@ generalization": random labels and random pixels.
   al.'s "Gaussian".
 
 All are seeded with ``numpy.random.default_rng(seed)`` and return new arrays.
+:func:`corrupt_dataset` applies one of them to a data set in the normalized format (the data
+rule's ``corrupt`` option of a data-set variant).
 """
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
-__all__ = ["gaussian_pixels", "random_labels", "random_pixels"]
+from mfoml.data.store import load_dataset, write_normalized
+
+__all__ = ["CORRUPTIONS", "corrupt_dataset", "gaussian_pixels", "random_labels", "random_pixels"]
+
+#: The corruptions of :func:`corrupt_dataset`.
+CORRUPTIONS = ("random_labels", "random_pixels", "shuffled_pixels", "gaussian_pixels")
 
 
 def random_labels(n: int | np.ndarray, n_classes: int, seed: int) -> np.ndarray:
@@ -102,3 +112,54 @@ def gaussian_pixels(
         raise ValueError(f"gaussian_pixels: need finite mean and std >= 0, got {mu}, {sd}")
     dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
     return (mu + sd * np.random.default_rng(seed).standard_normal(x.shape)).astype(dtype)
+
+
+def corrupt_dataset(path: str | os.PathLike[str], kind: str, seed: int) -> dict[str, Any]:
+    """Corrupt a normalized data set in place and rewrite it (``meta.json`` last).
+
+    Parameters
+    ----------
+    path : the normalized data-set directory (``mfoml.data.store``).
+    kind : one of :data:`CORRUPTIONS`. ``random_labels`` replaces every *training* label
+        (classification only; the test labels are kept, so test accuracy measures
+        generalisation from random labels: chance level); the pixel corruptions replace the
+        inputs of the training and the test split (``gaussian_pixels`` with the training
+        set's mean and standard deviation for both; test images get their own permutations,
+        seeded with ``seed + 1``).
+    seed : seed of the corruption.
+
+    Returns
+    -------
+    The new metadata: ``options.corrupt = kind`` and ``corruption = {kind, seed}`` added.
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"corrupt: unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")
+    ds = load_dataset(path)
+    x_train, y_train, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if kind == "random_labels":
+        if ds.meta.get("task") != "classification":
+            raise ValueError(f"{path}: random_labels needs a classification data set")
+        y_train = random_labels(len(y_train), int(ds.meta["n_classes"]), seed)
+    elif kind in ("random_pixels", "shuffled_pixels"):
+        per_sample = kind == "random_pixels"
+        x_train = random_pixels(x_train, seed, per_sample=per_sample)
+        if x_test is not None:  # shuffled pixels: the same permutation for the test images
+            x_test = random_pixels(
+                x_test, seed if not per_sample else seed + 1, per_sample=per_sample
+            )
+    else:
+        mu = float(np.mean(x_train, dtype=np.float64))
+        sd = float(np.std(x_train, dtype=np.float64))
+        x_train = gaussian_pixels(x_train, seed, mean=mu, std=sd)
+        if x_test is not None:
+            x_test = gaussian_pixels(x_test, seed + 1, mean=mu, std=sd)
+    meta = {k: v for k, v in ds.meta.items() if k != "checksums"}
+    meta["options"] = {**meta.get("options", {}), "corrupt": kind}
+    meta["corruption"] = {"kind": kind, "seed": int(seed)}
+    arrays: dict[str, Any] = {"x_train.npy": x_train, "y_train.npy": y_train}
+    if x_test is not None:
+        arrays.update({"x_test.npy": x_test, "y_test.npy": y_test})
+    for fname in ds.meta.get("checksums", {}):  # other files (train_source_index.npy) stay
+        if fname not in arrays:
+            arrays[fname] = np.load(os.path.join(path, fname))
+    return write_normalized(path, arrays, meta)

@@ -2,7 +2,8 @@
 
 - :mod:`mfoml.plots.common`: colours, variant labels, :func:`save_figure`, :func:`empty_figure`;
 - :mod:`mfoml.plots.pipeline`: the deep-network track's figures (rule ``figures``);
-- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``).
+- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``);
+- :mod:`mfoml.plots.dynamics`: training dynamics and class geometry (rule ``dynamics_figures``).
 
 Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
 """
