@@ -106,8 +106,10 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
+        # mfoml.tracking (optional W&B logging) never changes a result: not a code input
         "code": script_modules(
-            "train.py", skip=("mfoml.nets.losses", "mfoml.dynamics.sharpness")
+            "train.py",
+            skip=("mfoml.nets.losses", "mfoml.dynamics.sharpness", "mfoml.tracking"),
         ),
     }
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses

@@ -6,7 +6,7 @@ rule ncc:
     input:
         activations="results/runs/{run}/activations",
         checkpoints="results/runs/{run}/checkpoints",
-        code=script_modules("ncc.py"),
+        code=script_modules("ncc.py", skip=("mfoml.tracking",)),  # tracking: output-neutral
     output:
         "results/runs/{run}/ncc.csv",
     log:

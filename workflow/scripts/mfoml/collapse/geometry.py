@@ -65,6 +65,7 @@ from mfoml.collapse.streaming import (
     feature_rows,
     is_torch,
     iter_feature_chunks,
+    single_blas_thread,
 )
 
 __all__ = [
@@ -278,7 +279,7 @@ def geometry_metrics(
     means: np.ndarray | None = None,
     classifier_weight: np.ndarray | None = None,
     chunk_size: int = 4096,
-    max_dim: int = 2048,
+    max_dim: int = 1024,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Class-geometry measures of one layer on one split (see the module docstring).
@@ -303,6 +304,30 @@ def geometry_metrics(
     -------
     dict with ``n_samples, dim`` and the :data:`GEOMETRY_COLUMNS`.
     """
+    with single_blas_thread():  # as the NCC kernels: one job, one BLAS thread (no contention)
+        return _geometry_metrics(
+            features,
+            labels,
+            n_classes,
+            means=means,
+            classifier_weight=classifier_weight,
+            chunk_size=chunk_size,
+            max_dim=max_dim,
+            seed=seed,
+        )
+
+
+def _geometry_metrics(
+    features: Features,
+    labels: Any,
+    n_classes: int,
+    *,
+    means: np.ndarray | None,
+    classifier_weight: np.ndarray | None,
+    chunk_size: int,
+    max_dim: int,
+    seed: int,
+) -> dict[str, Any]:
     if not isinstance(n_classes, int | np.integer) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
     if not isinstance(max_dim, int | np.integer) or max_dim < 1:

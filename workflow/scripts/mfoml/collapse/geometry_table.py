@@ -41,7 +41,7 @@ def geometry_table(
     penultimate_layer: str | None = None,
     means: Mapping[str, np.ndarray] | None = None,
     chunk_size: int = 4096,
-    max_dim: int = 2048,
+    max_dim: int = 1024,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Geometry measures of every layer of one activation dump (the train split).
