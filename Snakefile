@@ -45,6 +45,8 @@ include: "workflow/rules/ncc.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tabular.smk"
+include: "workflow/rules/dynamics_common.smk"
+include: "workflow/rules/dynamics.smk"
 
 
 rule all:
@@ -53,3 +55,4 @@ rule all:
         final_targets(),
         tabular_targets(),
         pretrain_targets(),
+        dynamics_targets(),

@@ -334,6 +334,9 @@ def test_figures_readable(tiny):
         "confusion",
         "correlation",
         "noise_alpha",
+        "gradnorm_epochs",  # the always-on dynamics and geometry figures
+        "error_params",
+        "geometry_layers",
     }
     for f in figs:
         img = mpimg.imread(f)

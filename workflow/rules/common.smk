@@ -157,14 +157,24 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
+        # mfoml.tracking (optional W&B logging) never changes a result: not a code input
         "code": run_code(
-            "train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")
+            "train.py",
+            run,
+            skip=(
+                "mfoml.nets.losses",
+                "mfoml.nets.pretrain",
+                "mfoml.dynamics.sharpness",
+                "mfoml.tracking",
+            ),
         ),
     }
     if not run.full_train:  # a run on the whole training split needs no fold assignment
         inputs["folds"] = folds_file(run.dataset)
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
+    if run.train.get("sharpness_every"):  # only these execute mfoml.dynamics.sharpness
+        inputs["sharpness_code"] = module_files(["mfoml.dynamics.sharpness"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     if run.pretrained:  # only these runs execute mfoml.nets.pretrain

@@ -5,7 +5,7 @@
 rule ncc:
     input:
         activations="results/runs/{run}/activations",
-        code=script_modules("ncc.py"),
+        code=script_modules("ncc.py", skip=("mfoml.tracking",)),  # tracking: output-neutral
     output:
         "results/runs/{run}/ncc.csv",
     log:

@@ -17,6 +17,17 @@ from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.dumps import open_activations  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "aggregate")
+# class-geometry columns of the NCC table (mfoml.collapse.geometry), summarised over folds
+GEOMETRY_VALUES = (
+    "cdnv",
+    "trace_within",
+    "trace_between",
+    "trace_ratio",
+    "etf_error_means",
+    "etf_error_classifier",
+    "self_duality_error",
+    "effective_rank",
+)
 cfg = json.loads(snakemake.params.cfg)
 runs = cfg["runs"]
 ckpt_dirs = dict(zip([r["run"] for r in runs], snakemake.input.checkpoints, strict=True))
@@ -115,6 +126,7 @@ atomic_write_csv(
             for c in layers.columns
             if c.startswith(("alpha", "ncc_", "nc1", "nc2", "nc3", "nc4", "n_tau", "n_wavelets"))
             and "status" not in c
+            or c in GEOMETRY_VALUES
         ],
     ),
 )
@@ -124,7 +136,12 @@ atomic_write_csv(
     agg.summarize(
         epochs.drop(columns=["name"]),
         ["epoch"],
-        [c for c in epochs.columns if c.endswith(("_loss", "_acc"))],
+        [
+            c
+            for c in epochs.columns
+            if c.endswith(("_loss", "_acc"))
+            or c in ("grad_norm_mean", "grad_norm_max", "sharpness")
+        ],
     ),
 )
 atomic_write_csv(out.checkpoints, checkpoints)

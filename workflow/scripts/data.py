@@ -1,4 +1,5 @@
-"""Rule `data`: write one data set in the normalized format (mfoml.data.catalog.prepare_dataset)."""
+"""Rule `data`: write one data set in the normalized format (mfoml.data.catalog.prepare_dataset),
+corrupted by mfoml.data.variants.corrupt_dataset when its variant sets ``corrupt``."""
 
 import sys
 
@@ -8,6 +9,7 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mfoml.data.catalog import prepare_dataset  # noqa: E402
+from mfoml.data.variants import corrupt_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "data")
@@ -35,6 +37,9 @@ meta = prepare_dataset(
     seed=opts["seed"],
     **text,
 )
+if opts.get("corrupt"):
+    meta = corrupt_dataset(out, opts["corrupt"], seed=int(opts["seed"]))
+    log.info("corrupted with %s (seed %d)", opts["corrupt"], opts["seed"])
 log.info(
     "done: %s, %s train / %s test samples, task %s",
     meta.get("name"),

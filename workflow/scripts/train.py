@@ -7,6 +7,15 @@ metrics NaN), and writes checkpoints at the configured epochs plus ``metrics.csv
 mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
 relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
 
+Training on a subset (``train.subset``: a stratified, seeded subset of the training folds, also
+what ``split.npz`` records), full-batch gradient descent (``train.full_batch``: one batch per
+epoch) and the sharpness tracked every ``train.sharpness_every`` epochs (top Hessian eigenvalue
+of the training loss, mfoml.dynamics.sharpness; columns ``sharpness`` and
+``stability_threshold`` = 2/lr for plain gradient descent, 2(1 + momentum)/lr with heavy-ball
+momentum, NaN for Adam) make the edge-of-stability study (Cohen et al. 2021). Optional W&B
+tracking (``tracking`` in the config, read here so that it never reruns a job) logs each
+epoch's row.
+
 Transfer learning (``transfer`` in the sweep): the weights of the source run's checkpoint are
 copied into the new model except the head (re-initialized for the new classes), and the
 parameters of the first ``freeze`` stages are frozen (``requires_grad = False``; the training
@@ -18,6 +27,7 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+import math  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -25,11 +35,13 @@ import torch  # noqa: E402
 from mfoml.data.folds import load_folds, split_indices  # noqa: E402
 from mfoml.data.noise import flip_labels  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
+from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
 from mfoml.nets.training import TrainConfig, train  # noqa: E402
+from mfoml.tracking import tracker_from_config  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
 log_device_environment(log)
@@ -64,6 +76,11 @@ if cfg["fold"] == "full":
 else:
     folds = load_folds(snakemake.input.folds)
     train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
+t = cfg["train"]
+if t.get("subset") is not None and int(t["subset"]) < len(train_idx):
+    keep = stratified_subsample(np.asarray(ds.y_train)[train_idx], int(t["subset"]), seed=0)
+    train_idx = np.asarray(train_idx)[keep]
+    log.info("training on a stratified subset of %d samples (train.subset)", len(train_idx))
 # token ids (text sets) stay integers; everything else is float32
 x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
 x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
@@ -188,10 +205,10 @@ if loss.get("type", "ce") == "svsl":
     )
     log.info("SVSL on layers %s, lambda %g, batched %s", layers, loss["lam"], loss["batched"])
 
-t = cfg["train"]
+full_batch = bool(t.get("full_batch", False))
 tc = TrainConfig(
     epochs=int(t["epochs"]),
-    batch_size=int(t["batch_size"]),
+    batch_size=max(2, len(train_idx)) if full_batch else int(t["batch_size"]),
     optimizer=t["optimizer"],
     lr=float(t["lr"]),
     momentum=float(t["momentum"]),
@@ -214,7 +231,71 @@ evals = {
     "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]) if len(heldout_idx) else None,
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
-metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)
+
+every = int(t.get("sharpness_every", 0) or 0)
+if every:
+    # only runs that track the sharpness execute (and rerun for) mfoml.dynamics.sharpness
+    from mfoml.dynamics.sharpness import sharpness
+
+    if full_batch:  # the loss gradient descent descends: one batch, BatchNorm in training mode
+        sharp_x, sharp_y, sharp_batch, sharp_mode = x_train, y_used, None, "train"
+    else:
+        keep = stratified_subsample(y_used, t.get("sharpness_samples"), seed=0)
+        sharp_x, sharp_y, sharp_batch, sharp_mode = x_train[keep], y_used[keep], 512, "eval"
+    if tc.optimizer == "sgd":
+        beta = tc.momentum
+        threshold_factor = (2 + 2 * beta) / (1 + 2 * beta) if tc.nesterov else 2 + 2 * beta
+    else:
+        threshold_factor = math.nan
+    log.info(
+        "sharpness every %d epochs on %d samples (BatchNorm in %s mode)",
+        every,
+        len(sharp_y),
+        sharp_mode,
+    )
+tracker = tracker_from_config(
+    snakemake.config.get("tracking"),
+    name=run_id,
+    group=snakemake.config.get("name"),
+    job_type="train",
+    config=cfg,
+    default_dir="logs/wandb",
+)
+
+
+def on_epoch(net, row):
+    extra = {}
+    if every:
+        sharp = math.nan
+        if row["epoch"] % every == 0 or row["epoch"] == tc.epochs:
+            res = sharpness(
+                net,
+                sharp_x,
+                sharp_y,
+                subset_size=None,
+                n_iter=int(t.get("sharpness_iters", 20)),
+                trace_samples=0,
+                batch_size=sharp_batch,
+                mode=sharp_mode,
+                seed=int(cfg["seed"]),
+            )
+            sharp = res["top_eigenvalue"]
+        extra = {"sharpness": sharp, "stability_threshold": threshold_factor / row["lr"]}
+    tracker.log_metrics({**row, **extra}, step=int(row["epoch"]))
+    return extra
+
+
+with tracker:
+    metrics = train(
+        model,
+        x_train,
+        y_used,
+        tc,
+        out_dir,
+        evals=evals,
+        extra_loss=extra_loss,
+        epoch_callback=on_epoch,
+    )
 speed = {}
 if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
     pad = int(ds.meta["tokenizer"]["special_ids"]["pad"])
@@ -248,6 +329,8 @@ atomic_write_json(
         "frozen_stages": frozen,
         "n_relabelled": int(changed.sum()),
         **speed,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "n_train": int(len(train_idx)),
     },
 )
 last = metrics.iloc[-1].to_dict()

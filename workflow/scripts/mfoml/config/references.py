@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mfoml.config.dynamics import check_dynamics
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
 from mfoml.config.text import check_text
@@ -132,6 +133,7 @@ def check_references(config: dict[str, Any]) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     # run-level checks need the expanded table
     table = run_table(config)
+    errors.extend(check_dynamics(config, table))
     ids = {r.run_id for r in table}
     for i, sweep in enumerate(config.get("sweeps", [])):
         tr = sweep.get("transfer")

@@ -4,7 +4,8 @@
 - :mod:`mfoml.plots.pipeline`: the deep-network track's figures (rule ``figures``);
 - :mod:`mfoml.plots.studies`: the run-level correlations and the label-noise study (rule
   ``figures``);
-- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``).
+- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``);
+- :mod:`mfoml.plots.dynamics`: training dynamics and class geometry (rule ``dynamics_figures``).
 
 Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
 """
