@@ -1,0 +1,1 @@
+"""Neural-collapse and NCC measures, and label-based probes of frozen layers."""

@@ -1,0 +1,1 @@
+"""Networks, training and self-supervised objectives (imports nothing heavy)."""
