@@ -224,7 +224,7 @@ def test_objectives_build_run_and_reject_unknown_keys():
         enc = ProjectionHead(6, 16, 8, depth=3)
         obj = build_objective({"type": kind}, 8, enc)
         loss, terms = obj(enc, x, x + 0.05 * torch.randn(10, 6))
-        assert loss.dim() == 0 and math.isfinite(float(loss))
+        assert loss.dim() == 0 and math.isfinite(float(loss.detach()))
         assert 0 < terms["embedding_std"] <= 1.5
     with pytest.raises(ValueError, match="temprature"):
         build_objective({"type": "simclr", "temprature": 0.1}, 8)
