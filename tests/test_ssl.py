@@ -213,7 +213,7 @@ def test_byol_teacher_ema_and_cosine_schedule():
     loss, terms = obj(enc, x + 0.1 * torch.randn(6, 3), x)
     loss.backward()
     assert math.isfinite(float(loss.detach())) and set(terms) == {"tau", "embedding_std"}
-    assert enc[0].weight.grad is not None and obj.predictor.blocks[0][0].weight.grad is not None
+    assert enc[0].weight.grad is not None and obj.predictor.blocks[0][1].weight.grad is not None
     assert all(p.grad is None for p in teacher.parameters())
 
 

@@ -33,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KNN_METRICS", "knn_accuracy", "linear_probe", "ncc_label_sets", "stratified_rows"]
+__all__ = [
+    "KNN_METRICS",
+    "NCC_MISMATCH_NA",
+    "knn_accuracy",
+    "layer_probe_table",
+    "linear_probe",
+    "ncc_label_sets",
+    "stratified_rows",
+]
 
 KNN_METRICS = ("cosine", "euclidean")
 
@@ -283,3 +291,97 @@ def ncc_label_sets(
             "nc1": float(met["nc1"]),
         }
     return out
+
+
+#: Status of the NCC mismatch in the tables of self-supervised runs (there is no classifier).
+NCC_MISMATCH_NA = "not_applicable: no classifier (self-supervised network)"
+
+
+def layer_probe_table(
+    train_dump: Any,
+    test_dump: Any,
+    label_sets: Mapping[str, tuple[Any, Any]],
+    *,
+    layers: list[str] | None = None,
+    linear: Mapping[str, Any] | None = None,
+    knn: Mapping[str, Any] | None = None,
+    n_classes: Mapping[str, int] | None = None,
+    chunk_size: int = 4096,
+    log: Any = None,
+) -> Any:
+    """NCC accuracy, NC1, linear-probe and k-NN accuracy per layer and label set.
+
+    Parameters
+    ----------
+    train_dump, test_dump : activation dumps of one checkpoint (``layers``, ``layer(name)``
+        returning ``(N, D)`` float16 memmaps, ``entry(name)`` with ``index``, ``dim``).
+    label_sets : ``{name: (train labels (N,), test labels (M,))}`` aligned with the dumps.
+    layers : subset of layers (default: all of the train dump, in order).
+    linear : keyword arguments of :func:`linear_probe` (``C, max_iter, max_train, seed``).
+    knn : keyword arguments of :func:`knn_accuracy` (``k, metric``); ``k`` is capped at the
+        number of training rows.
+    n_classes : classes per label set (default: ``max label + 1``).
+    chunk_size : rows per chunk of the NCC passes.
+    log : optional callable receiving one line per layer.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per (layer, label set): ``layer, layer_index, dim, label_set,
+    n_classes, n_train, n_test, ncc_accuracy_train, ncc_accuracy_test, nc1,
+    linear_probe_train, linear_probe_test, linear_probe_converged, linear_probe_n_fit,
+    knn_test, knn_k, ncc_mismatch`` (always NaN) and ``ncc_mismatch_status``
+    (:data:`NCC_MISMATCH_NA`).
+    """
+    import pandas as pd
+
+    names = list(train_dump.layers if layers is None else layers)
+    missing = [n for n in names if n not in train_dump.layers or n not in test_dump.layers]
+    if missing:
+        raise KeyError(f"layers {missing} are not in both dumps ({train_dump.layers})")
+    linear = dict(linear or {})
+    knn = dict(knn or {})
+    rows = []
+    for name in names:
+        entry = train_dump.entry(name)
+        xtr, xte = train_dump.layer(name), test_dump.layer(name)
+        ncc = ncc_label_sets(
+            xtr,
+            {s: tr for s, (tr, _) in label_sets.items()},
+            xte,
+            {s: te for s, (_, te) in label_sets.items()},
+            n_classes=n_classes,
+            chunk_size=chunk_size,
+        )
+        for s, (ytr, yte) in label_sets.items():
+            lp = linear_probe(xtr, ytr, xte, yte, **linear)
+            k = min(int(knn.get("k", 20)), len(ytr))
+            acc_knn = knn_accuracy(xtr, ytr, xte, yte, **{**knn, "k": k})
+            rows.append(
+                {
+                    "layer": name,
+                    "layer_index": int(entry["index"]),
+                    "dim": int(entry["dim"]),
+                    "label_set": s,
+                    "n_classes": ncc[s]["n_classes"],
+                    "n_train": int(xtr.shape[0]),
+                    "n_test": int(xte.shape[0]),
+                    "ncc_accuracy_train": ncc[s]["ncc_accuracy_train"],
+                    "ncc_accuracy_test": ncc[s]["ncc_accuracy_test"],
+                    "nc1": ncc[s]["nc1"],
+                    "linear_probe_train": lp["accuracy_train"],
+                    "linear_probe_test": lp["accuracy_test"],
+                    "linear_probe_converged": lp["converged"],
+                    "linear_probe_n_fit": lp["n_fit"],
+                    "knn_test": acc_knn,
+                    "knn_k": k,
+                    "ncc_mismatch": float("nan"),
+                    "ncc_mismatch_status": NCC_MISMATCH_NA,
+                }
+            )
+            if log is not None:
+                log(
+                    f"layer {name} ({s}): ncc test {ncc[s]['ncc_accuracy_test']:.4f}, "
+                    f"linear probe test {lp['accuracy_test']:.4f}, {k}-NN test {acc_knn:.4f}, "
+                    f"nc1 {ncc[s]['nc1']:.4g}"
+                )
+    return pd.DataFrame(rows)

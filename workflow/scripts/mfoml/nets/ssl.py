@@ -188,9 +188,9 @@ class ProjectionHead(nn.Module):
     """MLP head: ``depth - 1`` blocks ``Linear -> BatchNorm1d -> ReLU`` of width ``width``,
     then ``Linear -> out_dim`` (no activation). The input is flattened per sample.
 
-    ``blocks[k]`` is block ``k`` (the last one is the output ``Linear``), so that the hidden
-    outputs can be exposed as probe layers. Input ``(N, *shape)`` with ``prod(shape) ==
-    in_dim``; output ``(N, out_dim)``.
+    ``blocks[k]`` is block ``k`` (the first starts with ``nn.Flatten(1)``, the last is the
+    output ``Linear``), so that the blocks can serve as probe stages of a network. Input
+    ``(N, *shape)`` with ``prod(shape) == in_dim``; output ``(N, out_dim)``.
     """
 
     def __init__(self, in_dim: int, width: int, out_dim: int, depth: int = 2) -> None:
@@ -205,12 +205,12 @@ class ProjectionHead(nn.Module):
         for _ in range(int(depth) - 1):
             blocks.append(nn.Sequential(nn.Linear(d, width), nn.BatchNorm1d(width), nn.ReLU()))
             d = int(width)
-        blocks.append(nn.Linear(d, int(out_dim)))
+        blocks.append(nn.Sequential(nn.Linear(d, int(out_dim))))
+        blocks[0].insert(0, nn.Flatten(1))
         self.blocks = nn.ModuleList(blocks)
         self.in_dim, self.out_dim, self.depth = int(in_dim), int(out_dim), int(depth)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h.reshape(h.shape[0], -1)
         for block in self.blocks:
             h = block(h)
         return h
