@@ -12,8 +12,10 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# The numeric core of this checkout (also when an installed copy exists elsewhere).
+# The numeric core of this checkout (also when an installed copy exists elsewhere), and the
+# workflow's own planning modules (workflow/rules/*.py).
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "rules"))
 
 from mfoml.config import ConfigError, validate_config
 

@@ -1,4 +1,4 @@
-"""Benchmark of mfoml.ncc: NCC over a memory-mapped float16 dump, and NC1 by projection.
+"""Benchmark of mfoml.collapse: NCC over a memory-mapped float16 dump, and NC1 by projection.
 
 Prints, from one run:
 
@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mfoml.ncc import ClassMeans, collapse_metrics, ncc_mismatch
+from mfoml.collapse.accumulators import ClassMeans
+from mfoml.collapse.measures import collapse_metrics, ncc_mismatch
 from threadpoolctl import threadpool_limits
 
 _CHILD = r"""
 import json, sys, tracemalloc
 import numpy as np
-from mfoml.ncc import ClassMeans, ncc_mismatch
+from mfoml.collapse import ClassMeans, ncc_mismatch
 path, n, chunk, what = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 x = np.load(path, mmap_mode="r")[:n]
 y = np.load(path.replace(".npy", "_labels.npy"))[:n]

@@ -67,8 +67,8 @@ def worker(directory: Path, n: int, n_trees: int, depth: int, seed: int) -> dict
 
     The first ``n`` rows train the probe, the rest are held out for the M-term curve.
     """
-    from mfoml.smoothness import alpha_star
-    from mfoml.wavelets import WaveletForestClassifier
+    from mfoml.wavelets.forest import WaveletForestClassifier
+    from mfoml.wavelets.smoothness import alpha_star
 
     # Warm-up on a tiny problem so that lazily imported modules and first-call allocations
     # (sklearn, scipy.sparse, joblib) are not counted as the probe's memory.

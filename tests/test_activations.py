@@ -1,4 +1,4 @@
-"""Tests of mfoml.activations: ordered dumps, reduction, memory, errors, reading back."""
+"""Tests of mfoml.nets.activations: ordered dumps, reduction, memory, errors, reading back."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from mfoml.activations import dump_activations, open_activations, plan_reduction
-from mfoml.models import build_model
+from mfoml.nets.activations import dump_activations, open_activations, plan_reduction
+from mfoml.nets.models import build_model
 
 
 def _adaptive_pool_1d(a: np.ndarray, out: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""mfoml.aggregate and mfoml.plots on small synthetic tables, against direct numpy/scipy-free
+"""mfoml.analysis.aggregate and mfoml.plots on small synthetic tables, against direct numpy/scipy-free
 computations written here."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from mfoml import aggregate as agg
 from mfoml import plots
+from mfoml.analysis import aggregate as agg
 
 
 def _runs(n_folds=3, acts=("relu", "tanh")):

@@ -8,26 +8,17 @@ import shutil
 
 import numpy as np
 import pytest
-from mfoml.datasets import (
-    DATASETS,
-    IntegrityError,
-    load_dataset,
-    per_class_subset,
-    prepare_dataset,
-    to_grayscale,
-    write_normalized,
-)
+from mfoml.data.catalog import prepare_dataset
+from mfoml.data.sources import DATASETS, to_grayscale
+from mfoml.data.store import IntegrityError, load_dataset, write_normalized
+from mfoml.data.subsample import per_class_subset
 from sklearn import datasets as skd
-
-
-def quiet(msg: str) -> None:
-    pass
 
 
 @pytest.fixture(scope="module")
 def mnist1d_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "mnist1d"
-    prepare_dataset("mnist1d", out, log=quiet)
+    prepare_dataset("mnist1d", out)
     return out
 
 
@@ -52,13 +43,13 @@ def test_mnist1d_leaves_global_random_state_alone(tmp_path):
     expect_py, expect_np = random.random(), np.random.random()  # noqa: NPY002
     random.seed(7)
     np.random.seed(7)  # noqa: NPY002
-    prepare_dataset("mnist1d", tmp_path / "m", log=quiet)
+    prepare_dataset("mnist1d", tmp_path / "m")
     assert random.random() == expect_py
     assert np.random.random() == expect_np  # noqa: NPY002
 
 
 def test_digits_images_in_unit_interval(tmp_path):
-    meta = prepare_dataset("digits", tmp_path / "digits", log=quiet)
+    meta = prepare_dataset("digits", tmp_path / "digits")
     ds = load_dataset(tmp_path / "digits")
     ref = skd.load_digits()
     assert ds.x_train.shape == (1797, 1, 8, 8) and ds.x_test is None and ds.y_test is None
@@ -78,7 +69,7 @@ def test_digits_images_in_unit_interval(tmp_path):
     ],
 )
 def test_tabular_classification(tmp_path, name, loader, n_classes):
-    meta = prepare_dataset(name, tmp_path / name, log=quiet)
+    meta = prepare_dataset(name, tmp_path / name)
     ds = load_dataset(tmp_path / name)
     ref = loader()
     np.testing.assert_array_equal(ds.x_train, ref.data.astype(np.float32))
@@ -90,7 +81,7 @@ def test_tabular_classification(tmp_path, name, loader, n_classes):
 
 
 def test_diabetes_regression(tmp_path):
-    meta = prepare_dataset("diabetes", tmp_path / "d", log=quiet)
+    meta = prepare_dataset("diabetes", tmp_path / "d")
     ds = load_dataset(tmp_path / "d")
     ref = skd.load_diabetes(scaled=False)
     assert meta["task"] == "regression" and meta["n_classes"] is None
@@ -98,13 +89,13 @@ def test_diabetes_regression(tmp_path):
     np.testing.assert_array_equal(ds.y_train, ref.target)
     np.testing.assert_array_equal(ds.x_train, ref.data.astype(np.float32))
     with pytest.raises(ValueError, match="per_class_cap applies to classification"):
-        prepare_dataset("diabetes", tmp_path / "d2", per_class_cap=3, log=quiet)
+        prepare_dataset("diabetes", tmp_path / "d2", per_class_cap=3)
 
 
 def test_meta_checksums_are_sha256_of_files(tmp_path):
     import hashlib
 
-    meta = prepare_dataset("iris", tmp_path / "iris", log=quiet)
+    meta = prepare_dataset("iris", tmp_path / "iris")
     on_disk = json.loads((tmp_path / "iris" / "meta.json").read_text())
     assert on_disk == json.loads(json.dumps(meta))
     for fname, digest in meta["checksums"].items():
@@ -113,7 +104,7 @@ def test_meta_checksums_are_sha256_of_files(tmp_path):
 
 def test_unknown_name_lists_known(tmp_path):
     with pytest.raises(ValueError, match="unknown data set 'mnist2'") as err:
-        prepare_dataset("mnist2", tmp_path / "x", log=quiet)
+        prepare_dataset("mnist2", tmp_path / "x")
     for name in DATASETS:
         assert name in str(err.value)
     assert "openml-" in str(err.value)
@@ -126,7 +117,7 @@ def test_unknown_name_lists_known(tmp_path):
 
 def test_per_class_cap_subset(tmp_path):
     full = skd.load_digits()
-    meta = prepare_dataset("digits", tmp_path / "a", per_class_cap=7, seed=11, log=quiet)
+    meta = prepare_dataset("digits", tmp_path / "a", per_class_cap=7, seed=11)
     a = load_dataset(tmp_path / "a")
     src = np.load(tmp_path / "a" / "train_source_index.npy")
     assert meta["options"] == {"grayscale": False, "per_class_cap": 7, "seed": 11}
@@ -134,8 +125,8 @@ def test_per_class_cap_subset(tmp_path):
     assert np.all(np.diff(src) > 0)  # original order kept
     np.testing.assert_array_equal(a.y_train, full.target[src])
     np.testing.assert_allclose(a.x_train[:, 0], full.images[src] / 16.0, atol=1e-7)
-    prepare_dataset("digits", tmp_path / "b", per_class_cap=7, seed=11, log=quiet)
-    prepare_dataset("digits", tmp_path / "c", per_class_cap=7, seed=12, log=quiet)
+    prepare_dataset("digits", tmp_path / "b", per_class_cap=7, seed=11)
+    prepare_dataset("digits", tmp_path / "c", per_class_cap=7, seed=12)
     np.testing.assert_array_equal(src, np.load(tmp_path / "b" / "train_source_index.npy"))
     assert not np.array_equal(src, np.load(tmp_path / "c" / "train_source_index.npy"))
     # A cap above every class size keeps everything.
@@ -175,8 +166,8 @@ def test_grayscale_bt601():
 
 def test_grayscale_only_for_images(tmp_path):
     with pytest.raises(ValueError, match="grayscale applies to image data sets only"):
-        prepare_dataset("wine", tmp_path / "w", grayscale=True, log=quiet)
-    meta = prepare_dataset("digits", tmp_path / "d", grayscale=True, log=quiet)
+        prepare_dataset("wine", tmp_path / "w", grayscale=True)
+    meta = prepare_dataset("digits", tmp_path / "d", grayscale=True)
     assert meta["input_shape"] == [1, 8, 8] and meta["options"]["grayscale"] is True
 
 
@@ -186,7 +177,7 @@ def test_grayscale_only_for_images(tmp_path):
 
 
 def test_missing_meta_is_not_trusted(tmp_path):
-    prepare_dataset("iris", tmp_path / "iris", log=quiet)
+    prepare_dataset("iris", tmp_path / "iris")
     (tmp_path / "iris" / "meta.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"meta.json: missing"):
         load_dataset(tmp_path / "iris")
@@ -203,7 +194,7 @@ def test_missing_file_is_named(tmp_path, mnist1d_dir):
 
 
 def test_checksum_mismatch(tmp_path):
-    prepare_dataset("wine", tmp_path / "w", log=quiet)
+    prepare_dataset("wine", tmp_path / "w")
     path = tmp_path / "w" / "x_train.npy"
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x01  # one bit of one feature value
@@ -215,7 +206,7 @@ def test_checksum_mismatch(tmp_path):
 
 
 def test_shape_disagreeing_with_meta(tmp_path):
-    prepare_dataset("iris", tmp_path / "i", log=quiet)
+    prepare_dataset("iris", tmp_path / "i")
     meta_path = tmp_path / "i" / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["n_train"] = 149
@@ -226,14 +217,13 @@ def test_shape_disagreeing_with_meta(tmp_path):
 
 def test_failed_rewrite_leaves_directory_untrusted(tmp_path):
     out = tmp_path / "iris"
-    prepare_dataset("iris", out, log=quiet)
+    prepare_dataset("iris", out)
     unsaveable = np.array([object()], dtype=object)  # np.save(allow_pickle=False) refuses it
     with pytest.raises(ValueError, match="pickle"):
         write_normalized(
             out,
             {"x_train.npy": np.zeros((1, 4), np.float32), "y_train.npy": unsaveable},
             {"name": "iris"},
-            log=quiet,
         )
     with pytest.raises(FileNotFoundError, match="meta.json"):
         load_dataset(out)
@@ -259,7 +249,6 @@ def test_rewrite_without_test_split_removes_stale_files(tmp_path, mnist1d_dir):
             "n_train": 2,
             "n_test": 0,
         },
-        log=quiet,
     )
     assert not (out / "x_test.npy").exists()
     ds = load_dataset(out)

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from logcapture import captured
 from loopback import LoopbackServer, serve_directory
-from mfoml.datasets import (
-    DataFormatError,
-    DownloadError,
-    load_dataset,
-    prepare_dataset,
-    read_idx_gz,
-)
+from mfoml.data.catalog import prepare_dataset
+from mfoml.data.download import DownloadError
+from mfoml.data.formats import DataFormatError, read_idx_gz
+from mfoml.data.store import load_dataset
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -197,10 +195,9 @@ def test_idx_download_and_parse(tmp_path, name):
     served.mkdir()
     x_tr, y_tr, x_te, y_te = make_idx_set(served, np.random.default_rng(1))
     out, dl = tmp_path / "data" / name, tmp_path / "downloads"
-    logs: list[str] = []
-    with LoopbackServer(served) as srv:
+    with LoopbackServer(served) as srv, captured("mfoml.data.download") as logs:
         meta = prepare_dataset(
-            name, out, download_dir=dl, mirror=srv.base_url, checksums=md5s(served), log=logs.append
+            name, out, download_dir=dl, mirror=srv.base_url, checksums=md5s(served)
         )
         assert sorted(srv.requests) == sorted("/" + f for f in IDX_FILES)
     ds = load_dataset(out)
@@ -219,9 +216,7 @@ def test_idx_download_and_parse(tmp_path, name):
     assert sorted(p.name for p in (dl / name).iterdir()) == sorted(IDX_FILES)
 
     # A second run reuses the verified raw files: no server needed.
-    meta2 = prepare_dataset(
-        name, out, download_dir=dl, mirror=srv.base_url, checksums=md5s(served), log=logs.append
-    )
+    meta2 = prepare_dataset(name, out, download_dir=dl, mirror=srv.base_url, checksums=md5s(served))
     assert meta2["checksums"] == meta["checksums"]
 
 
@@ -281,7 +276,6 @@ def test_cifar10_download_parse_grayscale_and_cap(tmp_path):
             download_dir=dl,
             mirror=base,
             checksums=md5s(served),
-            log=lambda m: None,
         )
         ds = load_dataset(tmp_path / "c10")
         assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (6, 3, 32, 32)
@@ -301,7 +295,6 @@ def test_cifar10_download_parse_grayscale_and_cap(tmp_path):
             grayscale=True,
             per_class_cap=1,
             seed=3,
-            log=lambda m: None,
         )
     g = load_dataset(tmp_path / "c10g")
     assert gmeta["options"] == {"grayscale": True, "per_class_cap": 1, "seed": 3}
@@ -335,7 +328,6 @@ def test_cifar100_download_and_parse(tmp_path):
             download_dir=tmp_path / "dl",
             mirror=base,
             checksums=md5s(served),
-            log=lambda m: None,
         )
     ds = load_dataset(tmp_path / "c100")
     np.testing.assert_allclose(ds.x_train, chw_reference(x_tr), atol=1e-7)
@@ -368,7 +360,6 @@ def test_cifar_pickle_with_foreign_globals_is_refused(tmp_path):
             download_dir=tmp_path / "dl",
             mirror=base,
             checksums=md5s(served),
-            log=lambda m: None,
         )
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
@@ -387,7 +378,6 @@ def test_cifar_archive_missing_member(tmp_path):
             download_dir=tmp_path / "dl",
             mirror=base,
             checksums=md5s(served),
-            log=lambda m: None,
         )
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
@@ -416,7 +406,6 @@ def test_cut_connection_is_reported_as_truncated(tmp_path, idx_served):
                 download_dir=tmp_path / "dl",
                 mirror=srv.base_url,
                 checksums=good,
-                log=lambda m: None,
             )
     assert fname in str(err.value) and "1000" in str(err.value)
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
@@ -435,7 +424,6 @@ def test_cut_file_fails_checksum(tmp_path, idx_served):
                 download_dir=tmp_path / "dl",
                 mirror=base,
                 checksums=good,
-                log=lambda m: None,
             )
     assert fname in str(err.value) and good[fname] in str(err.value)
     assert not (tmp_path / "dl" / "mnist" / fname).exists()
@@ -457,7 +445,6 @@ def test_flipped_bytes_fail_checksum(tmp_path, idx_served):
                 download_dir=tmp_path / "dl",
                 mirror=base,
                 checksums=good,
-                log=lambda m: None,
             )
     assert not (tmp_path / "dl" / "fashionmnist" / fname).exists()
     assert not (tmp_path / "out" / "meta.json").exists()
@@ -472,7 +459,6 @@ def test_default_checksums_are_torchvisions(tmp_path, idx_served):
                 tmp_path / "out",
                 download_dir=tmp_path / "dl",
                 mirror=base,
-                log=lambda m: None,
             )
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
@@ -497,7 +483,6 @@ def test_bad_gzip_with_matching_checksum_is_discarded(tmp_path, idx_served, dama
                 download_dir=tmp_path / "dl",
                 mirror=base,
                 checksums=md5s(idx_served),
-                log=lambda m: None,
             )
     assert fname in str(err.value)
     assert not (tmp_path / "dl" / "mnist" / fname).exists()
@@ -518,7 +503,6 @@ def test_not_a_tar_gz(tmp_path):
             download_dir=tmp_path / "dl",
             mirror=base,
             checksums=md5s(served),
-            log=lambda m: None,
         )
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
@@ -534,7 +518,6 @@ def test_missing_file_on_server(tmp_path, idx_served):
                 download_dir=tmp_path / "dl",
                 mirror=base,
                 checksums=checks,
-                log=lambda m: None,
             )
     assert not (tmp_path / "out" / "meta.json").exists()
 
@@ -549,7 +532,6 @@ def test_corrupted_cached_raw_file_is_downloaded_again(tmp_path, idx_served):
             download_dir=dl,
             mirror=srv.base_url,
             checksums=checks,
-            log=lambda m: None,
         )
         cached = dl / "mnist" / "train-labels-idx1-ubyte.gz"
         cached.write_bytes(b"garbage")
@@ -560,7 +542,6 @@ def test_corrupted_cached_raw_file_is_downloaded_again(tmp_path, idx_served):
             download_dir=dl,
             mirror=srv.base_url,
             checksums=checks,
-            log=lambda m: None,
         )
         assert srv.requests[n_before:] == ["/train-labels-idx1-ubyte.gz"]
     assert cached.read_bytes() == (idx_served / cached.name).read_bytes()
@@ -581,6 +562,5 @@ def test_copy_of_served_tree_is_unchanged(tmp_path, idx_served):
             download_dir=tmp_path / "dl",
             mirror=base,
             checksums=before,
-            log=lambda m: None,
         )
     assert md5s(idx_served) == before == md5s(snapshot)

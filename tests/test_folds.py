@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from mfoml.folds import load_folds, make_folds, save_folds, split_indices
+from mfoml.data.folds import load_folds, make_folds, save_folds, split_indices
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of mfoml.losses: the SVSL loss (batched and non-batched).
+"""Tests of mfoml.nets.losses: the SVSL loss (batched and non-batched).
 
 References are hand formulas written here: explicit loops over classes and samples for the
 value, ``(2 w / (C_B n_c)) (h_i - mu_c)`` for the gradient, and the Hessian of the batched
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from mfoml.losses import SVSLLoss, svsl_term
-from mfoml.models import build_model
-from mfoml.training import ExtraLoss, TrainConfig, train
+from mfoml.nets.losses import SVSLLoss, svsl_term
+from mfoml.nets.models import build_model
+from mfoml.nets.training import ExtraLoss, TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ def test_lam_zero_training_equals_plain_cross_entropy(tmp_path):
     ):
         torch.manual_seed(0)
         model = build_model("mlp", (12,), 4, depth=2, width=16)
-        frames.append(train(model, x, y, cfg, tmp_path / name, extra_loss=extra, log=None))
+        frames.append(train(model, x, y, cfg, tmp_path / name, extra_loss=extra))
         states.append(model.state_dict())
     for other in states[1:]:
         for key in states[0]:
@@ -184,7 +184,7 @@ def test_training_with_svsl_runs_both_variants(tmp_path):
         torch.manual_seed(0)
         model = build_model("mlp", (12,), 4, depth=2, width=16)
         loss = SVSLLoss.from_model(model, 1e-2, gamma=1, batched=batched)
-        frame = train(model, x, y, cfg, tmp_path / str(batched), extra_loss=loss, log=None)
+        frame = train(model, x, y, cfg, tmp_path / str(batched), extra_loss=loss)
         assert (frame["train_extra_loss"] > 0).all()
         assert np.isfinite(frame["train_loss"]).all()
 

@@ -1,10 +1,10 @@
-"""mfoml.metrics agrees with scikit-learn's own metric functions."""
+"""mfoml.analysis.metrics agrees with scikit-learn's own metric functions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from mfoml.metrics import classification_metrics, confusion_matrix, regression_metrics
+from mfoml.analysis.metrics import classification_metrics, confusion_matrix, regression_metrics
 from sklearn import metrics as skm
 
 

@@ -1,4 +1,4 @@
-"""Tests of mfoml.models: architectures, activations, probe layers."""
+"""Tests of mfoml.nets.models: architectures, activations, probe layers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mfoml.models import (
+from mfoml.nets.models import (
     ACTIVATIONS,
     Heaviside,
     HeavisideSurrogate,

@@ -1,8 +1,8 @@
-"""Tests of mfoml.ncc: NCC simplification and neural-collapse metrics.
+"""Tests of mfoml.collapse: NCC simplification and neural-collapse metrics.
 
 Reference values are computed here independently: per-sample Python loops for the NCC decision,
 explicit D x D covariance matrices and ``numpy.linalg.pinv`` for NC1, loops over class pairs for
-NC2, and a real MNIST-1D training run (mfoml.training + mfoml.activations) for the end-to-end
+NC2, and a real MNIST-1D training run (mfoml.nets.training + mfoml.nets.activations) for the end-to-end
 checks.
 """
 
@@ -14,18 +14,19 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from mfoml.ncc import (
-    ClassMeans,
-    NonFiniteFeaturesError,
+from logcapture import captured
+from mfoml.collapse.accumulators import ClassMeans
+from mfoml.collapse.measures import (
     WithinClassProjection,
     collapse_metrics,
-    layer_table,
     nc2_metrics,
     nc3_metric,
     ncc_accuracy,
     ncc_mismatch,
     ncc_predict,
 )
+from mfoml.collapse.streaming import NonFiniteFeaturesError
+from mfoml.collapse.table import layer_table
 
 # --------------------------------------------------------------------------------------------
 # independent references
@@ -358,9 +359,9 @@ def test_collapse_metrics_undefined_cases_warn_not_silent():
 
 @pytest.fixture(scope="module")
 def trained_dumps(tmp_path_factory):
-    from mfoml.activations import dump_activations, open_activations
-    from mfoml.models import build_model
-    from mfoml.training import TrainConfig, train
+    from mfoml.nets.activations import dump_activations, open_activations
+    from mfoml.nets.models import build_model
+    from mfoml.nets.training import TrainConfig, train
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -380,7 +381,7 @@ def trained_dumps(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a shared CPU
     try:
-        metrics = train(model, x, y, cfg, tmp / "ckpt", log=None)
+        metrics = train(model, x, y, cfg, tmp / "ckpt")
     finally:
         torch.set_num_threads(threads)
     assert metrics["train_acc"].iloc[-1] == 1.0  # interpolation reached
@@ -392,15 +393,14 @@ def trained_dumps(tmp_path_factory):
 @pytest.mark.slow
 def test_layer_table_on_trained_mlp(trained_dumps):
     model, train_dump, test_dump, _ = trained_dumps
-    lines: list[str] = []
-    tab = layer_table(
-        train_dump,
-        test_dump,
-        classifier_weight=model.classifier_weight(),
-        penultimate_layer=model.penultimate_layer,
-        chunk_size=64,
-        log=lines.append,
-    )
+    with captured("mfoml.collapse.table") as lines:
+        tab = layer_table(
+            train_dump,
+            test_dump,
+            classifier_weight=model.classifier_weight(),
+            penultimate_layer=model.penultimate_layer,
+            chunk_size=64,
+        )
     assert tab["layer"].tolist() == model.probe_layers
     assert len(lines) == len(model.probe_layers) + 1  # progress per layer + total
     pen = tab.set_index("layer").loc[model.penultimate_layer]
@@ -419,7 +419,7 @@ def test_layer_table_on_trained_mlp(trained_dumps):
 
 def test_layer_table_values_equal_independent_loops(trained_dumps):
     model, train_dump, test_dump, _ = trained_dumps
-    tab = layer_table(train_dump, test_dump, chunk_size=97, log=None).set_index("layer")
+    tab = layer_table(train_dump, test_dump, chunk_size=97).set_index("layer")
     y, p = np.asarray(train_dump.labels), np.asarray(train_dump.predictions)
     yt, pt = np.asarray(test_dump.labels), np.asarray(test_dump.predictions)
     for name in ("input", "block2", model.penultimate_layer):
@@ -436,14 +436,14 @@ def test_layer_table_values_equal_independent_loops(trained_dumps):
         assert row["dim"] == h.shape[1] and row["n_train"] == len(y) and row["n_test"] == len(yt)
     # a default table (no classifier, no test dump): penultimate found before "logits"
     assert tab["nc4"].notna().sum() == 1 and tab["nc3"].isna().all()
-    bare = layer_table(train_dump, log=None)
+    bare = layer_table(train_dump)
     assert bare["ncc_mismatch_test"].isna().all()
 
 
 def test_layer_table_errors_name_the_layer(trained_dumps, tmp_path):
     import shutil
 
-    from mfoml.activations import open_activations
+    from mfoml.nets.activations import open_activations
 
     model, train_dump, test_dump, _ = trained_dumps
     bad_dir = tmp_path / "bad"
@@ -453,36 +453,35 @@ def test_layer_table_errors_name_the_layer(trained_dumps, tmp_path):
     arr.flush()
     del arr
     with pytest.raises(NonFiniteFeaturesError, match="layer 'block2'"):
-        layer_table(open_activations(bad_dir), log=None)
+        layer_table(open_activations(bad_dir))
     w = model.classifier_weight()
     with pytest.raises(ValueError, match="classifier_weight expects 128 features but pen"):
-        layer_table(train_dump, classifier_weight=w, penultimate_layer="logits", log=None)
+        layer_table(train_dump, classifier_weight=w, penultimate_layer="logits")
     with pytest.raises(ValueError, match="not in the train dump"):
-        layer_table(train_dump, layers=["nope"], log=None)
+        layer_table(train_dump, layers=["nope"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the normal path emits no warning
-        layer_table(train_dump, test_dump, layers=["block1"], log=None)
+        layer_table(train_dump, test_dump, layers=["block1"])
 
 
 def test_layer_table_reduced_penultimate_gives_nan_nc3(tmp_path):
-    from mfoml.activations import dump_activations, open_activations
-    from mfoml.models import build_model
+    from mfoml.nets.activations import dump_activations, open_activations
+    from mfoml.nets.models import build_model
 
     torch.manual_seed(0)
     model = build_model("conv1d", (1, 40), 3, depth=2, width=8)  # penultimate (8, 10) -> 80
     rng = np.random.default_rng(0)
     x = rng.standard_normal((60, 1, 40)).astype(np.float32)
     y = np.arange(60) % 3
-    dump_activations(model, x, y, tmp_path / "d", max_features=40, device="cpu", log=None)
+    dump_activations(model, x, y, tmp_path / "d", max_features=40, device="cpu")
     dump = open_activations(tmp_path / "d")
     assert dump.entry("block2")["dim"] < 80  # really pooled
-    lines: list[str] = []
-    tab = layer_table(
-        dump,
-        classifier_weight=model.classifier_weight(),
-        penultimate_layer=model.penultimate_layer,
-        log=lines.append,
-    ).set_index("layer")
+    with captured("mfoml.collapse.table") as lines:
+        tab = layer_table(
+            dump,
+            classifier_weight=model.classifier_weight(),
+            penultimate_layer=model.penultimate_layer,
+        ).set_index("layer")
     assert np.isnan(tab.loc["block2", "nc3"]) and tab["nc3"].isna().all()
     assert tab.loc["block2", "nc4"] == tab.loc["block2", "ncc_mismatch_train"]
     assert any("NC3 is not computable" in line for line in lines)
@@ -492,8 +491,8 @@ def test_layer_table_reduced_penultimate_gives_nan_nc3(tmp_path):
 def test_layer_table_uses_true_labels_of_a_noisy_train_dump(trained_dumps, tmp_path):
     """Under label noise the train dump carries the labels trained on; METHODS section 7 takes
     the class means (and NCC accuracy, NC1) from the true labels."""
-    from mfoml.activations import dump_activations, open_activations
-    from mfoml.noise import flip_labels
+    from mfoml.data.noise import flip_labels
+    from mfoml.nets.activations import dump_activations, open_activations
 
     model, train_dump, _, _ = trained_dumps
     x = np.asarray(train_dump.layer("input"), dtype=np.float32)  # (400, 40) MNIST-1D inputs
@@ -507,7 +506,7 @@ def test_layer_table_uses_true_labels_of_a_noisy_train_dump(trained_dumps, tmp_p
     np.testing.assert_array_equal(noisy.labels, y_noisy)  # the labels trained on, as before
     np.testing.assert_array_equal(noisy.true_labels, y)
     np.testing.assert_array_equal(train_dump.true_labels, train_dump.labels)  # no noise file
-    tab = layer_table(noisy, log=None).set_index("layer")
+    tab = layer_table(noisy).set_index("layer")
     p = np.asarray(noisy.predictions)
     for name in ("block1", model.penultimate_layer):
         h = np.asarray(noisy.layer(name), dtype=np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mfoml.noise import flip_labels, gaussian_target_noise
+from mfoml.data.noise import flip_labels, gaussian_target_noise
 from scipy import stats
 
 

@@ -1,4 +1,4 @@
-"""mfoml.openml against a loopback server serving real OpenML API responses and ARFF files.
+"""mfoml.data.openml against a loopback server serving real OpenML API responses and ARFF files.
 
 The served files are real OpenML responses (description JSON, feature JSON, name-search JSON and
 ARFF data, the adult ARFF shortened with a matching md5 in its description) as scikit-learn ships
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import sklearn.datasets.tests.data.openml as sk_openml_data
 from loopback import LoopbackServer
-from mfoml.openml import OpenMLDownloadError, parse_arff, parse_openml_name, prepare_openml
+from mfoml.data.openml.arff import parse_arff
+from mfoml.data.openml.client import OpenMLDownloadError
+from mfoml.data.openml.prepare import parse_openml_name, prepare_openml
 from scipy.io import arff as scipy_arff
 
 FIXTURES = Path(sk_openml_data.__file__).parent
@@ -69,7 +71,7 @@ def test_iris_by_name_matches_scipy_parser(openml_site: Path, tmp_path: Path) ->
     on_disk = json.loads((out / "meta.json").read_text())
     assert on_disk["n_train"] == 150 and set(on_disk["checksums"]) == {"x_train.npy", "y_train.npy"}
     # readable by the data engineer's loader, checksums verified
-    from mfoml.datasets import load_dataset
+    from mfoml.data.store import load_dataset
 
     ds = load_dataset(out)
     np.testing.assert_array_equal(ds.x_train, x)
@@ -208,7 +210,7 @@ def test_fast_and_python_arff_engines_agree(rel: str) -> None:
 
 
 def test_prepare_dataset_dispatches_to_openml(openml_site: Path, tmp_path: Path) -> None:
-    from mfoml.datasets import prepare_dataset
+    from mfoml.data.catalog import prepare_dataset
 
     with LoopbackServer(openml_site) as srv:
         meta = prepare_dataset(

@@ -79,7 +79,8 @@ def test_training_setting_of_one_run_reruns_that_run_only(run_copy):
 
 
 def test_editing_ncc_module_reruns_only_jobs_using_it(run_copy):
-    module = run_copy / "workflow" / "scripts" / "mfoml" / "ncc.py"
+    # ClassMeans: used by the NCC analysis and by SVSL training
+    module = run_copy / "workflow" / "scripts" / "mfoml" / "collapse" / "accumulators.py"
     module.write_text(module.read_text() + "\n# edited by the rerun test\n")
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     by_run = {}
@@ -87,13 +88,13 @@ def test_editing_ncc_module_reruns_only_jobs_using_it(run_copy):
         by_run.setdefault(w.get("run"), set()).add(rule)
     # the cross-entropy runs: only their NCC analysis
     assert by_run[RELU] == {"ncc"} and by_run[TANH] == {"ncc"}
-    # the SVSL run executes mfoml.ncc in training (SVSLLoss uses its class means)
+    # the SVSL run executes mfoml.collapse in training (SVSLLoss uses its class means)
     assert by_run[SVSL] == {"train", "activations", "probe", "ncc"}
     assert by_run[None] == DOWNSTREAM
 
 
 def test_editing_smoothness_module_reruns_only_probe_jobs(run_copy):
-    module = run_copy / "workflow" / "scripts" / "mfoml" / "smoothness.py"
+    module = run_copy / "workflow" / "scripts" / "mfoml" / "wavelets" / "smoothness.py"
     module.write_text(module.read_text() + "\n# edited by the rerun test\n")
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(

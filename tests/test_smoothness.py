@@ -1,4 +1,4 @@
-"""Tests of mfoml.smoothness: the angle estimators against direct formulas, scale invariance,
+"""Tests of mfoml.wavelets.smoothness: the angle estimators against direct formulas, scale invariance,
 reported conditions, and alpha's behaviour on data of known regularity (real forests)."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ import math
 
 import numpy as np
 import pytest
-from mfoml.smoothness import (
+from mfoml.wavelets.forest import WaveletForestRegressor
+from mfoml.wavelets.probe import sparsity_probe
+from mfoml.wavelets.smoothness import (
     AlphaResult,
     alpha_loglog,
     alpha_star,
     angle_curve,
     n_tau,
-    sparsity_probe,
     tau_grid,
 )
-from mfoml.wavelets import WaveletForestRegressor
 
 TAUS = np.round(np.arange(0.3, 2.0 - 1e-9, 0.01), 10)
 EPS = np.linspace(0.1, 0.4, 10)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from mfoml.folds import load_folds
+from mfoml.data.folds import load_folds
 from workflow_utils import copy_workflow, dry_run_jobs, run_snakemake
 
 CONFIG = Path("config") / "tests" / "tabular_tiny.yaml"
@@ -95,7 +95,7 @@ def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
     ]
     assert sorted(wc) == ["diabetes", "iris"]  # the rule's params are the noise slice
     # editing the wavelet module reruns the jobs executing it, never baselines or the search
-    module = run / "workflow" / "scripts" / "mfoml" / "wavelets.py"
+    module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "forest.py"
     original = module.read_text()
     module.write_text(original + "\n# edited by the tabular rerun test\n")
     try:

@@ -1,4 +1,4 @@
-"""Tests of mfoml.training: learning, checkpoints, determinism, resume, extra loss."""
+"""Tests of mfoml.nets.training: learning, checkpoints, determinism, resume, extra loss."""
 
 from __future__ import annotations
 
@@ -9,16 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mfoml import training
-from mfoml.models import build_model
-from mfoml.training import (
-    CheckpointError,
-    ExtraLoss,
-    TrainConfig,
-    list_checkpoints,
-    load_checkpoint,
-    train,
-)
+from logcapture import captured
+from mfoml.nets import training
+from mfoml.nets.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
+from mfoml.nets.models import build_model
+from mfoml.nets.training import ExtraLoss, TrainConfig, train
 
 COLUMNS = [
     "epoch",
@@ -74,8 +69,8 @@ def test_mlp_learns_mnist1d_well_above_chance(mnist1d, tmp_path):
     x, y, xt, yt = mnist1d
     model = build_model("mlp", (40,), 10, depth=2, width=64, seed=0)
     cfg = TrainConfig(epochs=8, batch_size=128, lr=2e-3, device="cpu")
-    lines: list[str] = []
-    df = train(model, x, y, cfg, tmp_path / "ck", evals={"test": (xt, yt)}, log=lines.append)
+    with captured("mfoml.nets.training") as lines:
+        df = train(model, x, y, cfg, tmp_path / "ck", evals={"test": (xt, yt)})
     assert list(df["epoch"]) == list(range(1, 9))
     assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0] - 0.3
     assert df["test_acc"].iloc[-1] > 0.4  # chance is 0.1
@@ -92,16 +87,15 @@ def test_checkpoints_metrics_table_and_load(small, tmp_path):
     init = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=3, batch_size=16, checkpoint_epochs=[0, 2, 3], device="cpu")
     out = tmp_path / "ck"
-    lines: list[str] = []
-    df = train(
-        model,
-        x[:60],
-        y[:60],
-        cfg,
-        out,
-        evals={"heldout": (x[60:75], y[60:75]), "test": (x[75:], y[75:])},
-        log=lines.append,
-    )
+    with captured("mfoml.nets.training") as lines:
+        df = train(
+            model,
+            x[:60],
+            y[:60],
+            cfg,
+            out,
+            evals={"heldout": (x[60:75], y[60:75]), "test": (x[75:], y[75:])},
+        )
     assert sorted(p.name for p in out.iterdir()) == [
         "epoch_0000.pt",
         "epoch_0002.pt",
@@ -154,11 +148,11 @@ def test_training_is_bit_identical_for_a_seed(rng, tmp_path):
     states = []
     for run in range(2):
         model = build_model("conv1d", (40,), 4, depth=2, width=4, seed=3)
-        train(model, x, y, cfg, tmp_path / f"r{run}", log=None)
+        train(model, x, y, cfg, tmp_path / f"r{run}")
         states.append(model.state_dict())
     assert _state_equal(states[0], states[1])
     other = build_model("conv1d", (40,), 4, depth=2, width=4, seed=3)
-    train(other, x, y, TrainConfig(**{**cfg.to_dict(), "seed": 6}), tmp_path / "r2", log=None)
+    train(other, x, y, TrainConfig(**{**cfg.to_dict(), "seed": 6}), tmp_path / "r2")
     assert not _state_equal(states[0], other.state_dict())
 
 
@@ -174,7 +168,7 @@ def test_lr_schedules(small, tmp_path, schedule, expected):
     x, y = small
     model = build_model("mlp", (6,), 3, depth=1, width=4, seed=0)
     cfg = TrainConfig(epochs=4, batch_size=32, optimizer="sgd", lr=0.1, device="cpu", **schedule)
-    df = train(model, x, y, cfg, tmp_path, log=None)
+    df = train(model, x, y, cfg, tmp_path)
     np.testing.assert_allclose(df["lr"], expected)
 
 
@@ -207,7 +201,7 @@ def test_extra_loss_uses_the_same_forward_pass(small, tmp_path):
     extra = FeatureNormLoss(model, "block1", lam=0.5)
     assert isinstance(extra, ExtraLoss)
     cfg = TrainConfig(epochs=3, batch_size=30, lr=1e-2, device="cpu")
-    df = train(model, x, y, cfg, tmp_path / "a", extra_loss=extra, log=None)
+    df = train(model, x, y, cfg, tmp_path / "a", extra_loss=extra)
     assert len(extra.epoch_calls) == 3
     assert all(c[0] is x and c[1] is y and c[2] == torch.device("cpu") for c in extra.epoch_calls)
     assert len(extra.seen_same_tensor) == 9 and all(extra.seen_same_tensor)
@@ -217,7 +211,7 @@ def test_extra_loss_uses_the_same_forward_pass(small, tmp_path):
 
     # the penalty shrinks the features compared with plain cross-entropy
     plain = build_model("mlp", (6,), 3, depth=2, width=8, seed=2)
-    train(plain, x, y, cfg, tmp_path / "b", log=None)
+    train(plain, x, y, cfg, tmp_path / "b")
 
     def mean_norm(m):
         m.eval()
@@ -266,7 +260,7 @@ def test_kill_during_checkpoint_save_leaves_no_checkpoint(small, tmp_path, monke
     cfg = TrainConfig(epochs=3, batch_size=32, checkpoint_epochs=[1, 2, 3], device="cpu")
     out = tmp_path / "ck"
     with pytest.raises(Boom):
-        train(model, x, y, cfg, out, log=None)
+        train(model, x, y, cfg, out)
     monkeypatch.undo()
     assert sorted(p.name for p in out.iterdir()) == ["epoch_0001.pt", "metrics.csv"]
     _, ckpt = load_checkpoint(out / "epoch_0001.pt")
@@ -281,7 +275,7 @@ def test_fresh_run_removes_files_of_an_earlier_run(small, tmp_path):
     for name in ("epoch_0009.pt", "metrics.csv", ".epoch_0001.pt.x1y2.tmp.pt", "run.json"):
         (out / name).write_text("stale")
     model = build_model("mlp", (6,), 3, depth=1, width=4, seed=0)
-    train(model, x, y, TrainConfig(epochs=1, batch_size=32, device="cpu"), out, log=None)
+    train(model, x, y, TrainConfig(epochs=1, batch_size=32, device="cpu"), out)
     assert sorted(p.name for p in out.iterdir()) == ["epoch_0001.pt", "metrics.csv", "run.json"]
     assert len(pd.read_csv(out / "metrics.csv")) == 1
 
@@ -290,7 +284,7 @@ def test_corrupted_or_truncated_checkpoint_gives_clear_error(small, tmp_path):
     x, y = small
     model = build_model("mlp", (6,), 3, depth=1, width=4, seed=0)
     out = tmp_path / "ck"
-    train(model, x, y, TrainConfig(epochs=1, batch_size=32, device="cpu"), out, log=None)
+    train(model, x, y, TrainConfig(epochs=1, batch_size=32, device="cpu"), out)
     good = (out / "epoch_0001.pt").read_bytes()
     for name, data in [
         ("half.pt", good[: len(good) // 2]),
@@ -329,7 +323,7 @@ def test_resume_after_kill_equals_uninterrupted_run(small, tmp_path):
         device="cpu",
     )
     full = build_model("mlp", (6,), 3, depth=2, width=8, seed=4)
-    ref = train(full, x, y, cfg, tmp_path / "full", log=None)
+    ref = train(full, x, y, cfg, tmp_path / "full")
 
     out = tmp_path / "killed"
     model = build_model("mlp", (6,), 3, depth=2, width=8, seed=4)
@@ -338,16 +332,16 @@ def test_resume_after_kill_equals_uninterrupted_run(small, tmp_path):
         if line.startswith("epoch 3/4"):
             raise Boom("killed during epoch 3")
 
-    with pytest.raises(Boom):
-        train(model, x, y, cfg, out, log=killer)
+    with pytest.raises(Boom), captured("mfoml.nets.training", killer):
+        train(model, x, y, cfg, out)
     assert sorted(list_checkpoints(out)) == [2]
     # leftovers of a kill: a temp file of atomic_path and a half-written file from elsewhere
     (out / ".epoch_0004.pt.abc123.tmp.pt").write_bytes(b"partial")
     (out / "epoch_0003.pt").write_bytes((out / "epoch_0002.pt").read_bytes()[:100])
 
     fresh = build_model("mlp", (6,), 3, depth=2, width=8, seed=99)  # other init: overwritten
-    lines: list[str] = []
-    df = train(fresh, x, y, cfg, out, log=lines.append, resume=True)
+    with captured("mfoml.nets") as lines:
+        df = train(fresh, x, y, cfg, out, resume=True)
     assert any(
         "removing unreadable checkpoint" in line and "epoch_0003.pt" in line for line in lines
     )
@@ -410,7 +404,7 @@ def test_frozen_stage_keeps_weights_and_batchnorm_statistics(small, tmp_path):
         p.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=2, batch_size=30, lr=1e-2, device="cpu")
-    train(model, x, y, cfg, tmp_path, log=None)
+    train(model, x, y, cfg, tmp_path)
     after = model.state_dict()
     block1 = [k for k in before if k.startswith("stages.block1.")]
     block2 = [k for k in before if k.startswith("stages.block2.")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mfoml.wavelets import WaveletForestClassifier, WaveletForestRegressor
+from mfoml.wavelets.forest import WaveletForestClassifier, WaveletForestRegressor
 from sklearn.base import clone
 from sklearn.ensemble import RandomForestRegressor
 
@@ -450,7 +450,8 @@ def test_sklearn_estimator_api(reg_data):
 
 
 def test_curve_and_scaling_in_small_chunks(monkeypatch, rng):
-    import mfoml.wavelets as W
+    import mfoml.wavelets.base as base
+    import mfoml.wavelets.scaling as scaling
 
     X = rng.normal(size=(300, 5))
     y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 1)
@@ -459,8 +460,8 @@ def test_curve_and_scaling_in_small_chunks(monkeypatch, rng):
     m = WaveletForestClassifier(3, max_depth=7, random_state=0).fit(X, y)
     full = m.mterm_curve(Xv, yv)
     Xs = m.scale_inputs(Xv)
-    monkeypatch.setattr(W, "_CURVE_CHUNK_ELEMENTS", 500)  # a few samples per chunk
-    monkeypatch.setattr(W, "_SCALE_CHUNK_BYTES", 64)  # 16 rows per scaling block
+    monkeypatch.setattr(base, "_CURVE_CHUNK_ELEMENTS", 500)  # a few samples per chunk
+    monkeypatch.setattr(scaling, "_SCALE_CHUNK_BYTES", 64)  # 16 rows per scaling block
     small = m.mterm_curve(Xv, yv)
     np.testing.assert_allclose(small["mse"], full["mse"], rtol=1e-12)
     np.testing.assert_array_equal(small["error"], full["error"])

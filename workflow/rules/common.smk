@@ -1,17 +1,15 @@
 # Run table, path helpers and per-rule settings shared by the rule files.
 
-import ast
-import functools
-import os
 from pathlib import Path
 
+from codedeps import CodeDeps
 from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_params
 from mfoml.config import run_table
 
 RUNS = {run.run_id: run for run in run_table(config)}
 RUN_IDS = list(RUNS)
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
-MFOML = SCRIPTS / "mfoml"
+CODE = CodeDeps(SCRIPTS)
 # Training and activation jobs ask the scheduler for a GPU unless the device is the CPU; a local
 # run without `--resources gpu=N` does not limit them, and device "auto" falls back to the CPU.
 GPU = 0 if config["device"] == "cpu" else 1
@@ -23,58 +21,20 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
-@functools.cache
-def _mfoml_imports(path):
-    """Names of the mfoml modules imported (anywhere) by the Python file ``path`` (cached for
-    the lifetime of this Snakemake process)."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
-    in_package = Path(path).parent == MFOML
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "mfoml" and len(parts) > 1:
-                    names.add(parts[1])
-        elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            parts = mod.split(".") if mod else []
-            if node.level == 0 and parts[:1] == ["mfoml"]:
-                if len(parts) > 1:
-                    names.add(parts[1])
-                else:
-                    names.update(alias.name for alias in node.names)
-            elif node.level == 1 and in_package:
-                if parts:
-                    names.add(parts[0])
-                else:
-                    names.update(alias.name for alias in node.names)
-    return {n for n in names if (MFOML / f"{n}.py").is_file()}
-
-
 def module_files(names):
-    """The files of the mfoml modules ``names`` and of everything they import (transitively)."""
-    todo = list(names)
-    seen = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo.extend(_mfoml_imports(MFOML / f"{name}.py"))
-    # relative to the working directory, so that a copied working directory stays up to date
-    return sorted(os.path.relpath(MFOML / f"{name}.py") for name in seen)
+    """The files of the mfoml modules ``names`` (dotted) and of everything they import."""
+    return CODE.files(CODE.closure(names))
 
 
 def script_modules(script, skip=()):
     """The mfoml module files a rule script executes (transitively), as rule inputs.
 
     Snakemake tracks the script itself (code trigger) but not what it imports; listing the
-    modules as inputs makes an edit of e.g. mfoml/ncc.py rerun exactly the jobs using it.
-    Modules in ``skip`` (imported only on some code paths) are left out with their imports;
-    the rule adds them for the jobs that execute them.
+    modules as inputs makes an edit of e.g. mfoml/collapse/measures.py rerun exactly the jobs
+    using it. Modules in ``skip`` (dotted names, imported only on some code paths) are left out
+    with their imports; the rule adds them for the jobs that execute them.
     """
-    return module_files(sorted(_mfoml_imports(SCRIPTS / script) - set(skip)))
+    return CODE.files(CODE.script_modules(script, skip))
 
 
 def run_of(wildcards):
@@ -146,10 +106,10 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("losses",)),
+        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
     }
-    if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.losses
-        inputs["loss_code"] = module_files(["losses"])
+    if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
+        inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     return inputs

@@ -2,14 +2,13 @@
 # nested random-forest search, the wavelet forest with validation-chosen M, feature importances
 # and the label-noise study; then tables (mean and std over folds) and figures.
 #
-# Which data sets, tables and figures a configuration asks for is decided by
-# mfoml.tabular.TabularPlan. Every rule gets only its own slice of config["tabular"] as
-# canonical JSON and lists the mfoml modules it executes as inputs; mfoml/tabular.py imports the
-# wavelet, smoothness and noise modules lazily, so those are listed only for the rules that call
-# them (editing mfoml/wavelets.py reruns the wavelet, importance, noise and synthetic jobs, never
-# the baselines or the search).
+# Which data sets, tables and figures a configuration asks for is decided by TabularPlan
+# (workflow/rules/tabular_plan.py). Every rule gets only its own slice of config["tabular"] as
+# canonical JSON and lists the mfoml modules its script executes as inputs (each script imports
+# only the mfoml.tabular module of its part, so editing mfoml/wavelets/ reruns the wavelet,
+# importance, noise and synthetic jobs, never the baselines or the search).
 
-from mfoml.tabular import TabularPlan
+from tabular_plan import TabularPlan
 
 TABULAR = TabularPlan(config["tabular"], FIG_EXT)
 TAB_RES = config["tabular"]["resources"]
@@ -21,7 +20,7 @@ rule tabular_baselines:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=TABULAR.code(script_modules("tabular_baselines.py"), "baselines"),
+        code=script_modules("tabular_baselines.py"),
     output:
         "results/tabular/{dataset}/baselines.json",
     log:
@@ -44,7 +43,7 @@ rule tabular_rf_search:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=TABULAR.code(script_modules("tabular_rf_search.py"), "rf_search"),
+        code=script_modules("tabular_rf_search.py"),
     output:
         "results/tabular/{dataset}/rf_search.json",
     log:
@@ -67,7 +66,7 @@ rule tabular_wavelet:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=TABULAR.code(script_modules("tabular_wavelet.py"), "wavelet"),
+        code=script_modules("tabular_wavelet.py"),
     output:
         "results/tabular/{dataset}/wavelet.json",
     log:
@@ -90,7 +89,7 @@ rule tabular_importance:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=TABULAR.code(script_modules("tabular_importance.py"), "importance"),
+        code=script_modules("tabular_importance.py"),
     output:
         "results/tabular/{dataset}/importance.json",
     log:
@@ -111,7 +110,7 @@ rule tabular_importance:
 
 rule tabular_synthetic:
     input:
-        code=TABULAR.code(script_modules("tabular_synthetic.py"), "synthetic"),
+        code=script_modules("tabular_synthetic.py"),
     output:
         "results/tabular/synthetic.json",
     log:
@@ -134,7 +133,7 @@ rule tabular_noise:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=TABULAR.code(script_modules("tabular_noise.py"), "noise"),
+        code=script_modules("tabular_noise.py"),
     output:
         "results/tabular/{dataset}/noise.json",
     log:
@@ -161,7 +160,7 @@ rule tabular_tables:
         importance=TABULAR.results("importance"),
         noise=TABULAR.results("noise"),
         synthetic=TABULAR.results("synthetic"),
-        code=TABULAR.code(script_modules("tabular_tables.py"), "tables"),
+        code=script_modules("tabular_tables.py"),
     output:
         **TABULAR.table_paths(),
     log:
@@ -178,7 +177,7 @@ rule tabular_tables:
 rule tabular_figures:
     input:
         **TABULAR.table_paths(),
-        code=TABULAR.code(script_modules("tabular_figures.py"), "figures"),
+        code=script_modules("tabular_figures.py"),
     output:
         **{
             name: report(

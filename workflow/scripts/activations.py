@@ -1,6 +1,6 @@
 """Rule `activations`: dump every probe layer for each checkpoint and configured split.
 
-Output: ``results/runs/{run}/activations/{epoch}/{split}/`` (mfoml.activations format) plus
+Output: ``results/runs/{run}/activations/{epoch}/{split}/`` (mfoml.nets.activations format) plus
 ``sources.json`` describing where each split's samples come from.
 
 Splits: ``train`` = the run's training folds with the labels it was trained on (relabelled under
@@ -20,11 +20,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mfoml.activations import dump_activations  # noqa: E402
-from mfoml.datasets import load_dataset  # noqa: E402
+from mfoml.data.store import load_dataset  # noqa: E402
+from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_write_json  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
-from mfoml.training import list_checkpoints, load_checkpoint  # noqa: E402
+from mfoml.nets.activations import dump_activations  # noqa: E402
+from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "activations")
 log_device_environment(log)
@@ -34,20 +35,6 @@ run = snakemake.wildcards.run
 out = Path(snakemake.output[0])
 ckpt_dir = Path(snakemake.input.checkpoints)
 ds = load_dataset(snakemake.input.data, mmap_mode="r")
-
-
-def subsample(y: np.ndarray, cap: int | None, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a stratified subsample of at most ``cap`` samples (all when None)."""
-    n = len(y)
-    if cap is None or cap >= n:
-        return np.arange(n)
-    from sklearn.model_selection import train_test_split
-
-    try:
-        idx, _ = train_test_split(np.arange(n), train_size=cap, stratify=y, random_state=seed)
-    except ValueError:  # a class too small to stratify
-        idx = np.random.default_rng(seed).choice(n, size=cap, replace=False)
-    return np.sort(idx)
 
 
 splits: dict[str, tuple] = {}
@@ -87,7 +74,7 @@ if not ckpts:
     raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to dump")
 out.mkdir(parents=True, exist_ok=True)
 for name, (idx, y, which, y_true) in splits.items():
-    keep = subsample(np.asarray(y), cfg["max_samples"])
+    keep = stratified_subsample(np.asarray(y), cfg["max_samples"], seed=0)
     y_true = None if y_true is None else np.asarray(y_true)[keep]
     splits[name] = (np.asarray(idx)[keep], np.asarray(y)[keep], which, y_true)
     sources[name]["n_samples"] = int(len(keep))
@@ -107,7 +94,6 @@ for epoch, path in ckpts.items():
             split=name,
             epoch=epoch,
             checkpoint=path,
-            log=log.info,
             true_labels=None if y_true is None else np.asarray(y_true, dtype=np.int64),
         )
         log.info(

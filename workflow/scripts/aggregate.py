@@ -1,5 +1,5 @@
 """Rule `aggregate`: tidy tables over all runs (results/tables), fold summaries and the
-correlation of training-data layer dynamics with test accuracy (mfoml.aggregate)."""
+correlation of training-data layer dynamics with test accuracy (mfoml.analysis.aggregate)."""
 
 import sys
 
@@ -9,10 +9,10 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
-from mfoml import aggregate as agg  # noqa: E402
-from mfoml.activations import open_activations  # noqa: E402
+from mfoml.analysis import aggregate as agg  # noqa: E402
 from mfoml.io import atomic_write_csv, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.nets.activations import open_activations  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "aggregate")
 cfg = json.loads(snakemake.params.cfg)

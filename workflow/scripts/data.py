@@ -1,4 +1,4 @@
-"""Rule `data`: write one data set in the normalized format (mfoml.datasets.prepare_dataset)."""
+"""Rule `data`: write one data set in the normalized format (mfoml.data.catalog.prepare_dataset)."""
 
 import sys
 
@@ -6,7 +6,7 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 
-from mfoml.datasets import prepare_dataset  # noqa: E402
+from mfoml.data.catalog import prepare_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "data")
@@ -28,7 +28,6 @@ meta = prepare_dataset(
     grayscale=opts["grayscale"],
     per_class_cap=opts["per_class_cap"],
     seed=opts["seed"],
-    log=log.info,
 )
 log.info(
     "done: %s, %s train / %s test samples, task %s",

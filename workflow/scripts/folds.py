@@ -10,8 +10,8 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 
-from mfoml.datasets import load_dataset  # noqa: E402
-from mfoml.folds import make_folds, save_folds  # noqa: E402
+from mfoml.data.folds import make_folds, save_folds  # noqa: E402
+from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "folds")

@@ -1,5 +1,5 @@
 """Rule `ncc`: NCC mismatch/accuracy and neural-collapse metrics NC1-NC4 per layer and
-checkpoint (mfoml.ncc.layer_table); class means from the train dump, "test" from
+checkpoint (mfoml.collapse.table.layer_table); class means from the train dump, "test" from
 ``ncc.test_split``.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from mfoml.activations import open_activations  # noqa: E402
+from mfoml.collapse.table import layer_table  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.ncc import layer_table  # noqa: E402
-from mfoml.training import list_checkpoints, load_checkpoint  # noqa: E402
+from mfoml.nets.activations import open_activations  # noqa: E402
+from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "ncc")
 cfg = json.loads(snakemake.params.cfg)
@@ -39,7 +39,6 @@ for epoch in epochs:
         n_classes=int(model.spec["n_classes"]),
         layers=None if cfg["layers"] == "all" else cfg["layers"],
         chunk_size=int(cfg["chunk_size"]),
-        log=log.info,
     )
     table.insert(0, "epoch", epoch)
     table["test_split"] = cfg["test_split"]

@@ -1,4 +1,4 @@
-"""Rule `probe`: Besov smoothness alpha (mfoml.smoothness.sparsity_probe) per layer, checkpoint
+"""Rule `probe`: Besov smoothness alpha (mfoml.wavelets.probe.sparsity_probe) per layer, checkpoint
 and split.
 
 Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min, alpha_max,
@@ -15,11 +15,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mfoml.activations import open_activations  # noqa: E402
+from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_write_csv, atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.smoothness import sparsity_probe  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+from mfoml.nets.activations import open_activations  # noqa: E402
+from mfoml.wavelets.probe import sparsity_probe  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "probe")
 cfg = json.loads(snakemake.params.cfg)
@@ -37,17 +37,7 @@ for epoch in epochs:
                 f"(layers: {dump.layers})"
             )
         y = np.asarray(dump.labels)
-        idx = np.arange(len(y))
-        if cfg["max_samples"] is not None and cfg["max_samples"] < len(y):
-            try:  # stratified, so that every class keeps its share
-                idx, _ = train_test_split(
-                    idx, train_size=cfg["max_samples"], stratify=y, random_state=cfg["seed"]
-                )
-            except ValueError:  # a class too small to stratify
-                idx = np.random.default_rng(cfg["seed"]).choice(
-                    len(y), cfg["max_samples"], replace=False
-                )
-            idx = np.sort(idx)
+        idx = stratified_subsample(y, cfg["max_samples"], seed=int(cfg["seed"]))
         for name in layers:
             entry = dump.entry(name)
             x = dump.layer(name)

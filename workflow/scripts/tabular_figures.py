@@ -9,7 +9,7 @@ import json  # noqa: E402
 
 import pandas as pd  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular_plots import plot_all  # noqa: E402
+from mfoml.plots.tabular import plot_all  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_figures")
 cfg = json.loads(snakemake.params.cfg)

@@ -7,10 +7,11 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 
-from mfoml.folds import load_folds  # noqa: E402
+from mfoml.data.folds import load_folds  # noqa: E402
 from mfoml.io import atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular import forest_params, load_tabular, noise_study, table_meta  # noqa: E402
+from mfoml.tabular.data import forest_params, load_tabular, table_meta  # noqa: E402
+from mfoml.tabular.noise import noise_study  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_noise")
 cfg = json.loads(snakemake.params.cfg)

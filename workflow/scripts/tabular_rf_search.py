@@ -7,10 +7,11 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 
-from mfoml.folds import load_folds  # noqa: E402
+from mfoml.data.folds import load_folds  # noqa: E402
 from mfoml.io import atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular import load_tabular, nested_rf_search, table_meta  # noqa: E402
+from mfoml.tabular.data import load_tabular, table_meta  # noqa: E402
+from mfoml.tabular.search import nested_rf_search  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_rf_search")
 cfg = json.loads(snakemake.params.cfg)

@@ -9,7 +9,8 @@ import json  # noqa: E402
 
 from mfoml.io import atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular import forest_params, synthetic_importance  # noqa: E402
+from mfoml.tabular.data import forest_params  # noqa: E402
+from mfoml.tabular.importance import synthetic_importance  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_synthetic")
 cfg = json.loads(snakemake.params.cfg)

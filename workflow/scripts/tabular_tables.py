@@ -10,7 +10,7 @@ import json  # noqa: E402
 import pandas as pd  # noqa: E402
 from mfoml.io import atomic_write_csv, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular import aggregate  # noqa: E402
+from mfoml.tabular.tables import aggregate  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_tables")
 cfg = json.loads(snakemake.params.cfg)

@@ -7,10 +7,11 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 
-from mfoml.folds import load_folds  # noqa: E402
+from mfoml.data.folds import load_folds  # noqa: E402
 from mfoml.io import atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.tabular import forest_params, load_tabular, table_meta, wavelet_cv  # noqa: E402
+from mfoml.tabular.data import forest_params, load_tabular, table_meta  # noqa: E402
+from mfoml.tabular.wavelet import wavelet_cv  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "tabular_wavelet")
 cfg = json.loads(snakemake.params.cfg)

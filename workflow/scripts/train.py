@@ -3,7 +3,7 @@
 Loads the data set and the fold assignment, trains on the k-1 training folds (labels relabelled
 by the configured noise fraction), evaluates on the held-out fold and the official test split
 every epoch, and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
-mfoml.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
+mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
 relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
 
 Transfer learning (``transfer`` in the sweep): the weights of the source run's checkpoint are
@@ -21,13 +21,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mfoml.datasets import load_dataset  # noqa: E402
-from mfoml.folds import load_folds, split_indices  # noqa: E402
+from mfoml.data.folds import load_folds, split_indices  # noqa: E402
+from mfoml.data.noise import flip_labels  # noqa: E402
+from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
-from mfoml.models import build_model  # noqa: E402
-from mfoml.noise import flip_labels  # noqa: E402
-from mfoml.training import TrainConfig, list_checkpoints, load_checkpoint, train  # noqa: E402
+from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
+from mfoml.nets.models import build_model  # noqa: E402
+from mfoml.nets.training import TrainConfig, train  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
 log_device_environment(log)
@@ -120,7 +121,8 @@ if transfer:
 extra_loss = None
 loss = cfg["loss"]
 if loss.get("type", "ce") == "svsl":
-    from mfoml.losses import SVSLLoss  # only SVSL runs depend on (and rerun for) mfoml.losses
+    # only SVSL runs execute (and rerun for) mfoml.nets.losses
+    from mfoml.nets.losses import SVSLLoss
 
     inner = [name for name in model.probe_layers if name not in ("input", "logits")]
     gamma = int(loss["gamma"])
@@ -157,9 +159,7 @@ evals = {
     "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]),
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
-metrics = train(
-    model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss, log=log.info
-)
+metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)
 
 atomic_save_npz(
     out_dir / "split.npz",

@@ -1,4 +1,4 @@
-"""Atomic output writing.
+"""Atomic output writing, and small readers (JSON, file checksums).
 
 Every file the pipeline produces is written to a temporary file in the same directory and then
 renamed over the destination (``os.replace`` is atomic on POSIX within one file system). A job
@@ -9,6 +9,7 @@ a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_save_npz",
     "atomic_write_json",
     "atomic_write_csv",
+    "file_checksum",
     "read_json",
 ]
 
@@ -119,3 +121,18 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p}: malformed JSON ({exc})") from exc
+
+
+def file_checksum(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file's content (read in 1 MiB chunks).
+
+    Parameters
+    ----------
+    path : the file.
+    algorithm : any :mod:`hashlib` name, e.g. ``"sha256"`` or ``"md5"``.
+    """
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -19,7 +19,7 @@ per-layer activation dumps (float16 ``(N, D)`` memory maps) beside NCC:
 :func:`ncc_label_sets`
     NCC accuracy (class means of the training split, accuracy on the training and test splits)
     and NC1 against each of several label sets of the same samples (e.g. CIFAR-100's fine and
-    coarse labels), through :mod:`mfoml.ncc` (imported on call: this module itself imports
+    coarse labels), through :mod:`mfoml.collapse.measures` (imported on call: this module itself imports
     neither torch nor scikit-learn at import time).
 
 Features are any ``(N, D)`` array-like supporting row slicing (``np.ndarray``, ``np.memmap``).
@@ -27,11 +27,14 @@ Features are any ``(N, D)`` array-like supporting row slicing (``np.ndarray``, `
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KNN_METRICS",
@@ -262,7 +265,7 @@ def ncc_label_sets(
     ``{label_set: {n_classes, ncc_accuracy_train, ncc_accuracy_test, nc1}}``
     (``ncc_accuracy_test`` NaN without a test split).
     """
-    from mfoml.ncc import collapse_metrics, ncc_accuracy
+    from mfoml.collapse.measures import collapse_metrics, ncc_accuracy
 
     n = _rows(x_train, "ncc x_train")
     if not train_labels:
@@ -307,7 +310,6 @@ def layer_probe_table(
     knn: Mapping[str, Any] | None = None,
     n_classes: Mapping[str, int] | None = None,
     chunk_size: int = 4096,
-    log: Any = None,
 ) -> Any:
     """NCC accuracy, NC1, linear-probe and k-NN accuracy per layer and label set.
 
@@ -322,7 +324,8 @@ def layer_probe_table(
         number of training rows.
     n_classes : classes per label set (default: ``max label + 1``).
     chunk_size : rows per chunk of the NCC passes.
-    log : optional callable receiving one line per layer.
+
+    One line per layer and label set goes to the logger ``mfoml.collapse.probes``.
 
     Returns
     -------
@@ -378,10 +381,14 @@ def layer_probe_table(
                     "ncc_mismatch_status": NCC_MISMATCH_NA,
                 }
             )
-            if log is not None:
-                log(
-                    f"layer {name} ({s}): ncc test {ncc[s]['ncc_accuracy_test']:.4f}, "
-                    f"linear probe test {lp['accuracy_test']:.4f}, {k}-NN test {acc_knn:.4f}, "
-                    f"nc1 {ncc[s]['nc1']:.4g}"
-                )
+            log.info(
+                "layer %s (%s): ncc test %.4f, linear probe test %.4f, %d-NN test %.4f, nc1 %.4g",
+                name,
+                s,
+                ncc[s]["ncc_accuracy_test"],
+                lp["accuracy_test"],
+                k,
+                acc_knn,
+                ncc[s]["nc1"],
+            )
     return pd.DataFrame(rows)

@@ -1,1 +1,34 @@
-"""Networks, training and self-supervised objectives (imports nothing heavy)."""
+"""Networks: models with named probe layers, the training loop, checkpoints, activation dumps,
+training objectives.
+
+- :mod:`mfoml.nets.models`: MLP, Conv, Conv1D and ResNet18 with named probe layers;
+- :mod:`mfoml.nets.spec`: layer names of a model spec without torch (configuration checks);
+- :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
+- :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
+- :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
+- :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`);
+- :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL) and the
+  projection head;
+- :mod:`mfoml.nets.augment`: seeded two-view augmentations per data kind (images, 1-D signals);
+- :mod:`mfoml.nets.ssl_model`: SSL encoders (backbone stages + projector stages);
+- :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels).
+
+Names are loaded on first use (``import mfoml.nets`` does not import torch).
+"""
+
+from mfoml._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "activations": ("ActivationDump", "dump_activations", "open_activations"),
+        "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
+        "losses": ("SVSLLoss",),
+        "augment": ("make_augmenter", "two_views"),
+        "ssl": ("build_objective",),
+        "ssl_model": ("SSLNet", "build_ssl_model"),
+        "ssl_training": ("train_ssl",),
+        "models": ("ProbedModel", "build_model"),
+        "training": ("ExtraLoss", "TrainConfig", "train"),
+    },
+)

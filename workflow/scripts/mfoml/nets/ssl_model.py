@@ -1,6 +1,6 @@
 """Self-supervised encoders: a backbone's probe stages followed by a projection head.
 
-:class:`SSLNet` is a :class:`~mfoml.models.ProbedModel` whose stages are the backbone's
+:class:`SSLNet` is a :class:`~mfoml.nets.models.ProbedModel` whose stages are the backbone's
 stages without its classifier head (``"logits"``), then the projection head's blocks
 ``proj1 .. proj{depth-1}`` (``Linear -> BatchNorm1d -> ReLU``, the first flattening its input)
 and ``projector`` (the output ``Linear``). Its probe layers are therefore ``"input"``, the
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfoml.models import Conv1DNet, ProbedModel, build_model
+from mfoml.nets.models import Conv1DNet, ProbedModel, build_model
 from mfoml.nets.ssl import ProjectionHead
 
 __all__ = ["PROJECTOR_DEFAULTS", "SSLNet", "build_from_spec", "build_ssl_model", "is_ssl_spec"]
@@ -94,7 +94,7 @@ def build_ssl_model(
 
     Parameters
     ----------
-    backbone : keyword arguments of :func:`~mfoml.models.build_model` (``arch, input_shape,
+    backbone : keyword arguments of :func:`~mfoml.nets.models.build_model` (``arch, input_shape,
         n_classes`` and options); its head is dropped, so ``n_classes`` only has to be valid.
     projector : ``{width, depth, out_dim}`` (missing keys: :data:`PROJECTOR_DEFAULTS`).
     seed : initialise backbone and projector under ``torch.manual_seed(seed)`` without

@@ -3,12 +3,12 @@
 :func:`train_ssl` fits an :class:`~mfoml.nets.ssl_model.SSLNet` with an
 :class:`~mfoml.nets.ssl.SSLObjective` on the inputs alone. Every mini-batch gives two views
 (:func:`mfoml.nets.augment.two_views`), the objective's loss is minimised with the optimiser
-and schedule of a :class:`~mfoml.training.TrainConfig` (the objective's own parameters, BYOL's
+and schedule of a :class:`~mfoml.nets.trainconfig.TrainConfig` (the objective's own parameters, BYOL's
 predictor, are optimised with the network's), and :meth:`SSLObjective.after_step` runs after
 every step (BYOL's EMA teacher, with ``progress = steps done / total steps``).
 
 Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints load with
-:func:`mfoml.training.load_checkpoint`):
+:func:`mfoml.nets.checkpoints.load_checkpoint`):
 
 ``epoch_{e:04d}.pt``
     for each ``e`` in ``cfg.checkpoint_epochs`` (``0`` = the initialisation): ``model_spec``
@@ -20,7 +20,7 @@ Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints lo
     the objective's terms averaged likewise (``invariance, variance, covariance`` for VICReg,
     ``tau`` for BYOL, and ``embedding_std`` for all), ``lr, seconds``.
 
-Determinism as in :func:`mfoml.training.train`: the shuffling generator is seeded with
+Determinism as in :func:`mfoml.nets.training.train`: the shuffling generator is seeded with
 ``cfg.seed``, the augmentation generator with ``cfg.seed + 1`` (a separate stream, so that
 changing the augmentations does not change the batch order), the global RNG with ``cfg.seed``;
 deterministic algorithms are switched on for the call. A final mini-batch of one sample is
@@ -32,9 +32,10 @@ earlier run in ``out_dir``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,31 +44,16 @@ import pandas as pd
 import torch
 
 from mfoml.io import atomic_path, atomic_write_csv
-from mfoml.models import resolve_device
 from mfoml.nets.augment import Augmenter, two_views
+from mfoml.nets.checkpoints import checkpoint_path, clear_outputs
+from mfoml.nets.models import resolve_device
 from mfoml.nets.ssl import SSLObjective
-from mfoml.training import (
-    TrainConfig,
-    _batches,
-    _clear_outputs,
-    _cpu_state,
-    _make_scheduler,
-    checkpoint_path,
-)
+from mfoml.nets.trainconfig import TrainConfig, make_optimizer, make_scheduler
+from mfoml.nets.training import _batches, _cpu_state
+
+log = logging.getLogger(__name__)
 
 __all__ = ["train_ssl"]
-
-
-def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(
-        params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
-        weight_decay=cfg.weight_decay,
-    )
 
 
 def train_ssl(
@@ -79,7 +65,6 @@ def train_ssl(
     out_dir: str | Path,
     *,
     loss_spec: Mapping[str, Any] | None = None,
-    log: Callable[[str], Any] | None = print,
 ) -> pd.DataFrame:
     """Train ``model`` in place without labels; write checkpoints and ``metrics.csv``.
 
@@ -90,10 +75,11 @@ def train_ssl(
         (:func:`mfoml.nets.ssl.build_objective` with ``encoder=model``).
     augmenter : the augmentations of the data kind.
     x_train : float32 array ``(N, *input_shape)`` (labels are not used).
-    cfg : :class:`~mfoml.training.TrainConfig` (``batch_size >= 2``).
+    cfg : :class:`~mfoml.nets.trainconfig.TrainConfig` (``batch_size >= 2``).
     out_dir : directory of ``epoch_{e:04d}.pt`` and ``metrics.csv`` (created).
     loss_spec : the objective's settings, recorded in the checkpoints.
-    log : one progress line per epoch (``None``: silent).
+
+    Progress (one line per epoch) goes to the logger ``mfoml.nets.ssl_training``.
 
     Returns
     -------
@@ -102,7 +88,6 @@ def train_ssl(
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
-    say = log if log is not None else (lambda _msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -126,12 +111,12 @@ def train_ssl(
         model.to(device)
         objective.to(device)
         xt_dev = xt.to(device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        params += list(objective.trainable_parameters())
-        opt = _optimizer(params, cfg)
-        sched = _make_scheduler(opt, cfg)
+        # one optimiser over the network and the objective's trainable parameters (BYOL's
+        # predictor); frozen parameters (BYOL's teacher) never receive a gradient
+        opt = make_optimizer(torch.nn.ModuleList([model, objective]), cfg)
+        sched = make_scheduler(opt, cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        _clear_outputs(out, say, fresh=True)
+        clear_outputs(out, fresh=True)
         rows: list[dict[str, Any]] = []
         n = len(xt)
         steps_per_epoch = len(_batches(n, cfg.batch_size, None))
@@ -154,7 +139,7 @@ def train_ssl(
             dest = checkpoint_path(out, epoch)
             with atomic_path(dest, suffix=".pt") as tmp:
                 torch.save(payload, tmp)
-            say(f"saved checkpoint {dest}")
+            log.info("saved checkpoint %s", dest)
 
         if 0 in cfg.save_epochs:
             save(0)
@@ -195,9 +180,11 @@ def train_ssl(
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             atomic_write_csv(out / "metrics.csv", pd.DataFrame(rows))
-            say(
-                f"epoch {epoch}/{cfg.epochs} "
-                + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch",))
+            log.info(
+                "epoch %d/%d %s",
+                epoch,
+                cfg.epochs,
+                " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
             )
             if epoch in cfg.save_epochs:
                 save(epoch)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -50,8 +51,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import read_json
-from .models import ProbedModel, resolve_device
+from mfoml.io import read_json
+from mfoml.nets.models import ProbedModel, resolve_device
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ActivationDump", "dump_activations", "open_activations", "plan_reduction"]
 
@@ -128,14 +131,13 @@ def dump_activations(
     epoch: int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     overwrite: bool = True,
-    log: Any = None,
     true_labels: Any = None,
 ) -> dict:
     """Dump the per-layer representations of ``x`` (one ordered pass, eval mode).
 
     Parameters
     ----------
-    model : :class:`~mfoml.models.ProbedModel`; moved to ``device`` (it stays there), its
+    model : :class:`~mfoml.nets.models.ProbedModel`; moved to ``device`` (it stays there), its
         training flag is restored afterwards.
     x : array ``(N, *input_shape)`` (cast to float32 batch by batch; a memmap is fine).
     y : int labels ``(N,)``.
@@ -147,7 +149,6 @@ def dump_activations(
     split, epoch, checkpoint : recorded in the manifest.
     overwrite : replace an existing ``out_dir`` (after the new dump is complete); otherwise an
         existing ``out_dir`` is a ``FileExistsError``.
-    log : optional callable receiving progress lines.
     true_labels : int labels ``(N,)``, the true classes when ``y`` holds noisy labels (written
         as ``labels_true.npy``; ``ActivationDump.true_labels`` falls back to ``labels``).
 
@@ -184,7 +185,6 @@ def dump_activations(
         if not np.issubdtype(y_true.dtype, np.integer):
             raise ValueError(f"true_labels must be integer labels, got dtype {y_true.dtype}")
     dev = resolve_device(device)
-    say = log if log is not None else (lambda _m: None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -245,7 +245,7 @@ def dump_activations(
                     )
                 preds[start:stop] = logits.argmax(1).cpu().numpy()
                 labels[start:stop] = y_arr[start:stop]
-                say(f"activations {split}: {stop}/{n} samples")
+                log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
         for arr in (*arrays.values(), labels, preds):

@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mfoml.analysis.metrics import classification_metrics
+from mfoml.analysis.statistics import fold_statistics, slope, spearman
+
 __all__ = [
     "RUN_COLUMNS",
     "VARIANT_COLUMNS",
@@ -34,7 +37,6 @@ __all__ = [
     "epochs_table",
     "checkpoint_metrics",
     "summarize",
-    "fold_statistics",
     "correlation_points",
     "correlation_table",
     "missing_penultimate",
@@ -174,8 +176,6 @@ def checkpoint_metrics(
     recall_macro, f1_macro, loss_value, n_samples}`` and the confusion matrix in long format
     (``true, predicted, count``; C*C rows).
     """
-    from .metrics import classification_metrics
-
     m = classification_metrics(np.asarray(labels), np.asarray(predictions), n_classes)
     row = {col: meta[col] for col in RUN_COLUMNS}
     row.update(
@@ -222,34 +222,6 @@ def summarize(
     return fold_statistics(frame, group, values)
 
 
-def fold_statistics(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
-    """``{v}_mean, {v}_std, {v}_n`` of each column ``v`` of ``values`` per group of ``by``.
-
-    NaN and inf are left out; ``_n`` counts the finite values, ``_std`` uses ddof = 1 and is NaN
-    where ``_n < 2``. One row per group (in order of appearance), group columns first.
-    """
-    by = list(by)
-    if frame.empty:
-        return pd.DataFrame(columns=by + [f"{v}_{s}" for v in values for s in ("mean", "std", "n")])
-    parts = []
-    for v in values:
-        col = pd.to_numeric(frame[v], errors="coerce").replace([np.inf, -np.inf], np.nan)
-        g = col.groupby([frame[c] for c in by], sort=False, dropna=False)
-        parts.append(
-            pd.DataFrame({f"{v}_mean": g.mean(), f"{v}_std": g.std(ddof=1), f"{v}_n": g.count()})
-        )
-    return pd.concat(parts, axis=1).reset_index()
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
-        return math.nan
-    xs, ys = x[ok], y[ok]
-    xc = xs - xs.mean()
-    return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
-
-
 def correlation_points(
     layers: pd.DataFrame,
     epochs: pd.DataFrame,
@@ -287,7 +259,7 @@ def correlation_points(
                 "alpha_last_inner": float(pen_row["alpha"].iloc[0])
                 if len(pen_row) and "alpha" in pen_row
                 else math.nan,
-                "alpha_depth_slope": _slope(
+                "alpha_depth_slope": slope(
                     inner["layer_index"].to_numpy(float),
                     alpha_col.loc[inner.index].to_numpy(float),
                 ),
@@ -366,8 +338,6 @@ def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame
     see :func:`missing_penultimate`), ``too_few_points`` (0 < n < ``min_points``) or
     ``constant`` (a constant input); rho and p are NaN unless ``ok``.
     """
-    from scipy.stats import spearmanr
-
     groups: list[tuple[str, pd.DataFrame]] = [
         (str(name), part) for name, part in points.groupby("experiment", sort=False)
     ]
@@ -379,19 +349,7 @@ def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame
         for feature in FEATURES:
             x = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
             y = pd.to_numeric(part["accuracy"], errors="coerce").to_numpy(float)
-            ok = np.isfinite(x) & np.isfinite(y)
-            n = int(ok.sum())
-            rho = p = math.nan
-            if n == 0:
-                status = "no_data"
-            elif n < min_points:
-                status = "too_few_points"
-            elif np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-                status = "constant"
-            else:
-                res = spearmanr(x[ok], y[ok])
-                rho, p = float(res.statistic), float(res.pvalue)
-                status = "ok"
+            rho, p, n, status = spearman(x, y, min_points)
             rows.append(
                 {
                     "experiment": name,

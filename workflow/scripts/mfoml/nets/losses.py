@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ncc import ClassMeans
+from mfoml.collapse.accumulators import ClassMeans
 
 __all__ = ["SVSLLoss", "svsl_term"]
 
@@ -96,7 +96,7 @@ def svsl_term(
 
 
 class SVSLLoss:
-    """SVSL as an ``ExtraLoss`` for :func:`mfoml.training.train`.
+    """SVSL as an ``ExtraLoss`` for :func:`mfoml.nets.training.train`.
 
     Parameters
     ----------
@@ -243,7 +243,7 @@ class SVSLLoss:
 
         One ordered pass over ``x_train`` in eval mode (so that BatchNorm running statistics
         are not touched and dropout is off) with ``model.forward_features(x, self.layers)``;
-        per-layer means are accumulated in float64 with :class:`mfoml.ncc.ClassMeans` and
+        per-layer means are accumulated in float64 with :class:`mfoml.collapse.accumulators.ClassMeans` and
         stored as float32 tensors on ``device``. The model's training flag is restored.
 
         Parameters

@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "confusion_matrix"]
+__all__ = [
+    "accuracy",
+    "classification_metrics",
+    "confusion_matrix",
+    "primary_score",
+    "r2_score",
+    "regression_metrics",
+]
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -155,13 +162,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
     abs_err = np.abs(err).mean(axis=1)
     signed = err.mean(axis=1)
     mse_out = (err**2).mean(axis=0)
-    ss_res = (err**2).sum(axis=0)
-    ss_tot = ((yt2 - yt2.mean(axis=0)) ** 2).sum(axis=0)
-    r2_out = np.where(
-        ss_tot > 0,
-        1.0 - np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ss_tot > 0),
-        np.where(ss_res == 0, 1.0, 0.0),
-    )
     mse = float(mse_out.mean())
     return {
         "mae": float(abs_err.mean()),
@@ -170,6 +170,43 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
         "error_std": float(signed.std()),
         "mse": mse,
         "rmse": float(np.sqrt(mse_out).mean()),
-        "r2": float(r2_out.mean()),
+        "r2": _r2(yt2, yp2),
         "n_samples": int(yt.shape[0]),
     }
+
+
+def _r2(yt2: np.ndarray, yp2: np.ndarray) -> float:
+    """R^2 of ``(N, L)`` float64 arrays, averaged uniformly over the L outputs."""
+    ss_res = ((yp2 - yt2) ** 2).sum(axis=0)
+    ss_tot = ((yt2 - yt2.mean(axis=0)) ** 2).sum(axis=0)
+    r2_out = np.where(
+        ss_tot > 0,
+        1.0 - np.divide(ss_res, ss_tot, out=np.zeros_like(ss_res), where=ss_tot > 0),
+        np.where(ss_res == 0, 1.0, 0.0),
+    )
+    return float(r2_out.mean())
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` of targets ``(N,)`` or ``(N, L)``.
+
+    Multi-output: averaged uniformly over outputs. A constant target gives 1.0 when predicted
+    exactly and 0.0 otherwise (scikit-learn's ``force_finite=True``).
+    """
+    yt = np.asarray(y_true, dtype=np.float64)
+    yp = np.asarray(y_pred, dtype=np.float64)
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true has shape {yt.shape} but y_pred has shape {yp.shape}")
+    return _r2(yt.reshape(yt.shape[0], -1), yp.reshape(yp.shape[0], -1))
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction in [0, 1] of the ``(N,)`` predictions equal to the labels."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def primary_score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The model-selection score, higher is better: accuracy (classification) or R^2."""
+    if task == "classification":
+        return accuracy(y_true, y_pred)
+    return r2_score(y_true, y_pred)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -25,107 +23,22 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from mfoml.plots.common import (  # noqa: E402
+    FEATURE_LABELS,
+    add_variant,
+    empty_figure,
+    save_figure,
+    variant_palette,
+)
 
 __all__ = [
-    "ACTIVATION_COLORS",
-    "add_variant",
-    "variant_palette",
-    "plot_alpha_layers",
-    "plot_ncc_layers",
-    "plot_collapse_layers",
     "plot_accuracy_epochs",
+    "plot_alpha_layers",
+    "plot_collapse_layers",
     "plot_confusion",
     "plot_correlation",
+    "plot_ncc_layers",
 ]
-
-_COLORBLIND = sns.color_palette("colorblind", 10)
-#: Fixed colour of every activation (same in every figure and experiment).
-ACTIVATION_COLORS = {
-    "relu": _COLORBLIND[0],
-    "gelu": _COLORBLIND[1],
-    "prelu": _COLORBLIND[2],
-    "sigmoid": _COLORBLIND[3],
-    "tanh": _COLORBLIND[4],
-    "heaviside": _COLORBLIND[5],
-}
-_DIMENSIONS = ["activation", "loss", "noise", "seed"]
-
-FEATURE_LABELS = {
-    "alpha_last_inner": "alpha of the last inner layer",
-    "alpha_depth_slope": "slope of alpha over depth",
-    "ncc_mismatch_penultimate": "NCC mismatch, penultimate layer (train)",
-}
-
-
-def _noise_label(v: float) -> str:
-    return f"noise {100 * float(v):g}%"
-
-
-def add_variant(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Add ``variant`` (the varying run dimensions) and ``panel`` (data set / model) columns.
-
-    Returns
-    -------
-    (frame, kind) : a copy with the columns, and ``"activation"`` when the variant is the
-    activation alone (fixed colours), else ``"variant"``.
-    """
-    out = frame.copy()
-    varying = [c for c in _DIMENSIONS if c in out and out[c].nunique(dropna=False) > 1]
-    if not varying or varying == ["activation"]:
-        out["variant"] = out["activation"].astype(str) if "activation" in out else "run"
-        kind = "activation"
-    else:
-        parts = []
-        for c in varying:
-            if c == "noise":
-                parts.append(out[c].map(_noise_label))
-            elif c == "seed":
-                parts.append("seed " + out[c].astype(str))
-            else:
-                parts.append(out[c].astype(str))
-        label = parts[0]
-        for p in parts[1:]:
-            label = label + " / " + p
-        out["variant"] = label
-        kind = "variant"
-    if "dataset" in out and "model" in out:
-        out["panel"] = out["dataset"].astype(str) + " / " + out["model"].astype(str)
-    else:
-        out["panel"] = "all"
-    return out, kind
-
-
-def variant_palette(variants: Sequence[str], kind: str = "variant") -> dict[str, tuple]:
-    """Colour of each variant label: fixed per activation, else a fixed palette by sorted label."""
-    names = sorted({str(v) for v in variants})
-    if kind == "activation" and all(n in ACTIVATION_COLORS for n in names):
-        return {n: ACTIVATION_COLORS[n] for n in names}
-    pal = sns.color_palette("colorblind" if len(names) <= 10 else "husl", max(len(names), 1))
-    return {n: pal[i] for i, n in enumerate(names)}
-
-
-def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
-    """Save ``fig`` atomically (format from the file suffix, tight bounding box) and close it."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
-    plt.close(fig)
-
-
-def empty_figure(
-    path: str | os.PathLike[str],
-    title: str,
-    why: str,
-    dpi: int,
-    figsize: tuple[float, float] = (6, 2.5),
-) -> None:
-    """A placeholder figure that says why there is nothing to plot (never a missing file)."""
-    fig, ax = plt.subplots(figsize=figsize)
-    ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
-    save_figure(fig, path, dpi)
 
 
 def _layer_ticks(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:

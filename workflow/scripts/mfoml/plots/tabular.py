@@ -1,6 +1,6 @@
 """Figures of the tabular track (seaborn / matplotlib, Agg backend).
 
-Every function takes the aggregated tables of :func:`mfoml.tabular.aggregate` (mean and std over
+Every function takes the aggregated tables of :func:`mfoml.tabular.tables.aggregate` (mean and std over
 folds) and writes one figure atomically to ``path`` (format from the suffix). A figure whose
 table is empty (e.g. confusion matrices when no classification data set is configured) is drawn
 with a short note instead of failing, so the report always has every configured figure.
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mfoml.plots import empty_figure, save_figure  # noqa: E402
+from mfoml.plots.common import empty_figure, save_figure  # noqa: E402
 
 __all__ = ["FIGURES", "plot_all"]
 

@@ -1,0 +1,73 @@
+"""Per-rule parameter slices of the configuration, as canonical JSON.
+
+Each rule receives as ``params`` only its own slice of the configuration, as a canonical JSON
+string (:func:`canonical_json`: sorted keys, no whitespace variation), so that Snakemake's
+params trigger reruns exactly the jobs whose settings changed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mfoml.config.runs import Run, run_table
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON text (sorted keys, compact separators) of ``obj``."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> str:
+    """The slice of config a rule depends on, as canonical JSON.
+
+    Parameters
+    ----------
+    config : validated configuration.
+    rule : ``data`` (needs ``run`` = None; use :func:`dataset_options`), ``folds``, ``train``,
+        ``activations``, ``probe``, ``ncc``, ``aggregate``, ``figures``.
+    run : the run (for ``train`` and ``activations``).
+    """
+    if rule == "folds":
+        return canonical_json(config["folds"])
+    if rule == "train":
+        if run is None:
+            raise ValueError("rule_params('train') needs a run")
+        return canonical_json(
+            {
+                "run": run.run_id,
+                "dataset": run.dataset,
+                "model": run.model_spec,
+                "activation": run.activation,
+                "loss": run.loss_spec,
+                "noise": run.noise,
+                "seed": run.seed,
+                "fold": run.fold,
+                "train": run.train,
+                "transfer": run.transfer,
+                "device": config["device"],
+            }
+        )
+    if rule == "activations":
+        if run is None:
+            raise ValueError("rule_params('activations') needs a run")
+        return canonical_json(
+            {
+                **config["activations"],
+                "analysis_dataset": run.analysis_dataset,
+                "own_folds": run.analysis_dataset == run.dataset,
+                "fold": run.fold,
+                "device": config["device"],
+            }
+        )
+    if rule in ("probe", "ncc", "figures"):
+        return canonical_json(config[rule])
+    if rule == "aggregate":
+        return canonical_json(
+            {
+                **config["aggregate"],
+                "name": config["name"],
+                "runs": [r.metadata() for r in run_table(config)],
+            }
+        )
+    raise ValueError(f"rule_params: unknown rule {rule!r}")

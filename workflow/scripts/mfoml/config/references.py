@@ -1,0 +1,112 @@
+"""Cross references of a schema-valid configuration (checked before any job).
+
+Sweeps name defined models and losses, checkpoint epochs lie within the epochs, fold indices lie
+below ``folds.n_splits``, transfer sources are runs of this configuration, probe/NCC splits are
+dumped; every problem is reported with the key it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mfoml.config.errors import ConfigError
+from mfoml.config.runs import run_table
+
+
+def check_references(config: dict[str, Any]) -> None:
+    errors: list[str] = []
+    n_splits = int(config["folds"]["n_splits"])
+    train = config["train"]
+
+    def check_train(prefix: str, settings: dict) -> None:
+        epochs = int(settings["epochs"])
+        bad = [e for e in settings["checkpoints"] if int(e) > epochs]
+        if bad:
+            errors.append(
+                f"config key '{prefix}.checkpoints': epochs {bad} exceed {prefix}.epochs = {epochs}"
+            )
+        if settings.get("schedule") == "multistep" and not settings.get("milestones"):
+            errors.append(f"config key '{prefix}.milestones': needed by schedule 'multistep'")
+
+    check_train("train", train)
+    for i, sweep in enumerate(config.get("sweeps", [])):
+        key = f"sweeps[{i}]"
+        merged = dict(train)
+        merged.update(sweep.get("train") or {})
+        if sweep.get("train"):
+            check_train(f"{key}.train", merged)
+        for m in sweep["models"]:
+            if m not in config["models"]:
+                errors.append(
+                    f"config key '{key}.models': model {m!r} is not defined under 'models' "
+                    f"(defined: {', '.join(sorted(config['models'])) or 'none'})"
+                )
+        for loss in sweep.get("losses", []):
+            if loss not in config["losses"]:
+                errors.append(
+                    f"config key '{key}.losses': loss {loss!r} is not defined under 'losses' "
+                    f"(defined: {', '.join(sorted(config['losses'])) or 'none'})"
+                )
+        folds = sweep.get("folds", "all")
+        if folds != "all":
+            bad = [k for k in folds if int(k) >= n_splits]
+            if bad:
+                errors.append(
+                    f"config key '{key}.folds': fold indices {bad} are not below "
+                    f"folds.n_splits = {n_splits}"
+                )
+        if len({str(x) for x in sweep.get("noise", [])}) != len(sweep.get("noise", [])):
+            errors.append(f"config key '{key}.noise': duplicate noise levels")
+    for name, spec in config["models"].items():
+        if spec["arch"] == "resnet18" and ("depth" in spec or "width" in spec):
+            errors.append(f"config key 'models.{name}': depth/width do not apply to resnet18")
+        if spec["arch"] != "resnet18" and ("residual" in spec or "stem" in spec):
+            errors.append(f"config key 'models.{name}': residual/stem apply to resnet18 only")
+    splits = set(config["activations"]["splits"])
+    for s in config["probe"]["splits"]:
+        if s not in splits:
+            errors.append(
+                f"config key 'probe.splits': split {s!r} is not dumped "
+                f"(activations.splits = {sorted(splits)})"
+            )
+    if "train" not in splits:
+        errors.append("config key 'activations.splits': must include 'train' (NCC class means)")
+    if "train" not in config["probe"]["splits"]:
+        errors.append(
+            "config key 'probe.splits': must include 'train' (the correlation table and figures "
+            "use alpha of the train split; without it every alpha feature would be empty)"
+        )
+    if config["ncc"]["test_split"] not in splits:
+        errors.append(
+            f"config key 'ncc.test_split': split {config['ncc']['test_split']!r} is not dumped "
+            f"(activations.splits = {sorted(splits)})"
+        )
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    # run-level checks need the expanded table
+    table = run_table(config)
+    ids = {r.run_id for r in table}
+    for i, sweep in enumerate(config.get("sweeps", [])):
+        tr = sweep.get("transfer")
+        if tr:
+            src = tr["source_run"]
+            if src not in ids:
+                errors.append(
+                    f"config key 'sweeps[{i}].transfer.source_run': {src!r} is not a run of "
+                    "this configuration"
+                )
+            elif any(r.run_id == src and r.sweep == sweep["name"] for r in table):
+                errors.append(
+                    f"config key 'sweeps[{i}].transfer.source_run': the source run must come "
+                    "from another sweep"
+                )
+            else:
+                src_run = next(r for r in table if r.run_id == src)
+                ep = tr.get("source_epoch")
+                if ep is not None and ep not in src_run.train["checkpoints"]:
+                    errors.append(
+                        f"config key 'sweeps[{i}].transfer.source_epoch': {ep} is not a "
+                        f"checkpoint of {src!r} ({src_run.train['checkpoints']})"
+                    )
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))

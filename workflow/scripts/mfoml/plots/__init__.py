@@ -1,0 +1,32 @@
+"""Figures (seaborn on matplotlib's Agg backend), each written atomically.
+
+- :mod:`mfoml.plots.common`: colours, variant labels, :func:`save_figure`, :func:`empty_figure`;
+- :mod:`mfoml.plots.pipeline`: the deep-network track's figures (rule ``figures``);
+- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``).
+
+Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
+"""
+
+from mfoml._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "common": (
+            "ACTIVATION_COLORS",
+            "FEATURE_LABELS",
+            "add_variant",
+            "empty_figure",
+            "save_figure",
+            "variant_palette",
+        ),
+        "pipeline": (
+            "plot_accuracy_epochs",
+            "plot_alpha_layers",
+            "plot_collapse_layers",
+            "plot_confusion",
+            "plot_correlation",
+            "plot_ncc_layers",
+        ),
+    },
+)
