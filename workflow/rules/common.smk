@@ -1,5 +1,6 @@
 # Run table, path helpers and per-rule settings shared by the rule files.
 
+import re
 from pathlib import Path
 
 from codedeps import CodeDeps
@@ -7,7 +8,14 @@ from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_p
 from mfoml.config import run_table
 
 RUNS = {run.run_id: run for run in run_table(config)}
-RUN_IDS = list(RUNS)
+# the supervised runs; self-supervised ones (ssl.smk) have their own rules and tables
+RUN_IDS = [rid for rid, run in RUNS.items() if not run.is_ssl]
+SSL_RUN_IDS = [rid for rid, run in RUNS.items() if run.is_ssl]
+SSL_SWEEPS = sorted({RUNS[rid].sweep for rid in SSL_RUN_IDS})
+# wildcard constraint of the self-supervised rules: exactly these run ids (none: never matches)
+SSL_RUN_REGEX = "|".join(re.escape(rid) for rid in SSL_RUN_IDS) or "(?!)"
+# mfoml.nets.checkpoints imports the SSL encoder only for SSL checkpoints (function level)
+SSL_MODEL = ("mfoml.nets.ssl_model",)
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 CODE = CodeDeps(SCRIPTS)
 # Training and activation jobs ask the scheduler for a GPU unless the device is the CPU; a local
@@ -100,13 +108,23 @@ def final_targets():
     ]
 
 
+def ssl_targets():
+    """Tables and figures of the self-supervised runs (none without such runs)."""
+    if not SSL_RUN_IDS:
+        return []
+    tables = [
+        f"results/tables/ssl_{t}.csv" for t in ("layers", "layers_summary", "epochs")
+    ]
+    return tables + [f"results/figures/ssl_{s}.{FIG_EXT}" for s in SSL_SWEEPS]
+
+
 def train_inputs(wildcards):
     """Inputs of a training run (the transfer source's checkpoints when it has one)."""
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
+        "code": script_modules("train.py", skip=("mfoml.nets.losses", *SSL_MODEL)),
     }
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
@@ -118,8 +136,11 @@ def train_inputs(wildcards):
 def activation_inputs(wildcards):
     """Inputs of an activation dump (the analysis data set may differ from the training one)."""
     run = run_of(wildcards)
-    return {
+    inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
         "data": data_dir(run.analysis_dataset),
-        "code": script_modules("activations.py"),
+        "code": script_modules("activations.py", skip=SSL_MODEL),
     }
+    if run.is_ssl:  # loading an SSL checkpoint executes the SSL encoder's modules
+        inputs["ssl_code"] = module_files(list(SSL_MODEL))
+    return inputs

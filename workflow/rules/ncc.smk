@@ -6,7 +6,7 @@ rule ncc:
     input:
         activations="results/runs/{run}/activations",
         checkpoints="results/runs/{run}/checkpoints",
-        code=script_modules("ncc.py"),
+        code=script_modules("ncc.py", skip=SSL_MODEL),
     output:
         "results/runs/{run}/ncc.csv",
     log:

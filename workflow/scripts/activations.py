@@ -9,6 +9,10 @@ its held-out fold, ``test`` = the official test split (the held-out fold when th
 none). With ``analysis_dataset`` (a different data set, e.g. the full
 CIFAR100 for a model trained on a small subset) ``train``/``test`` are that set's splits and
 ``heldout`` is its test split.
+
+Every label set of the data set goes into the dumps (``labels_{set}.npy`` beside ``labels.npy``,
+e.g. CIFAR-100's ``coarse`` labels beside the ``fine`` ones). A self-supervised encoder has no
+classifier: its dumps store no predictions (mfoml.nets.activations).
 """
 
 import sys
@@ -83,6 +87,11 @@ for epoch, path in ckpts.items():
     for name, (idx, y, which, y_true) in splits.items():
         x = getattr(ds, which)
         x_sel = np.asarray(x[idx], dtype=np.float32)
+        # further label sets of the same samples (e.g. CIFAR-100's coarse labels)
+        extra = {
+            s: np.asarray(pair[0 if which == "x_train" else 1])[idx]
+            for s, pair in ds.extra_labels.items()
+        }
         manifest = dump_activations(
             model,
             x_sel,
@@ -95,6 +104,8 @@ for epoch, path in ckpts.items():
             epoch=epoch,
             checkpoint=path,
             true_labels=None if y_true is None else np.asarray(y_true, dtype=np.int64),
+            label_set=ds.label_set,
+            label_sets=extra,
         )
         log.info(
             "epoch %d split %s: %d samples, %d layers",

@@ -2,7 +2,8 @@
 
 - :mod:`mfoml.analysis.metrics`: classification and regression metrics (one accuracy and R^2);
 - :mod:`mfoml.analysis.statistics`: fold statistics, slope, Spearman with a status;
-- :mod:`mfoml.analysis.aggregate`: tidy tables over runs, summaries over folds, correlations.
+- :mod:`mfoml.analysis.aggregate`: tidy tables over runs, summaries over folds, correlations;
+- :mod:`mfoml.analysis.ssl_tables`: the self-supervised runs' tables (per layer and label set).
 
 Names are loaded on first use (``import mfoml.analysis`` does not import pandas).
 """
@@ -15,5 +16,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "aggregate": ("correlation_table", "layers_table", "summarize"),
         "metrics": ("classification_metrics", "primary_score", "regression_metrics"),
         "statistics": ("fold_statistics",),
+        "ssl_tables": ("ssl_epochs_table", "ssl_layers_summary", "ssl_layers_table"),
     },
 )

@@ -6,9 +6,9 @@ per-layer activation dumps (float16 ``(N, D)`` memory maps) beside NCC:
 :func:`linear_probe`
     A multinomial logistic regression on the standardised layer: the scikit-learn pipeline
     ``StandardScaler -> LogisticRegression(lbfgs, C)``, fitted on the training split and scored
-    on the training and test splits. The training rows (optionally a stratified subsample of at
-    most ``max_train`` rows, seeded) are read into float32 in chunks; scikit-learn needs them in
-    memory. ``converged`` records whether lbfgs converged within ``max_iter`` (no warning is
+    on the training and test splits. The training rows (all, or the given subset ``rows``, e.g.
+    a stratified subsample from :func:`mfoml.data.subsample.stratified_subsample`) are read into
+    float32 in chunks; scikit-learn needs them in memory. ``converged`` records whether lbfgs converged within ``max_iter`` (no warning is
     swallowed silently).
 :func:`knn_accuracy`
     ``k``-nearest-neighbour majority vote (ties go to the smallest label, as scikit-learn's
@@ -43,7 +43,6 @@ __all__ = [
     "layer_probe_table",
     "linear_probe",
     "ncc_label_sets",
-    "stratified_rows",
 ]
 
 KNN_METRICS = ("cosine", "euclidean")
@@ -77,26 +76,6 @@ def _as_f32(x: Any, rows: np.ndarray | None = None, chunk_size: int = 8192) -> n
     return out
 
 
-def stratified_rows(y: np.ndarray, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
-    """Sorted row indices of a stratified subsample of at most ``max_rows`` rows (``None``: all).
-
-    Every class keeps ``round(max_rows * n_c / N)`` rows (at least one), drawn without
-    replacement with ``numpy.random.default_rng(seed)``.
-    """
-    n = len(y)
-    if max_rows is None or max_rows >= n:
-        return None
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        m = max(1, round(max_rows * len(members) / n))
-        keep.append(rng.choice(members, size=min(m, len(members)), replace=False))
-    return np.sort(np.concatenate(keep))
-
-
 def linear_probe(
     x_train: Any,
     y_train: Any,
@@ -105,8 +84,7 @@ def linear_probe(
     *,
     C: float = 1.0,
     max_iter: int = 1000,
-    max_train: int | None = None,
-    seed: int = 0,
+    rows: Any = None,
 ) -> dict[str, Any]:
     """Linear-probe accuracy of a frozen layer.
 
@@ -116,9 +94,8 @@ def linear_probe(
     y_train, y_test : ``(N,)`` integer labels.
     C : inverse L2 regularisation strength of the logistic regression.
     max_iter : lbfgs iterations.
-    max_train : fit on a stratified subsample of at most this many training rows (``None``:
-        all); the training accuracy is measured on the rows fitted.
-    seed : seed of the subsample.
+    rows : fit on these training rows only (sorted int indices; ``None``: all); the training
+        accuracy is measured on the rows fitted.
 
     Returns
     -------
@@ -134,7 +111,10 @@ def linear_probe(
     y = _labels(y_train, n, "linear_probe y_train")
     if not C > 0:
         raise ValueError(f"linear probe C must be > 0, got {C}")
-    rows = stratified_rows(y, max_train, seed)
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
+            raise ValueError(f"linear_probe rows must be indices into the {n} training rows")
     xf = _as_f32(x_train, rows)
     yf = y if rows is None else y[rows]
     if len(np.unique(yf)) < 2:
@@ -307,6 +287,7 @@ def layer_probe_table(
     *,
     layers: list[str] | None = None,
     linear: Mapping[str, Any] | None = None,
+    fit_rows: Any = None,
     knn: Mapping[str, Any] | None = None,
     n_classes: Mapping[str, int] | None = None,
     chunk_size: int = 4096,
@@ -319,7 +300,8 @@ def layer_probe_table(
         returning ``(N, D)`` float16 memmaps, ``entry(name)`` with ``index``, ``dim``).
     label_sets : ``{name: (train labels (N,), test labels (M,))}`` aligned with the dumps.
     layers : subset of layers (default: all of the train dump, in order).
-    linear : keyword arguments of :func:`linear_probe` (``C, max_iter, max_train, seed``).
+    linear : keyword arguments of :func:`linear_probe` (``C, max_iter``).
+    fit_rows : the training rows the linear probe is fitted on (``None``: all).
     knn : keyword arguments of :func:`knn_accuracy` (``k, metric``); ``k`` is capped at the
         number of training rows.
     n_classes : classes per label set (default: ``max label + 1``).
@@ -356,7 +338,7 @@ def layer_probe_table(
             chunk_size=chunk_size,
         )
         for s, (ytr, yte) in label_sets.items():
-            lp = linear_probe(xtr, ytr, xte, yte, **linear)
+            lp = linear_probe(xtr, ytr, xte, yte, rows=fit_rows, **linear)
             k = min(int(knn.get("k", 20)), len(ytr))
             acc_knn = knn_accuracy(xtr, ytr, xte, yte, **{**knn, "k": k})
             rows.append(

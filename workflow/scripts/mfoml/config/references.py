@@ -2,7 +2,7 @@
 
 Sweeps name defined models and losses, checkpoint epochs lie within the epochs, fold indices lie
 below ``folds.n_splits``, transfer sources are runs of this configuration, probe/NCC splits are
-dumped; every problem is reported with the key it concerns.
+dumped, self-supervised losses are used consistently (:mod:`mfoml.config.ssl`); every problem is reported with the key it concerns.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
+from mfoml.config.ssl import ssl_problems
 
 
 def check_references(config: dict[str, Any]) -> None:
@@ -76,6 +77,7 @@ def check_references(config: dict[str, Any]) -> None:
             "config key 'probe.splits': must include 'train' (the correlation table and figures "
             "use alpha of the train split; without it every alpha feature would be empty)"
         )
+    errors.extend(ssl_problems(config))
     if config["ncc"]["test_split"] not in splits:
         errors.append(
             f"config key 'ncc.test_split': split {config['ncc']['test_split']!r} is not dumped "

@@ -11,9 +11,15 @@ mode, and writes into ``out_dir``:
 ``labels_true.npy``
     int64 ``(N,)``, only when ``true_labels`` is given: the true labels of a split whose
     ``labels`` are noisy (the training split of a label-noise run); NCC means use them.
+``labels_{set}.npy``
+    int64 ``(N,)``, only when ``label_sets`` is given: further label sets of the same samples
+    (e.g. CIFAR-100's ``coarse`` superclasses beside the ``fine`` labels), listed in the
+    manifest's ``label_sets``; ``label_set`` names the primary labels.
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, true_labels, label_set, label_sets, predictions}``: ``predictions`` is
+    false for a network without a classifier (``model.has_classifier`` false: a
+    self-supervised encoder), whose ``predictions.npy`` then holds -1; ``index`` is the position in ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -41,9 +47,10 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +139,8 @@ def dump_activations(
     checkpoint: str | os.PathLike[str] | None = None,
     overwrite: bool = True,
     true_labels: Any = None,
+    label_set: str = "class",
+    label_sets: Mapping[str, Any] | None = None,
 ) -> dict:
     """Dump the per-layer representations of ``x`` (one ordered pass, eval mode).
 
@@ -151,6 +160,9 @@ def dump_activations(
         existing ``out_dir`` is a ``FileExistsError``.
     true_labels : int labels ``(N,)``, the true classes when ``y`` holds noisy labels (written
         as ``labels_true.npy``; ``ActivationDump.true_labels`` falls back to ``labels``).
+    label_set : name of the label set of ``y`` (recorded in the manifest).
+    label_sets : further label sets ``{name: int labels (N,)}`` of the same samples (written
+        as ``labels_{name}.npy``).
 
     Returns
     -------
@@ -184,6 +196,19 @@ def dump_activations(
             raise ValueError(f"true_labels must have shape ({n},), got {y_true.shape}")
         if not np.issubdtype(y_true.dtype, np.integer):
             raise ValueError(f"true_labels must be integer labels, got dtype {y_true.dtype}")
+    extra: dict[str, np.ndarray] = {}
+    for set_name, arr in (label_sets or {}).items():
+        a = np.asarray(arr)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", str(set_name)) or set_name == label_set:
+            raise ValueError(
+                f"label set name {set_name!r}: letters, digits, _ only, not {label_set!r}"
+            )
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(
+                f"label set {set_name!r} must be integer labels ({n},), got {a.dtype} {a.shape}"
+            )
+        extra[str(set_name)] = a.astype(np.int64)
+    has_classifier = bool(getattr(model, "has_classifier", True))
     dev = resolve_device(device)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -243,11 +268,14 @@ def dump_activations(
                     raise FloatingPointError(
                         f"layer 'logits': NaN or inf in samples {start}..{stop - 1}"
                     )
-                preds[start:stop] = logits.argmax(1).cpu().numpy()
+                # a network without a classifier predicts nothing: -1
+                preds[start:stop] = logits.argmax(1).cpu().numpy() if has_classifier else -1
                 labels[start:stop] = y_arr[start:stop]
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
+        for set_name, arr in extra.items():
+            np.save(tmp / f"labels_{set_name}.npy", arr)
         for arr in (*arrays.values(), labels, preds):
             arr.flush()
         del labels, preds
@@ -261,6 +289,9 @@ def dump_activations(
             "max_features": None if max_features is None else int(max_features),
             "dtype": "float16",
             "true_labels": y_true is not None,
+            "label_set": str(label_set),
+            "label_sets": sorted(extra),
+            "predictions": has_classifier,
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(
@@ -311,6 +342,10 @@ class ActivationDump:
     labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
     true_labels : int64 ``(N,)``: ``labels_true.npy`` when the dump has it (noisy ``labels``),
         else ``labels``.
+    label_set : name of the primary label set (``"class"`` unless the manifest names it).
+    label_sets : ``{name: int64 (N,)}``, every label set: the primary one (``true_labels``)
+        first, then the further ones (``labels_{set}.npy``).
+    has_predictions : false for a network without a classifier (``predictions`` are -1).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -332,6 +367,13 @@ class ActivationDump:
             if self.manifest.get("true_labels")
             else self.labels
         )
+        self.label_set = str(self.manifest.get("label_set") or "class")
+        self.label_sets: dict[str, np.ndarray] = {self.label_set: self.true_labels}
+        for set_name in self.manifest.get("label_sets") or []:
+            self.label_sets[str(set_name)] = self._load(
+                f"labels_{set_name}.npy", (self.n_samples,), np.int64
+            )
+        self.has_predictions = bool(self.manifest.get("predictions", True))
 
     def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
         p = self.path / fname

@@ -14,7 +14,7 @@ the same sample under two augmentations) and returns a scalar tensor.
     weights 25/25/1 were tuned), the variance ``v(z) = (1/D) sum_j max(0, gamma - sqrt(Var(z_:j)
     + eps))`` (unbiased variance) and the covariance ``c(z) = (1/D) sum_{i != j} Cov(z)_ij^2``.
     Hyper-parameters: ``invariance_weight`` (lam), ``variance_weight`` (mu),
-    ``covariance_weight`` (nu), ``gamma``, ``eps``.
+    ``covariance_weight`` (nu), ``variance_target`` (gamma), ``eps``.
 ``barlow_twins_loss`` (Zbontar et al. 2021)
     ``C_ij`` the cross-correlation between feature ``i`` of ``z1`` and feature ``j`` of ``z2``
     over the batch (each column standardised with its biased variance ``+ eps``, as the
@@ -66,6 +66,7 @@ __all__ = [
     "VICReg",
     "barlow_twins_loss",
     "build_objective",
+    "objective_spec",
     "byol_loss",
     "embedding_std",
     "nt_xent_loss",
@@ -274,7 +275,7 @@ class VICReg(SSLObjective):
         invariance_weight: float = 25.0,
         variance_weight: float = 25.0,
         covariance_weight: float = 1.0,
-        gamma: float = 1.0,
+        variance_target: float = 1.0,
         eps: float = 1e-4,
     ) -> None:
         super().__init__()
@@ -285,10 +286,12 @@ class VICReg(SSLObjective):
         ):
             if not val >= 0:
                 raise ValueError(f"losses.{key} must be >= 0, got {val}")
-        if not gamma > 0 or not eps > 0:
-            raise ValueError(f"losses.gamma and losses.eps must be > 0, got {gamma}, {eps}")
+        if not variance_target > 0 or not eps > 0:
+            raise ValueError(
+                f"losses.variance_target and eps must be > 0, got {variance_target}, {eps}"
+            )
         self.weights = (float(invariance_weight), float(variance_weight), float(covariance_weight))
-        self.gamma, self.eps = float(gamma), float(eps)
+        self.gamma, self.eps = float(variance_target), float(eps)
 
     def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict]:
         t = vicreg_terms(z1, z2, gamma=self.gamma, eps=self.eps)
@@ -389,7 +392,7 @@ SSL_DEFAULTS: dict[str, dict[str, Any]] = {
         "invariance_weight": 25.0,
         "variance_weight": 25.0,
         "covariance_weight": 1.0,
-        "gamma": 1.0,
+        "variance_target": 1.0,
         "eps": 1e-4,
     },
     "barlow": {"offdiag_weight": 5e-3, "eps": 1e-5},
@@ -401,6 +404,19 @@ _CLASSES: dict[str, type[SSLObjective]] = {
     "barlow": BarlowTwins,
     "byol": BYOL,
 }
+
+
+def objective_spec(loss: Mapping[str, Any]) -> dict[str, Any]:
+    """The objective's settings in a configured loss (``losses.<name>`` of the configuration).
+
+    Keeps ``type`` and the hyper-parameters of that type (:data:`SSL_DEFAULTS`); the keys the
+    configuration fills for other loss types (SVSL's ``lam, gamma, batched``) and the
+    ``projector`` (a property of the network) are left out.
+    """
+    kind = str(loss.get("type", "")).lower()
+    if kind not in SSL_TYPES:
+        raise ValueError(f"losses.type: {kind!r} is not a self-supervised objective {SSL_TYPES}")
+    return {"type": kind, **{k: loss[k] for k in SSL_DEFAULTS[kind] if k in loss}}
 
 
 def build_objective(

@@ -2,7 +2,8 @@
 
 - :mod:`mfoml.plots.common`: colours, variant labels, :func:`save_figure`, :func:`empty_figure`;
 - :mod:`mfoml.plots.pipeline`: the deep-network track's figures (rule ``figures``);
-- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``).
+- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``);
+- :mod:`mfoml.plots.ssl`: the self-supervised experiments' figure (rule ``ssl_figures``).
 
 Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
 """
@@ -28,5 +29,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "plot_correlation",
             "plot_ncc_layers",
         ),
+        "ssl": ("plot_ssl_layers",),
     },
 )
