@@ -356,3 +356,58 @@ def test_ncc_label_sets_synthetic_hierarchy():
     assert res["fine"]["ncc_accuracy_test"] == pytest.approx(1 / per, abs=0.05)
     assert res["fine"]["n_classes"] == n_coarse * per
     assert res["coarse"]["nc1"] < res["fine"]["nc1"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a short self-supervised training on MNIST-1D
+
+
+def _features(model, x: np.ndarray, layer: str) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        _, feats = model.forward_features(torch.from_numpy(x), [layer])
+    return feats[layer].reshape(len(x), -1).numpy()
+
+
+def test_short_ssl_training_raises_linear_probe_of_last_backbone_layer(tmp_path):
+    """VICReg, 6 epochs on 2000 unlabelled MNIST-1D signals: the linear probe of the last
+    backbone layer (fitted on the same 2000 with labels, scored on the 1000 test signals) rises
+    clearly above the same network at initialisation (measured 0.46 -> 0.55; with init seeds
+    1 and 2: +0.10 and +0.13)."""
+    from mfoml.data.catalog import prepare_dataset
+    from mfoml.data.store import load_dataset
+    from mfoml.nets.checkpoints import load_checkpoint
+    from mfoml.nets.ssl_model import build_ssl_model
+    from mfoml.nets.ssl_training import train_ssl
+    from mfoml.nets.trainconfig import TrainConfig
+
+    prepare_dataset("mnist1d", tmp_path / "mnist1d")
+    ds = load_dataset(tmp_path / "mnist1d")
+    x_tr, y_tr = np.asarray(ds.x_train[:2000]), np.asarray(ds.y_train[:2000])
+    x_te, y_te = np.asarray(ds.x_test), np.asarray(ds.y_test)
+    model = build_ssl_model(
+        {"arch": "conv1d", "input_shape": [1, 40], "n_classes": 1, "depth": 3, "width": 32},
+        {"width": 128, "depth": 2, "out_dim": 64},
+        seed=0,
+    )
+    objective = build_objective({"type": "vicreg"}, model.out_dim, model, seed=0)
+    cfg = TrainConfig(
+        epochs=6, batch_size=128, lr=2e-3, device="cpu", checkpoint_epochs=[0, 6], seed=0
+    )
+    metrics = train_ssl(model, objective, make_augmenter("signal"), x_tr, cfg, tmp_path / "run")
+    assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
+    acc = {}
+    for epoch in (0, 6):
+        net, _ = load_checkpoint(tmp_path / "run" / f"epoch_{epoch:04d}.pt")
+        layer = net.representation_layer
+        assert layer == "block3" and layer == net.backbone_layers[-1]
+        res = linear_probe(
+            _features(net, x_tr, layer),
+            y_tr,
+            _features(net, x_te, layer),
+            y_te,
+            C=0.1,
+            max_iter=100,
+        )
+        acc[epoch] = res["accuracy_test"]
+    assert acc[6] > acc[0] + 0.05, acc

@@ -59,7 +59,7 @@ backbone = {
 }
 loss = cfg["loss"]
 model = build_ssl_model(backbone, loss.get("projector"), seed=int(cfg["seed"]))
-objective = build_objective(objective_spec(loss), model.out_dim, model)
+objective = build_objective(objective_spec(loss), model.out_dim, model, seed=int(cfg["seed"]))
 augmenter = make_augmenter(kind, cfg["ssl_augment"][kind])
 log.info(
     "%s on %d unlabelled samples; probe layers %s (representation %s); augment %s: %s",
@@ -90,9 +90,7 @@ tc = TrainConfig(
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
 )
-metrics = train_ssl(
-    model, objective, augmenter, x_train, tc, out_dir, loss_spec=objective_spec(loss)
-)
+metrics = train_ssl(model, objective, augmenter, x_train, tc, out_dir)
 
 y_train = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 atomic_save_npz(

@@ -222,9 +222,13 @@ class ProjectionHead(nn.Module):
 
 
 class SSLObjective(nn.Module):
-    """Base class: ``forward(encoder, v1, v2) -> (loss, terms)``."""
+    """Base class: ``forward(encoder, v1, v2) -> (loss, terms)``.
+
+    ``spec`` is ``{type, **hyper-parameters}`` when built by :func:`build_objective`.
+    """
 
     name = "ssl"
+    spec: dict[str, Any] = {}
 
     def attach(self, encoder: nn.Module) -> SSLObjective:
         """Prepare state that depends on the encoder (BYOL's teacher); returns ``self``."""
@@ -420,13 +424,19 @@ def objective_spec(loss: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_objective(
-    spec: Mapping[str, Any], embed_dim: int, encoder: nn.Module | None = None
+    spec: Mapping[str, Any],
+    embed_dim: int,
+    encoder: nn.Module | None = None,
+    *,
+    seed: int | None = None,
 ) -> SSLObjective:
     """Build an objective from ``{type: simclr|vicreg|barlow|byol, **hyper-parameters}``.
 
     Missing hyper-parameters take :data:`SSL_DEFAULTS`; an unknown key is a ``ValueError``
     naming it. ``embed_dim`` is the encoder's output width (BYOL's predictor); ``encoder``,
-    when given, is attached (:meth:`SSLObjective.attach`).
+    when given, is attached (:meth:`SSLObjective.attach`). ``seed``: the objective's own
+    parameters (BYOL's predictor) are initialised under ``torch.manual_seed(seed)`` without
+    disturbing the global RNG (``None``: from the global RNG).
     """
     kind = str(spec.get("type", "")).lower()
     if kind not in SSL_TYPES:
@@ -438,5 +448,9 @@ def build_objective(
             f"losses: unknown key(s) {extra} for type {kind!r}; known: {sorted(params)}"
         )
     params.update({k: v for k, v in spec.items() if k != "type"})
-    obj = BYOL(int(embed_dim), **params) if kind == "byol" else _CLASSES[kind](**params)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        obj = BYOL(int(embed_dim), **params) if kind == "byol" else _CLASSES[kind](**params)
+    obj.spec = {"type": kind, **params}
     return obj.attach(encoder) if encoder is not None else obj

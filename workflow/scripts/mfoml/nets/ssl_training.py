@@ -13,7 +13,7 @@ Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints lo
 ``epoch_{e:04d}.pt``
     for each ``e`` in ``cfg.checkpoint_epochs`` (``0`` = the initialisation): ``model_spec``
     (the SSL spec), ``state_dict``, ``epoch``, ``train_config``, ``metrics`` (rows so far),
-    ``ssl`` (``{"loss": the objective's settings, "augment": the augmenter's settings}``) and
+    ``ssl`` (``{"loss": objective.spec, "augment": the augmenter's settings}``) and
     ``objective_state`` (BYOL's teacher and predictor). Written atomically.
 ``metrics.csv``
     one row per epoch: ``epoch, train_loss`` (mean SSL loss over the epoch's mini-batches),
@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +62,6 @@ def train_ssl(
     x_train: Any,
     cfg: TrainConfig,
     out_dir: str | Path,
-    *,
-    loss_spec: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place without labels; write checkpoints and ``metrics.csv``.
 
@@ -77,7 +74,6 @@ def train_ssl(
     x_train : float32 array ``(N, *input_shape)`` (labels are not used).
     cfg : :class:`~mfoml.nets.trainconfig.TrainConfig` (``batch_size >= 2``).
     out_dir : directory of ``epoch_{e:04d}.pt`` and ``metrics.csv`` (created).
-    loss_spec : the objective's settings, recorded in the checkpoints.
 
     Progress (one line per epoch) goes to the logger ``mfoml.nets.ssl_training``.
 
@@ -131,7 +127,7 @@ def train_ssl(
                 "train_config": cfg.to_dict(),
                 "metrics": [dict(r) for r in rows],
                 "ssl": {
-                    "loss": dict(loss_spec or {}),
+                    "loss": dict(objective.spec),
                     "augment": {"kind": augmenter.kind, **augmenter.params},
                 },
                 "objective_state": _cpu_state(objective),
