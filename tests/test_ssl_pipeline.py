@@ -131,9 +131,10 @@ def test_train_ssl_is_deterministic_and_checkpoints_reload(tmp_path):
     x = np.random.default_rng(0).normal(size=(200, 1, 40)).astype(np.float32)
     cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", checkpoint_epochs=[0, 1], seed=5)
     states = []
-    for k in range(2):
+    for k in range(2):  # the second run makes its views in a worker process
         model, obj = _tiny_ssl()
-        frame = train_ssl(model, obj, make_augmenter("signal"), x, cfg, tmp_path / f"r{k}")
+        aug = make_augmenter("signal")
+        frame = train_ssl(model, obj, aug, x, cfg, tmp_path / f"r{k}", workers=k)
         states.append(model.state_dict())
     for key, val in states[0].items():
         assert torch.equal(val, states[1][key]), key

@@ -90,7 +90,9 @@ tc = TrainConfig(
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
 )
-metrics = train_ssl(model, objective, augmenter, x_train, tc, out_dir)
+# the per-sample image pipeline is CPU bound: the job's other threads make the views
+workers = max(0, int(snakemake.threads) - 1) if kind == "image" else 0
+metrics = train_ssl(model, objective, augmenter, x_train, tc, out_dir, workers=workers)
 
 y_train = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 atomic_save_npz(

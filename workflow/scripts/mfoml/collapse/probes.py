@@ -7,22 +7,27 @@ per-layer activation dumps (float16 ``(N, D)`` memory maps) beside NCC:
     A multinomial logistic regression on the standardised layer: the scikit-learn pipeline
     ``StandardScaler -> LogisticRegression(lbfgs, C)``, fitted on the training split and scored
     on the training and test splits. The training rows (all, or the given subset ``rows``, e.g.
-    a stratified subsample from :func:`mfoml.data.subsample.stratified_subsample`) are read into
-    float32 in chunks; scikit-learn needs them in memory. ``converged`` records whether lbfgs converged within ``max_iter`` (no warning is
-    swallowed silently).
+    a stratified subsample from :func:`mfoml.data.subsample.stratified_subsample`) are read
+    into float32 in chunks; scikit-learn needs them in memory. ``converged`` records whether
+    lbfgs converged within ``max_iter`` (no warning is swallowed silently).
 :func:`knn_accuracy`
-    ``k``-nearest-neighbour majority vote (ties go to the smallest label, as scikit-learn's
-    ``KNeighborsClassifier``), ``metric`` ``cosine`` (largest cosine similarity) or
-    ``euclidean``. One pass over the training rows in blocks (each block converted to float32),
-    keeping the running top ``k`` of every test row: memory ``O(n_test * (D + block + k))``,
-    never ``n_train x n_test``.
+    ``k``-nearest-neighbour majority vote (a tied vote goes to the smallest label, as in
+    scikit-learn's ``KNeighborsClassifier``; equidistant neighbours at the k-th place are
+    chosen arbitrarily), ``metric`` ``cosine`` (largest cosine similarity) or ``euclidean``.
+    One pass over the training rows in blocks (each block converted to float64), keeping the
+    running ``k`` nearest of every test row: memory ``O(n_test * (D + block + k))``, never
+    ``n_train x n_test``. Written here because scikit-learn's ``KNeighborsClassifier`` needs
+    the whole training set in memory as floats.
 :func:`ncc_label_sets`
     NCC accuracy (class means of the training split, accuracy on the training and test splits)
     and NC1 against each of several label sets of the same samples (e.g. CIFAR-100's fine and
-    coarse labels), through :mod:`mfoml.collapse.measures` (imported on call: this module itself imports
-    neither torch nor scikit-learn at import time).
+    coarse labels), through :mod:`mfoml.collapse.measures` (imported on call).
+:func:`layer_probe_table`
+    All of the above per layer and label set of a pair of activation dumps (train, test), with
+    the NCC mismatch marked as not applicable (:data:`NCC_MISMATCH_NA`; no classifier).
 
-Features are any ``(N, D)`` array-like supporting row slicing (``np.ndarray``, ``np.memmap``).
+This module imports neither torch nor scikit-learn at import time. Features are any ``(N, D)``
+array-like supporting row slicing (``np.ndarray``, ``np.memmap``).
 """
 
 from __future__ import annotations
@@ -158,7 +163,7 @@ def knn_accuracy(
     *,
     k: int = 20,
     metric: str = "cosine",
-    block_size: int = 2048,
+    block_size: int = 4096,
 ) -> float:
     """Accuracy of the ``k``-NN majority vote of the training rows on the test rows.
 
@@ -209,10 +214,9 @@ def knn_accuracy(
         idx = np.broadcast_to(np.arange(a, a + len(t)), d.shape)
         cand_d = np.concatenate([best_d, d], axis=1)
         cand_i = np.concatenate([best_i, idx], axis=1)
-        # stable order by (distance, training index): ties go to the earlier training row
-        order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
-        best_d = np.take_along_axis(cand_d, order, axis=1)
-        best_i = np.take_along_axis(cand_i, order, axis=1)
+        keep = np.argpartition(cand_d, k - 1, axis=1)[:, :k]  # the k nearest (ties: any)
+        best_d = np.take_along_axis(cand_d, keep, axis=1)
+        best_i = np.take_along_axis(cand_i, keep, axis=1)
     votes = ytr[best_i]  # (M, k)
     n_cls = int(max(ytr.max(), yte.max())) + 1
     counts = np.zeros((m, n_cls), dtype=np.int64)

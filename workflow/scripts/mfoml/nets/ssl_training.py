@@ -22,8 +22,9 @@ Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints lo
 
 Determinism as in :func:`mfoml.nets.training.train`: the shuffling generator is seeded with
 ``cfg.seed``, the augmentation generator with ``cfg.seed + 1`` (a separate stream, so that
-changing the augmentations does not change the batch order), the global RNG with ``cfg.seed``;
-deterministic algorithms are switched on for the call. A final mini-batch of one sample is
+changing the augmentations does not change the batch order; it draws one seed per mini-batch,
+from which that batch's views are made, in this process or in a ``workers`` process alike),
+the global RNG with ``cfg.seed``; deterministic algorithms are switched on for the call. A final mini-batch of one sample is
 merged into the previous one. Device ``"auto"`` uses CUDA when available, with float16
 autocast unless ``cfg.mixed_precision`` is False (the losses are computed in float32). There
 is no resume: a run starts from scratch and first deletes the checkpoints and table of an
@@ -55,6 +56,35 @@ log = logging.getLogger(__name__)
 __all__ = ["train_ssl"]
 
 
+class _Views(torch.utils.data.Dataset):
+    """Batch ``i``: the two views of ``x[batches[i]]``, drawn from a generator seeded
+    ``seeds[i]`` (so that the views do not depend on which process makes them)."""
+
+    def __init__(
+        self, x: torch.Tensor, augmenter: Augmenter, batches: list, seeds: list[int]
+    ) -> None:
+        self.x, self.augmenter, self.batches, self.seeds = x, augmenter, batches, seeds
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.batches[i]
+        g = torch.Generator().manual_seed(int(self.seeds[i]))
+        return idx, two_views(self.augmenter, self.x[idx.to(self.x.device)], g)
+
+
+def _view_batches(
+    x: torch.Tensor, augmenter: Augmenter, batches: list, seeds: list[int], workers: int
+) -> Any:
+    data = _Views(x, augmenter, batches, seeds)
+    if workers <= 0:
+        return (data[i] for i in range(len(data)))
+    return torch.utils.data.DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=4
+    )
+
+
 def train_ssl(
     model: torch.nn.Module,
     objective: SSLObjective,
@@ -62,6 +92,8 @@ def train_ssl(
     x_train: Any,
     cfg: TrainConfig,
     out_dir: str | Path,
+    *,
+    workers: int = 0,
 ) -> pd.DataFrame:
     """Train ``model`` in place without labels; write checkpoints and ``metrics.csv``.
 
@@ -74,6 +106,9 @@ def train_ssl(
     x_train : float32 array ``(N, *input_shape)`` (labels are not used).
     cfg : :class:`~mfoml.nets.trainconfig.TrainConfig` (``batch_size >= 2``).
     out_dir : directory of ``epoch_{e:04d}.pt`` and ``metrics.csv`` (created).
+    workers : worker processes that make the views (``torch.utils.data.DataLoader``; for the
+        per-sample image pipeline, which is CPU bound); 0 makes them in this process on the
+        training device. The result does not depend on it.
 
     Progress (one line per epoch) goes to the logger ``mfoml.nets.ssl_training``.
 
@@ -145,11 +180,14 @@ def train_ssl(
             model.train()
             objective.train()
             perm = torch.randperm(n, generator=gen)
+            batches = _batches(n, cfg.batch_size, perm)
+            seeds = torch.randint(0, 2**62, (len(batches),), generator=aug_gen).tolist()
             sums: dict[str, float] = {}
             seen = 0
-            for b, idx in enumerate(_batches(n, cfg.batch_size, perm)):
-                xb = xt_dev[idx.to(device)]
-                v1, v2 = two_views(augmenter, xb, aug_gen)
+            for b, (idx, views) in enumerate(
+                _view_batches(xt if workers > 0 else xt_dev, augmenter, batches, seeds, workers)
+            ):
+                v1, v2 = (v.to(device, non_blocking=True) for v in views)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     loss, terms = objective(model, v1, v2)
                 if not torch.isfinite(loss):
