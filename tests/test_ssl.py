@@ -369,6 +369,7 @@ def _features(model, x: np.ndarray, layer: str) -> np.ndarray:
     return feats[layer].reshape(len(x), -1).numpy()
 
 
+@pytest.mark.slow
 def test_short_ssl_training_raises_linear_probe_of_last_backbone_layer(tmp_path):
     """VICReg, 6 epochs on 2000 unlabelled MNIST-1D signals: the linear probe of the last
     backbone layer (fitted on the same 2000 with labels, scored on the 1000 test signals) rises

@@ -224,6 +224,7 @@ def test_config_ssl_keys_and_checks():
         validate_config(typo)
 
 
+@pytest.mark.slow
 def test_dry_run_routes_ssl_runs_to_their_rules(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     cfg = _base()

@@ -16,6 +16,8 @@ CONFIG = "config/tests/ssl_tiny.yaml"
 RUN = "digits/mlp-d2-w16/relu/vicreg/noise0/fold0"
 LAYERS = ["input", "block1", "block2", "proj1", "projector"]
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def ssl_run(tmp_path_factory: pytest.TempPathFactory):
