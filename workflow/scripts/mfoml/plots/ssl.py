@@ -64,6 +64,7 @@ def plot_ssl_layers(
     for j, panel in enumerate(panels):
         part = frame[frame["panel"] == panel]
         last = int(part["epoch"].max())
+        first_loss = sorted(part["loss"].astype(str).unique())[0]  # draws the initialisation
         layers = part.drop_duplicates("layer_index").sort_values("layer_index")
         for i, (col, label, log_scale) in enumerate(measures):
             ax = axes[i][j]
@@ -72,7 +73,7 @@ def plot_ssl_layers(
                     rows = part[(part["loss"] == loss) & (part["label_set"] == s)]
                     for epoch, colour, width in ((last, colours[loss], 1.6), (0, "0.6", 0.9)):
                         sel = rows[rows["epoch"] == epoch].sort_values("layer_index")
-                        if sel.empty or (epoch == 0 and (last == 0 or loss != losses[0])):
+                        if sel.empty or (epoch == 0 and (last == 0 or loss != first_loss)):
                             continue
                         x = sel["layer_index"].to_numpy()
                         m = sel[f"{col}_mean"].to_numpy(dtype=float)
