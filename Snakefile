@@ -39,6 +39,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/ncc.smk"
@@ -54,3 +55,4 @@ rule all:
         final_targets(),
         ssl_targets(),
         tabular_targets(),
+        pretrain_targets(),

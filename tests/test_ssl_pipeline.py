@@ -26,9 +26,10 @@ from mfoml.config import ConfigError, rule_params, run_table, validate_config
 from mfoml.config.ssl import SSL_LOSS_KEYS, SSL_LOSS_TYPES
 from mfoml.data.catalog import prepare_dataset
 from mfoml.data.store import IntegrityError, load_dataset
-from mfoml.nets.activations import dump_activations, open_activations
+from mfoml.nets.activations import dump_activations
 from mfoml.nets.augment import make_augmenter
 from mfoml.nets.checkpoints import load_checkpoint
+from mfoml.nets.dumps import open_activations
 from mfoml.nets.ssl import SSL_DEFAULTS, SSL_TYPES, build_objective
 from mfoml.nets.ssl_model import SSLNet, build_ssl_model
 from mfoml.nets.ssl_training import train_ssl

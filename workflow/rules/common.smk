@@ -6,6 +6,7 @@ from pathlib import Path
 from codedeps import CodeDeps
 from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_params
 from mfoml.config import run_table
+from mfoml.config.text import TEXT_ARCHS, TEXT_SOURCES, pretrain_params, source_of
 
 RUNS = {run.run_id: run for run in run_table(config)}
 # the supervised runs; self-supervised ones (ssl.smk) have their own rules and tables
@@ -27,6 +28,7 @@ FIG_EXT = config["figures"]["format"]
 wildcard_constraints:
     run=RUN_ID_PATTERN,
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    stage=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
 def module_files(names):
@@ -43,6 +45,45 @@ def script_modules(script, skip=()):
     with their imports; the rule adds them for the jobs that execute them.
     """
     return CODE.files(CODE.script_modules(script, skip))
+
+
+# Modules only text runs and text data sets execute: the other jobs do not depend on them.
+TEXT_NET_MODULES = ("mfoml.nets.transformer", "mfoml.nets.hf")
+TEXT_DATA_MODULES = ("mfoml.data.textsets",)
+
+
+def is_text_run(run):
+    return run.model_spec.get("arch") in TEXT_ARCHS
+
+
+def run_code(script, run, skip=()):
+    """The mfoml module files ``script`` executes for ``run`` (text modules for text runs only,
+    the SSL encoder's modules for self-supervised runs only)."""
+    skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL)
+    if is_text_run(run):
+        return script_modules(script, skip)
+    return script_modules(script, skip + TEXT_NET_MODULES)
+
+
+def data_inputs(wildcards):
+    """Inputs of a data set: its code (text modules for text sources only) and, for a text set
+    taking its tokenizer from another set, that set."""
+    text = source_of(config, wildcards.dataset) in TEXT_SOURCES
+    inputs = {"code": script_modules("data.py", () if text else TEXT_DATA_MODULES)}
+    variant = config["data"]["variants"].get(wildcards.dataset) or {}
+    other = (variant.get("text") or {}).get("tokenizer_from")
+    if other:
+        inputs["tokenizer_source"] = data_dir(other)
+    return inputs
+
+
+def pretrain_dir(stage):
+    return f"results/pretrain/{stage}/checkpoints"
+
+
+def pretrain_targets():
+    """The checkpoints of every MLM pretraining stage (also when no sweep uses it)."""
+    return [pretrain_dir(name) for name in config.get("pretrain", {})]
 
 
 def run_of(wildcards):
@@ -86,9 +127,22 @@ TABLES = [
     "confusion",
     "correlation_points",
     "correlation",
+    "dynamics",
+    "dynamics_correlation",
+    "phases",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
 ]
-# tables that also appear in the report
-REPORT_TABLES = ["correlation", "checkpoints_summary"]
+# tables that also appear in the report (caption workflow/report/table_{name}.rst)
+REPORT_TABLES = [
+    "correlation",
+    "dynamics_correlation",
+    "checkpoints_summary",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
+]
 FIGURES = [
     "alpha_layers",
     "ncc_layers",
@@ -96,7 +150,7 @@ FIGURES = [
     "accuracy_epochs",
     "confusion",
 ]
-FIGURES += ["correlation"]
+FIGURES += ["correlation", "noise_alpha"]
 
 
 def final_targets():
@@ -123,24 +177,30 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
-        "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses", *SSL_MODEL)),
+        "code": run_code(
+            "train.py", run, skip=("mfoml.nets.losses", "mfoml.nets.pretrain")
+        ),
     }
+    if not run.full_train:  # a run on the whole training split needs no fold assignment
+        inputs["folds"] = folds_file(run.dataset)
     if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
         inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
+    if run.pretrained:  # only these runs execute mfoml.nets.pretrain
+        inputs["pretrained"] = pretrain_dir(run.pretrained["stage"])
+        inputs["pretrain_code"] = module_files(["mfoml.nets.pretrain"])
     return inputs
 
 
 def activation_inputs(wildcards):
-    """Inputs of an activation dump (the analysis data set may differ from the training one)."""
+    """Inputs of an activation dump (the run's data set, and its analysis data set if other)."""
     run = run_of(wildcards)
     inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
-        "data": data_dir(run.analysis_dataset),
-        "code": script_modules("activations.py", skip=SSL_MODEL),
+        "data": data_dir(run.dataset),
+        "code": run_code("activations.py", run),
     }
-    if run.is_ssl:  # loading an SSL checkpoint executes the SSL encoder's modules
-        inputs["ssl_code"] = module_files(list(SSL_MODEL))
+    if run.analysis_dataset != run.dataset:
+        inputs["analysis_data"] = data_dir(run.analysis_dataset)
     return inputs

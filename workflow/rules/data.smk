@@ -3,7 +3,7 @@
 
 rule data:
     input:
-        code=script_modules("data.py"),
+        unpack(data_inputs),
     output:
         directory("resources/data/{dataset}"),
     log:

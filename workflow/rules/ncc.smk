@@ -5,8 +5,7 @@
 rule ncc:
     input:
         activations="results/runs/{run}/activations",
-        checkpoints="results/runs/{run}/checkpoints",
-        code=script_modules("ncc.py", skip=SSL_MODEL),
+        code=script_modules("ncc.py"),
     output:
         "results/runs/{run}/ncc.csv",
     log:

@@ -7,11 +7,18 @@
 ruleorder: train_ssl > train
 
 
+def train_ssl_inputs(wildcards):
+    """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
+    run = run_of(wildcards)
+    inputs = {"data": data_dir(run.dataset), "code": script_modules("train_ssl.py")}
+    if not run.full_train:
+        inputs["folds"] = folds_file(run.dataset)
+    return inputs
+
+
 rule train_ssl:
     input:
-        data=lambda wildcards: data_dir(run_of(wildcards).dataset),
-        folds=lambda wildcards: folds_file(run_of(wildcards).dataset),
-        code=script_modules("train_ssl.py"),
+        unpack(train_ssl_inputs),
     output:
         directory("results/runs/{run}/checkpoints"),
     log:

@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from mfoml.data.catalog import prepare_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
@@ -20,6 +21,10 @@ log.info(
     opts,
     out,
 )
+text = dict(opts.get("text") or {})  # text sets only (mfoml.data.textsets.prepare_text)
+if text.get("tokenizer_from"):
+    text["tokenizer"] = str(Path(snakemake.input.tokenizer_source) / "tokenizer.json")
+text.pop("tokenizer_from", None)
 meta = prepare_dataset(
     source,
     out,
@@ -28,6 +33,7 @@ meta = prepare_dataset(
     grayscale=opts["grayscale"],
     per_class_cap=opts["per_class_cap"],
     seed=opts["seed"],
+    **text,
 )
 log.info(
     "done: %s, %s train / %s test samples, task %s",

@@ -2,7 +2,8 @@
 
 Loads the data set and the fold assignment, trains on the k-1 training folds (labels relabelled
 by the configured noise fraction), evaluates on the held-out fold and the official test split
-every epoch, and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
+every epoch (fold ``full``: trains on the whole training split, no held-out fold, ``heldout_*``
+metrics NaN), and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
 mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
 relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
 
@@ -26,8 +27,8 @@ from mfoml.data.noise import flip_labels  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
+from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
-from mfoml.nets.models import build_model  # noqa: E402
 from mfoml.nets.training import TrainConfig, train  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
@@ -45,9 +46,27 @@ if ds.meta["task"] != "classification":
         "network track needs a classification data set"
     )
 n_classes = int(ds.meta["n_classes"])
-folds = load_folds(snakemake.input.folds)
-train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
-x_train = np.asarray(ds.x_train[train_idx], dtype=np.float32)
+if np.isnan(np.asarray(ds.x_train)).any():
+    raise ValueError(
+        f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN); the network track "
+        "does not impute them (the tabular track imputes inside each fold)"
+    )
+if cfg["fold"] == "full":
+    # one run on the whole training split, evaluated on the official test split
+    if ds.x_test is None:
+        raise ValueError(
+            f"run {run_id}: sweep folds 'full' needs a data set with an official test split; "
+            f"{cfg['dataset']!r} has none (use fold indices instead)"
+        )
+    train_idx = np.arange(len(ds.y_train), dtype=np.int64)
+    heldout_idx = np.zeros(0, dtype=np.int64)
+    log.info("fold 'full': training on all %d training samples, no held-out fold", len(train_idx))
+else:
+    folds = load_folds(snakemake.input.folds)
+    train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
+# token ids (text sets) stay integers; everything else is float32
+x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
+x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
 y_clean = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 y_used, changed = y_clean.copy(), np.zeros(len(y_clean), dtype=bool)
 if cfg["noise"] > 0:
@@ -61,6 +80,8 @@ if cfg["noise"] > 0:
 
 spec = dict(cfg["model"])
 arch = spec.pop("arch")
+if ds.meta.get("kind") == "text":  # vocabulary and special ids come from the data set
+    spec.update(text_model_kwargs(arch, ds.meta["tokenizer"]))
 model = build_model(
     arch,
     tuple(ds.meta["input_shape"]),
@@ -71,6 +92,37 @@ model = build_model(
 )
 
 frozen: list[str] = []
+pretrained = cfg.get("pretrained")
+if pretrained:
+    # only runs starting from an MLM stage execute (and rerun for) mfoml.nets.pretrain
+    from mfoml.io import read_json
+    from mfoml.nets.pretrain import init_from_pretrained
+
+    stage_dir = Path(snakemake.input.pretrained)
+    stage = read_json(stage_dir / "stage.json")
+    if stage["tokenizer_sha256"] != ds.meta["tokenizer"]["sha256"]:
+        raise ValueError(
+            f"run {run_id}: data set {cfg['dataset']!r} was not tokenized with the tokenizer of "
+            f"pretraining stage {pretrained['stage']!r} (data set {stage['dataset']!r}); give "
+            f"it text.tokenizer_from: {stage['dataset']}"
+        )
+    ckpts = list_checkpoints(stage_dir)
+    epoch = pretrained.get("epoch")
+    epoch = max(ckpts) if epoch is None else int(epoch)
+    if epoch not in ckpts:
+        raise FileNotFoundError(f"{stage_dir}: no checkpoint of epoch {epoch} ({sorted(ckpts)})")
+    source_model, _ = load_checkpoint(ckpts[epoch])
+    copied, frozen = init_from_pretrained(
+        model, source_model.state_dict(), freeze=bool(pretrained["freeze"])
+    )
+    log.info(
+        "encoder from MLM stage %s epoch %d: %d tensors copied, %d parameters frozen",
+        pretrained["stage"],
+        epoch,
+        len(copied),
+        len(frozen),
+    )
+
 transfer = cfg.get("transfer")
 if transfer:
     ckpts = list_checkpoints(snakemake.input.source)
@@ -99,7 +151,7 @@ if transfer:
         state[key] = value
         copied.append(key)
     model.load_state_dict(state)
-    stages = [name for name in model.probe_layers if name not in ("input", head)]
+    stages = [name for name in model.stages if name != head]  # also with pre-activation probes
     n_freeze = int(transfer.get("freeze", 0))
     if n_freeze > len(stages):
         raise ValueError(
@@ -154,12 +206,28 @@ tc = TrainConfig(
     device=cfg["device"],
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
+    warmup_fraction=float(t["warmup_fraction"]),
+    grad_clip=None if t["grad_clip"] is None else float(t["grad_clip"]),
 )
 evals = {
-    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]),
+    # no held-out fold for a 'full' run: its heldout_* metrics are NaN (not evaluated)
+    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]) if len(heldout_idx) else None,
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
 metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)
+speed = {}
+if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
+    pad = int(ds.meta["tokenizer"]["special_ids"]["pad"])
+    tokens = int((x_train != pad).sum()) * len(metrics)
+    seconds = float(metrics["train_seconds"].sum()) if len(metrics) else 0.0
+    speed = {"train_tokens": tokens, "train_seconds": seconds}
+    speed["train_tokens_per_second"] = tokens / seconds if seconds > 0 else None
+    log.info(
+        "training throughput: %s tokens in %.1f s (%s tokens/s)",
+        tokens,
+        seconds,
+        None if not seconds else round(tokens / seconds),
+    )
 
 atomic_save_npz(
     out_dir / "split.npz",
@@ -179,6 +247,7 @@ atomic_write_json(
         "penultimate_layer": model.penultimate_layer,
         "frozen_stages": frozen,
         "n_relabelled": int(changed.sum()),
+        **speed,
     },
 )
 last = metrics.iloc[-1].to_dict()

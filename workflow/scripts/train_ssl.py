@@ -1,6 +1,6 @@
 """Rule `train_ssl`: one self-supervised training run (loss type simclr, vicreg, barlow, byol).
 
-Loads the data set and the fold assignment and trains an SSL encoder (the configured backbone
+Loads the data set and the fold assignment (none for a ``full`` run) and trains an SSL encoder (the configured backbone
 without its head, plus the loss's projection head; mfoml.nets.ssl_model) on the inputs of the
 k-1 training folds, without their labels: every mini-batch gives two augmented views (the
 ``ssl.augment`` section of the data set's kind, mfoml.nets.augment) and the objective
@@ -44,8 +44,17 @@ if kind not in cfg["ssl_augment"]:
         f"run {run_id}: data set {cfg['dataset']!r} is of kind {kind!r}; self-supervised "
         f"training has augmentations for {sorted(cfg['ssl_augment'])} only"
     )
-folds = load_folds(snakemake.input.folds)
-train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
+if cfg["fold"] == "full":  # the whole training split (no held-out fold), as rule train does
+    if ds.x_test is None:
+        raise ValueError(
+            f"run {run_id}: sweep folds 'full' needs a data set with an official test split; "
+            f"{cfg['dataset']!r} has none (use fold indices instead)"
+        )
+    train_idx = np.arange(len(ds.y_train), dtype=np.int64)
+    heldout_idx = np.zeros(0, dtype=np.int64)
+else:
+    folds = load_folds(snakemake.input.folds)
+    train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
 x_train = np.asarray(ds.x_train[train_idx], dtype=np.float32)
 
 spec = dict(cfg["model"])
@@ -89,6 +98,8 @@ tc = TrainConfig(
     device=cfg["device"],
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
+    warmup_fraction=float(t["warmup_fraction"]),
+    grad_clip=None if t["grad_clip"] is None else float(t["grad_clip"]),
 )
 # the per-sample image pipeline is CPU bound: the job's other threads make the views
 workers = max(0, int(snakemake.threads) - 1) if kind == "image" else 0

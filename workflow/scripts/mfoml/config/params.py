@@ -49,6 +49,7 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
                 "fold": run.fold,
                 "train": run.train,
                 "transfer": run.transfer,
+                "pretrained": run.pretrained,
                 "device": config["device"],
             }
         )
@@ -58,8 +59,8 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
         return canonical_json(
             {
                 **config["activations"],
+                "dataset": run.dataset,
                 "analysis_dataset": run.analysis_dataset,
-                "own_folds": run.analysis_dataset == run.dataset,
                 "fold": run.fold,
                 "device": config["device"],
             }

@@ -12,6 +12,8 @@ from typing import Any
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
 from mfoml.config.ssl import ssl_problems
+from mfoml.config.text import check_text
+from mfoml.nets.layernames import DEFAULT_DEPTH_WIDTH
 
 
 def check_references(config: dict[str, Any]) -> None:
@@ -49,7 +51,18 @@ def check_references(config: dict[str, Any]) -> None:
                     f"(defined: {', '.join(sorted(config['losses'])) or 'none'})"
                 )
         folds = sweep.get("folds", "all")
-        if folds != "all":
+        if folds == "full":
+            for what, bad in (
+                ("ncc.test_split", config["ncc"]["test_split"] == "heldout"),
+                ("probe.splits", "heldout" in config["probe"]["splits"]),
+                ("aggregate.target", config["aggregate"]["target"] == "heldout_acc"),
+            ):
+                if bad:
+                    errors.append(
+                        f"config key '{key}.folds': runs on the full training split have no "
+                        f"held-out fold, but {what} asks for it"
+                    )
+        elif folds != "all":
             bad = [k for k in folds if int(k) >= n_splits]
             if bad:
                 errors.append(
@@ -63,6 +76,40 @@ def check_references(config: dict[str, Any]) -> None:
             errors.append(f"config key 'models.{name}': depth/width do not apply to resnet18")
         if spec["arch"] != "resnet18" and ("residual" in spec or "stem" in spec):
             errors.append(f"config key 'models.{name}': residual/stem apply to resnet18 only")
+        if spec["arch"] in ("mlp", "resnet18") and ("stride" in spec or "kernel_size" in spec):
+            errors.append(
+                f"config key 'models.{name}': stride/kernel_size apply to conv and conv1d only"
+            )
+        if spec["arch"] == "resnet18" and ("batch_norm" in spec or "probe_point" in spec):
+            errors.append(
+                f"config key 'models.{name}': batch_norm/probe_point apply to mlp, conv and "
+                "conv1d only"
+            )
+        stride = spec.get("stride")
+        if isinstance(stride, list) and spec["arch"] in ("conv", "conv1d"):
+            depth = spec.get("depth", DEFAULT_DEPTH_WIDTH[spec["arch"]][0])
+            if len(stride) != depth:
+                errors.append(
+                    f"config key 'models.{name}.stride': {len(stride)} strides for depth {depth} "
+                    "(one per block)"
+                )
+    probe = config["probe"]
+    if not probe["tau_min"] < probe["tau_max"]:
+        errors.append(
+            f"config key 'probe.tau_min': {probe['tau_min']} must be below probe.tau_max = "
+            f"{probe['tau_max']} (the tau grid is tau_min, tau_min + tau_step, ... < tau_max)"
+        )
+    elif probe["tau_step"] >= probe["tau_max"] - probe["tau_min"]:
+        errors.append(
+            f"config key 'probe.tau_step': {probe['tau_step']} leaves a single tau in "
+            f"[{probe['tau_min']}, {probe['tau_max']}); the angle estimators need a grid"
+        )
+    if not probe["eps_min"] < probe["eps_max"]:
+        errors.append(
+            f"config key 'probe.eps_min': {probe['eps_min']} must be below probe.eps_max = "
+            f"{probe['eps_max']} (degrees)"
+        )
+    errors.extend(check_text(config))
     splits = set(config["activations"]["splits"])
     for s in config["probe"]["splits"]:
         if s not in splits:

@@ -15,11 +15,20 @@ mode, and writes into ``out_dir``:
     int64 ``(N,)``, only when ``label_sets`` is given: further label sets of the same samples
     (e.g. CIFAR-100's ``coarse`` superclasses beside the ``fine`` labels), listed in the
     manifest's ``label_sets``; ``label_set`` names the primary labels.
+``classifier_weight.npy``
+    float32 ``(n_classes, D_penultimate)``: the final linear classifier (NC3 and NCC jobs read
+    it from the dump, so they need neither the checkpoint nor torch). Absent for a network
+    without a classifier (``model.has_classifier`` false: a self-supervised encoder), whose
+    ``predictions.npy`` then holds -1, whose manifest says ``predictions: false`` and has
+    ``n_classes`` and ``cross_entropy`` null.
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype, true_labels, label_set, label_sets, predictions}``: ``predictions`` is
-    false for a network without a classifier (``model.has_classifier`` false: a
-    self-supervised encoder), whose ``predictions.npy`` then holds -1; ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, true_labels, penultimate_layer, n_classes, cross_entropy, label_set,
+    label_sets, predictions}``:
+    ``cross_entropy`` is the mean cross-entropy of the (float32) logits against ``labels`` in
+    the same eval-mode pass, i.e. the loss that belongs with the accuracy of ``predictions``
+    (``null`` when a label is not a class of the logits); ``index`` is the position in
+    ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -37,7 +46,8 @@ Reduction of layers wider than ``max_features``
 Memory: one batch of every requested layer plus the memory-mapped outputs; nothing grows with N.
 NaN or inf in a layer (or a value overflowing float16) is a ``FloatingPointError`` naming the
 layer. The dump is written into a temporary directory next to ``out_dir`` and renamed at the
-end: a failed dump leaves no ``out_dir`` (and no temporary directory).
+end: a failed dump leaves no ``out_dir`` (and no temporary directory). Reading a dump needs no
+torch: :mod:`mfoml.nets.dumps` (re-exported here).
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +68,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mfoml.io import read_json
+from mfoml.nets.dumps import ActivationDump, open_activations
 from mfoml.nets.models import ProbedModel, resolve_device
 
 log = logging.getLogger(__name__)
@@ -148,7 +158,8 @@ def dump_activations(
     ----------
     model : :class:`~mfoml.nets.models.ProbedModel`; moved to ``device`` (it stays there), its
         training flag is restored afterwards.
-    x : array ``(N, *input_shape)`` (cast to float32 batch by batch; a memmap is fine).
+    x : array ``(N, *input_shape)`` (cast to float32 batch by batch, integer token ids to
+        int64; a memmap is fine).
     y : int labels ``(N,)``.
     out_dir : destination directory (must not be inside a directory being renamed).
     layers : probe-layer names (``None``: all of ``model.probe_layers``), stored in model order.
@@ -226,10 +237,13 @@ def dump_activations(
             tmp / "predictions.npy", mode="w+", dtype=np.int64, shape=(n,)
         )
         entries: list[dict[str, Any]] = []
+        ce_sum, n_classes = 0.0, None
+        labels_fit = True
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
-                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32)).to(dev)
+                dtype = np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=dtype)).to(dev)
                 logits, feats = model.forward_features(xb, wanted)
                 if not arrays:  # first batch: shapes, reductions, output files
                     for name in wanted:
@@ -268,14 +282,28 @@ def dump_activations(
                     raise FloatingPointError(
                         f"layer 'logits': NaN or inf in samples {start}..{stop - 1}"
                     )
-                # a network without a classifier predicts nothing: -1
-                preds[start:stop] = logits.argmax(1).cpu().numpy() if has_classifier else -1
                 labels[start:stop] = y_arr[start:stop]
+                if not has_classifier:  # predicts nothing: -1, no cross-entropy
+                    preds[start:stop] = -1
+                    labels_fit = False
+                    log.info("activations %s: %d/%d samples", split, stop, n)
+                    continue
+                preds[start:stop] = logits.argmax(1).cpu().numpy()
+                n_classes = int(logits.shape[1])
+                yb = y_arr[start:stop]
+                labels_fit = labels_fit and int(yb.min()) >= 0 and int(yb.max()) < n_classes
+                if labels_fit:
+                    target = torch.from_numpy(np.asarray(yb, dtype=np.int64)).to(logits.device)
+                    ce_sum += float(F.cross_entropy(logits, target, reduction="sum"))
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
         for set_name, arr in extra.items():
             np.save(tmp / f"labels_{set_name}.npy", arr)
+        # the final linear classifier, so that NCC / NC3 jobs need no checkpoint (nor torch)
+        if has_classifier:
+            weight = model.classifier_weight().float().cpu().numpy()
+            np.save(tmp / "classifier_weight.npy", weight)
         for arr in (*arrays.values(), labels, preds):
             arr.flush()
         del labels, preds
@@ -289,6 +317,9 @@ def dump_activations(
             "max_features": None if max_features is None else int(max_features),
             "dtype": "float16",
             "true_labels": y_true is not None,
+            "penultimate_layer": model.penultimate_layer,
+            "n_classes": int(model.spec["n_classes"]) if has_classifier else None,
+            "cross_entropy": ce_sum / n if labels_fit else None,
             "label_set": str(label_set),
             "label_sets": sorted(extra),
             "predictions": has_classifier,
@@ -328,95 +359,3 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-class ActivationDump:
-    """Read access to a dump written by :func:`dump_activations`.
-
-    Attributes
-    ----------
-    path : the dump directory.
-    manifest : the parsed ``manifest.json``.
-    layers : ordered layer names.
-    n_samples : ``N``.
-    labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
-    true_labels : int64 ``(N,)``: ``labels_true.npy`` when the dump has it (noisy ``labels``),
-        else ``labels``.
-    label_set : name of the primary label set (``"class"`` unless the manifest names it).
-    label_sets : ``{name: int64 (N,)}``, every label set: the primary one (``true_labels``)
-        first, then the further ones (``labels_{set}.npy``).
-    has_predictions : false for a network without a classifier (``predictions`` are -1).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        mpath = self.path / "manifest.json"
-        if not mpath.is_file():
-            raise FileNotFoundError(f"{self.path}: not an activation dump (no manifest.json)")
-        self.manifest: dict = read_json(mpath)
-        try:
-            self._entries = {e["name"]: e for e in self.manifest["layers"]}
-            self.n_samples = int(self.manifest["n_samples"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{mpath}: malformed manifest ({exc})") from exc
-        self.layers: list[str] = [e["name"] for e in self.manifest["layers"]]
-        self.labels = self._load("labels.npy", (self.n_samples,), np.int64)
-        self.predictions = self._load("predictions.npy", (self.n_samples,), np.int64)
-        self.true_labels = (
-            self._load("labels_true.npy", (self.n_samples,), np.int64)
-            if self.manifest.get("true_labels")
-            else self.labels
-        )
-        self.label_set = str(self.manifest.get("label_set") or "class")
-        self.label_sets: dict[str, np.ndarray] = {self.label_set: self.true_labels}
-        for set_name in self.manifest.get("label_sets") or []:
-            self.label_sets[str(set_name)] = self._load(
-                f"labels_{set_name}.npy", (self.n_samples,), np.int64
-            )
-        self.has_predictions = bool(self.manifest.get("predictions", True))
-
-    def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
-        p = self.path / fname
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing from the activation dump")
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{p}: unreadable array ({exc})") from exc
-        if arr.shape != shape or arr.dtype != np.dtype(dtype):
-            raise ValueError(
-                f"{p}: expected {np.dtype(dtype)} {shape}, found {arr.dtype} {arr.shape}"
-            )
-        return arr
-
-    def entry(self, name: str) -> dict:
-        """The manifest entry of layer ``name`` (``name, index, shape, dim, reduction``)."""
-        if name not in self._entries:
-            raise KeyError(f"layer {name!r} not in the dump {self.path}; layers: {self.layers}")
-        return self._entries[name]
-
-    def layer(self, name: str) -> np.memmap:
-        """Memory-mapped float16 array ``(N, D_layer)`` of layer ``name``."""
-        e = self.entry(name)
-        return self._load(f"{name}.npy", (self.n_samples, int(e["dim"])), np.float16)
-
-    def iter_chunks(self, name: str, chunk_size: int = 4096) -> Iterator[np.ndarray]:
-        """Yield consecutive row blocks of layer ``name`` as float32 ``(<= chunk_size, D)``."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        arr = self.layer(name)
-        for start in range(0, self.n_samples, chunk_size):
-            yield np.asarray(arr[start : start + chunk_size], dtype=np.float32)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __repr__(self) -> str:
-        return (
-            f"ActivationDump({str(self.path)!r}, n_samples={self.n_samples}, layers={self.layers})"
-        )
-
-
-def open_activations(path: str | os.PathLike[str]) -> ActivationDump:
-    """Open an activation dump directory (see :class:`ActivationDump`)."""
-    return ActivationDump(path)

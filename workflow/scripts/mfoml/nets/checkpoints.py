@@ -1,9 +1,9 @@
 """Checkpoint files of a training run: names, reading with clear errors, resuming.
 
 A checkpoint ``epoch_{e:04d}.pt`` is a ``torch.save`` dict with ``model_spec`` (the kwargs of
-:func:`mfoml.nets.models.build_model`, or an SSL encoder's spec ``{"kind": "ssl", ...}`` rebuilt by
-:func:`mfoml.nets.ssl_model.build_from_spec`), ``state_dict``, ``epoch``, ``train_config``, ``metrics``
-(the rows so far) and, for resuming, ``optimizer_state``, ``scheduler_state``, ``scaler_state``,
+:func:`mfoml.nets.architectures.build_model`, or a self-supervised encoder's spec ``{"kind":
+"ssl", ...}`` rebuilt by :func:`mfoml.nets.ssl_model.build_from_spec`), ``state_dict``,
+``epoch``, ``train_config``, ``metrics`` (the rows so far) and, for resuming, ``optimizer_state``, ``scheduler_state``, ``scaler_state``,
 ``rng_state``, ``shuffle_rng_state`` (written by :func:`mfoml.nets.training.train`, atomically).
 Every reader raises :class:`CheckpointError` naming the file when it is missing, truncated,
 corrupted or inconsistent.
@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from mfoml.nets.models import ProbedModel, build_model
+from mfoml.nets.architectures import build_model
+from mfoml.nets.models import ProbedModel
 
 __all__ = [
     "CheckpointError",

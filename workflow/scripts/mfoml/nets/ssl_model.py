@@ -6,7 +6,8 @@ stages without its classifier head (``"logits"``), then the projection head's bl
 and ``projector`` (the output ``Linear``). Its probe layers are therefore ``"input"``, the
 backbone's inner layers, and the projector's layers as extra layers; ``forward`` returns the
 projector output ``(N, out_dim)`` (the embedding the SSL loss sees). The projector's input is
-the backbone's penultimate layer (:attr:`SSLNet.representation_layer`), flattened.
+the backbone's penultimate layer (:attr:`SSLNet.representation_layer`), flattened. A backbone
+probed before its activations (``probe_point: pre``) keeps those probe layers.
 
 There is no classifier: :attr:`SSLNet.has_classifier` is ``False`` (activation dumps store no
 predictions, NCC mismatch does not apply) and :meth:`SSLNet.classifier_weight` raises.
@@ -58,6 +59,9 @@ class SSLNet(ProbedModel):
             stages[f"proj{k + 1}"] = block
         stages["projector"] = head.blocks[-1]
         self.stages = nn.ModuleDict(stages)
+        proj = [name for name in stages if name.startswith("proj")]
+        if backbone._probe_names is not None:  # pre-activation probe points (probe_point "pre")
+            self.set_probe_layers([n for n in backbone.probe_layers if n != "logits"] + proj)
         self.penultimate_layer = self.representation_layer
         # Conv1D backbones read a 2-D batch (N, L) as one channel
         self._in_channels_1d = backbone._in_channels if isinstance(backbone, Conv1DNet) else None
@@ -74,8 +78,8 @@ class SSLNet(ProbedModel):
 
     @property
     def backbone_layers(self) -> list[str]:
-        """The backbone's probe layers (``"input"`` and its inner stages)."""
-        return ["input", *[n for n in self.stages if not n.startswith("proj")]]
+        """The backbone's probe layers (``"input"`` and its inner ones, without the projector)."""
+        return [n for n in self.probe_layers if not n.startswith("proj")]
 
     def classifier_weight(self) -> torch.Tensor:
         raise AttributeError("a self-supervised network has no classifier")

@@ -145,7 +145,8 @@ def train_ssl(
         # one optimiser over the network and the objective's trainable parameters (BYOL's
         # predictor); frozen parameters (BYOL's teacher) never receive a gradient
         opt = make_optimizer(torch.nn.ModuleList([model, objective]), cfg)
-        sched = make_scheduler(opt, cfg)
+        per_batch = cfg.schedule == "warmup_linear"  # stepped after every batch
+        sched = make_scheduler(opt, cfg, len(_batches(len(xt), cfg.batch_size, None)))
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         clear_outputs(out, fresh=True)
         rows: list[dict[str, Any]] = []
@@ -197,8 +198,14 @@ def train_ssl(
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    params = [p for g in opt.param_groups for p in g["params"]]
+                    torch.nn.utils.clip_grad_norm_(params, float(cfg.grad_clip))
                 scaler.step(opt)
                 scaler.update()
+                if per_batch:
+                    sched.step()
                 step += 1
                 objective.after_step(model, step / total_steps)
                 nb = len(idx)
@@ -206,7 +213,7 @@ def train_ssl(
                 for key, val in terms.items():
                     sums[key] = sums.get(key, 0.0) + float(val) * nb
                 seen += nb
-            if sched is not None:
+            if sched is not None and not per_batch:
                 sched.step()
             row: dict[str, Any] = {"epoch": epoch}
             row.update({k: v / seen for k, v in sums.items()})

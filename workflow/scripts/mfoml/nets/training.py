@@ -3,7 +3,8 @@
 :func:`train` fits a :class:`~mfoml.nets.models.ProbedModel` with cross-entropy plus an optional
 extra loss computed from intermediate features of the *same* forward pass (the
 :class:`ExtraLoss` protocol, implemented e.g. by ``mfoml.nets.losses.SVSLLoss``). Inputs are numpy
-arrays: ``x`` float32 ``(N, *input_shape)``, ``y`` int64 ``(N,)``.
+arrays: ``x`` float32 ``(N, *input_shape)`` (integer arrays, the token ids of text data, are kept
+as int64), ``y`` int64 ``(N,)``.
 
 Outputs in ``out_dir``
 ----------------------
@@ -16,7 +17,8 @@ Outputs in ``out_dir``
 ``metrics.csv``
     one row per epoch, rewritten atomically after each epoch: ``epoch, train_loss, train_acc,
     heldout_loss, heldout_acc, test_loss, test_acc, lr, seconds`` (+ ``{name}_loss/_acc`` for
-    other evaluation sets, + ``train_extra_loss`` when an extra loss is used). ``train_loss``
+    other evaluation sets, + ``train_extra_loss`` when an extra loss is used, + ``train_seconds``,
+    the time of the epoch's training batches alone, evaluation excluded). ``train_loss``
     and ``train_acc`` are the means over the epoch's mini-batches in training mode (the
     cross-entropy alone); the evaluation columns are computed in eval mode after the epoch
     (NaN when that set is not given). ``lr`` is the learning rate used during the epoch,
@@ -91,12 +93,12 @@ def _as_arrays(x: Any, y: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{what}: y must have shape ({xa.shape[0]},), got {ya.shape}")
     if not np.issubdtype(ya.dtype, np.integer):
         raise ValueError(f"{what}: y must hold integer class labels, got dtype {ya.dtype}")
+    labels = torch.from_numpy(np.ascontiguousarray(ya, dtype=np.int64))
+    if np.issubdtype(xa.dtype, np.integer):  # token ids (text): kept as integers
+        return torch.from_numpy(np.ascontiguousarray(xa, dtype=np.int64)), labels
     if not np.isfinite(xa).all():
         raise ValueError(f"{what}: x contains NaN or inf")
-    return (
-        torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(ya, dtype=np.int64)),
-    )
+    return torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)), labels
 
 
 def _batches(n: int, batch_size: int, perm: torch.Tensor | None) -> list[torch.Tensor]:
@@ -251,7 +253,8 @@ def train(
         # the whole training set lives on the device (no copy on CPU); batches are gathered there
         xt_dev, yt_dev = xt.to(device), yt.to(device)
         opt = make_optimizer(model, cfg)
-        sched = make_scheduler(opt, cfg)
+        per_batch = cfg.schedule == "warmup_linear"
+        sched = make_scheduler(opt, cfg, len(_batches(len(yt), cfg.batch_size, None)))
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         rows: list[dict[str, Any]] = []
         start = 1
@@ -327,15 +330,21 @@ def train(
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
                 scaler.step(opt)
                 scaler.update()
+                if per_batch:
+                    sched.step()
                 nb = len(idx)
                 sum_loss += float(ce.detach()) * nb
                 if extra is not None:
                     sum_extra += float(extra.detach()) * nb
                 correct += int((logits.detach().argmax(1) == yb).sum())
                 seen += nb
-            if sched is not None:
+            train_seconds = time.perf_counter() - t0
+            if sched is not None and not per_batch:
                 sched.step()
             row: dict[str, Any] = {
                 "epoch": epoch,
@@ -351,6 +360,7 @@ def train(
                 row[f"{name}_loss"], row[f"{name}_acc"] = el, ea
             if extra_loss is not None:
                 row["train_extra_loss"] = sum_extra / seen
+            row["train_seconds"] = train_seconds
             row["lr"] = lr
             row["seconds"] = time.perf_counter() - t0
             rows.append({k: _plain(v) for k, v in row.items()})
@@ -377,7 +387,7 @@ def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _progress_line(row: Mapping[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for key in row:
-        if key in ("epoch", "seconds", "lr"):
+        if key in ("epoch", "seconds", "lr", "train_seconds"):
             continue
         val = row[key]
         if isinstance(val, float) and math.isnan(val):
