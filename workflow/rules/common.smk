@@ -162,6 +162,15 @@ def final_targets():
     ]
 
 
+def train_ssl_inputs(wildcards):
+    """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
+    run = run_of(wildcards)
+    inputs = {"data": data_dir(run.dataset), "code": script_modules("train_ssl.py")}
+    if not run.full_train:
+        inputs["folds"] = folds_file(run.dataset)
+    return inputs
+
+
 def ssl_targets():
     """Tables and figures of the self-supervised runs (none without such runs)."""
     if not SSL_RUN_IDS:

@@ -7,15 +7,6 @@
 ruleorder: train_ssl > train
 
 
-def train_ssl_inputs(wildcards):
-    """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
-    run = run_of(wildcards)
-    inputs = {"data": data_dir(run.dataset), "code": script_modules("train_ssl.py")}
-    if not run.full_train:
-        inputs["folds"] = folds_file(run.dataset)
-    return inputs
-
-
 rule train_ssl:
     input:
         unpack(train_ssl_inputs),
