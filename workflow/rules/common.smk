@@ -1,5 +1,6 @@
 # Run table, path helpers and per-rule settings shared by the rule files.
 
+import re
 from pathlib import Path
 
 from codedeps import CodeDeps
@@ -8,7 +9,14 @@ from mfoml.config import run_table
 from mfoml.config.text import TEXT_ARCHS, TEXT_SOURCES, pretrain_params, source_of
 
 RUNS = {run.run_id: run for run in run_table(config)}
-RUN_IDS = list(RUNS)
+# the supervised runs; self-supervised ones (ssl.smk) have their own rules and tables
+RUN_IDS = [rid for rid, run in RUNS.items() if not run.is_ssl]
+SSL_RUN_IDS = [rid for rid, run in RUNS.items() if run.is_ssl]
+SSL_SWEEPS = sorted({RUNS[rid].sweep for rid in SSL_RUN_IDS})
+# wildcard constraint of the self-supervised rules: exactly these run ids (none: never matches)
+SSL_RUN_REGEX = "|".join(re.escape(rid) for rid in SSL_RUN_IDS) or "(?!)"
+# mfoml.nets.checkpoints imports the SSL encoder only for SSL checkpoints (function level)
+SSL_MODEL = ("mfoml.nets.ssl_model",)
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 CODE = CodeDeps(SCRIPTS)
 # Training and activation jobs ask the scheduler for a GPU unless the device is the CPU; a local
@@ -49,10 +57,12 @@ def is_text_run(run):
 
 
 def run_code(script, run, skip=()):
-    """The mfoml module files ``script`` executes for ``run`` (text modules for text runs only)."""
+    """The mfoml module files ``script`` executes for ``run`` (text modules for text runs only,
+    the SSL encoder's modules for self-supervised runs only)."""
+    skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL)
     if is_text_run(run):
         return script_modules(script, skip)
-    return script_modules(script, tuple(skip) + TEXT_NET_MODULES)
+    return script_modules(script, skip + TEXT_NET_MODULES)
 
 
 def data_inputs(wildcards):
@@ -150,6 +160,25 @@ def final_targets():
     return [f"results/tables/{t}.csv" for t in TABLES] + [
         f"results/figures/{f}.{FIG_EXT}" for f in FIGURES
     ]
+
+
+def train_ssl_inputs(wildcards):
+    """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
+    run = run_of(wildcards)
+    inputs = {"data": data_dir(run.dataset), "code": script_modules("train_ssl.py")}
+    if not run.full_train:
+        inputs["folds"] = folds_file(run.dataset)
+    return inputs
+
+
+def ssl_targets():
+    """Tables and figures of the self-supervised runs (none without such runs)."""
+    if not SSL_RUN_IDS:
+        return []
+    tables = [
+        f"results/tables/ssl_{t}.csv" for t in ("layers", "layers_summary", "epochs")
+    ]
+    return tables + [f"results/figures/ssl_{s}.{FIG_EXT}" for s in SSL_SWEEPS]
 
 
 def train_inputs(wildcards):

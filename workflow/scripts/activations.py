@@ -16,6 +16,10 @@ Splits are named for what they are:
   full CIFAR100 for a model trained on a 50-per-class subset): the analysis data set's training
   split with its true labels. Most of these samples were never trained on, so they are not
   called ``train``.
+
+Every label set of the data set goes into the dumps (``labels_{set}.npy`` beside ``labels.npy``,
+e.g. CIFAR-100's ``coarse`` labels beside the ``fine`` ones). A self-supervised encoder has no
+classifier: its dumps store no predictions (mfoml.nets.activations).
 """
 
 import sys
@@ -105,6 +109,11 @@ for epoch, path in ckpts.items():
         x_sel = np.asarray(
             x[idx], dtype=np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
         )
+        # further label sets of the same samples (e.g. CIFAR-100's coarse labels)
+        extra = {
+            s: np.asarray(pair[0 if which == "x_train" else 1])[idx]
+            for s, pair in getattr(data, "extra_labels", {}).items()
+        }
         manifest = dump_activations(
             model,
             x_sel,
@@ -117,6 +126,8 @@ for epoch, path in ckpts.items():
             epoch=epoch,
             checkpoint=path,
             true_labels=None if y_true is None else np.asarray(y_true, dtype=np.int64),
+            label_set=getattr(data, "label_set", "class"),
+            label_sets=extra,
         )
         log.info(
             "epoch %d split %s: %d samples, %d layers",

@@ -6,7 +6,8 @@
 - :mod:`mfoml.analysis.runstats`: run-level inference (correlation across runs per checkpoint,
   permutation p-values and bootstrap intervals over runs, per-run dynamics features);
 - :mod:`mfoml.analysis.studies`: the course's study tables (training phases, label noise,
-  most-confused class pairs).
+  most-confused class pairs);
+- :mod:`mfoml.analysis.ssl_tables`: the self-supervised runs' tables (per layer and label set).
 
 Names are loaded on first use (``import mfoml.analysis`` does not import pandas).
 """
@@ -21,5 +22,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "statistics": ("fold_statistics",),
         "runstats": ("checkpoint_correlations", "dynamics_correlations", "dynamics_features"),
         "studies": ("confused_pairs", "noise_table", "phases_pivot", "training_phases"),
+        "ssl_tables": ("ssl_epochs_table", "ssl_layers_summary", "ssl_layers_table"),
     },
 )

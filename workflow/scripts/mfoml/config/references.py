@@ -2,7 +2,7 @@
 
 Sweeps name defined models and losses, checkpoint epochs lie within the epochs, fold indices lie
 below ``folds.n_splits``, transfer sources are runs of this configuration, probe/NCC splits are
-dumped; every problem is reported with the key it concerns.
+dumped, self-supervised losses are used consistently (:mod:`mfoml.config.ssl`); every problem is reported with the key it concerns.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from mfoml.config.dynamics import check_dynamics
 from mfoml.config.errors import ConfigError
 from mfoml.config.runs import run_table
+from mfoml.config.ssl import ssl_problems
 from mfoml.config.text import check_text
 from mfoml.nets.layernames import DEFAULT_DEPTH_WIDTH
 
@@ -124,6 +125,7 @@ def check_references(config: dict[str, Any]) -> None:
             "config key 'probe.splits': must include 'train' (the correlation table and figures "
             "use alpha of the train split; without it every alpha feature would be empty)"
         )
+    errors.extend(ssl_problems(config))
     if config["ncc"]["test_split"] not in splits:
         errors.append(
             f"config key 'ncc.test_split': split {config['ncc']['test_split']!r} is not dumped "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfoml.config.errors import ConfigError
+from mfoml.config.ssl import is_ssl_loss
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
 #: Regular expression of a run id (used as the Snakemake wildcard constraint of ``{run}``).
@@ -66,6 +67,11 @@ class Run:
     transfer: dict | None = field(hash=False, compare=False)
     analysis_dataset: str = ""
     pretrained: dict | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def is_ssl(self) -> bool:
+        """Whether the run trains a self-supervised objective (no labels, rule ``train_ssl``)."""
+        return is_ssl_loss(self.loss_spec)
 
     def metadata(self) -> dict[str, Any]:
         """Columns describing the run in the tables."""

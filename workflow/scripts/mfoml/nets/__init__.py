@@ -15,7 +15,12 @@ training objectives.
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
 - :mod:`mfoml.nets.dumps`: reading those dumps (numpy only, no torch);
-- :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`).
+- :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`);
+- :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL) and the
+  projection head;
+- :mod:`mfoml.nets.augment`: seeded two-view augmentations per data kind (images, 1-D signals);
+- :mod:`mfoml.nets.ssl_model`: SSL encoders (backbone stages + projector stages);
+- :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels).
 
 Names are loaded on first use (``import mfoml.nets`` does not import torch).
 """
@@ -31,6 +36,10 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
         "losses": ("SVSLLoss",),
         "layernames": ("probe_layer_names",),
+        "augment": ("make_augmenter", "two_views"),
+        "ssl": ("build_objective",),
+        "ssl_model": ("SSLNet", "build_ssl_model"),
+        "ssl_training": ("train_ssl",),
         "models": ("ProbedModel", "build_model"),
         "training": ("ExtraLoss", "TrainConfig", "train"),
     },

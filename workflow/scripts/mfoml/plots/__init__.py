@@ -6,6 +6,7 @@
   ``figures``);
 - :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``);
 - :mod:`mfoml.plots.dynamics`: training dynamics and class geometry (rule ``dynamics_figures``).
+- :mod:`mfoml.plots.ssl`: the self-supervised experiments' figure (rule ``ssl_figures``).
 
 Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
 """
@@ -31,5 +32,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "plot_ncc_layers",
         ),
         "studies": ("plot_correlation", "plot_noise_alpha"),
+        "ssl": ("plot_ssl_layers",),
     },
 )
