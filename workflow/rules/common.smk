@@ -21,20 +21,25 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
-def module_files(names):
-    """The files of the mfoml modules ``names`` (dotted) and of everything they import."""
-    return CODE.files(CODE.closure(names))
+def code_version(script, skip=(), extra=()):
+    """Version of the code a job of rule script ``script`` executes, as a ``params`` entry.
 
-
-def script_modules(script, skip=()):
-    """The mfoml module files a rule script executes (transitively), as rule inputs.
-
-    Snakemake tracks the script itself (code trigger) but not what it imports; listing the
-    modules as inputs makes an edit of e.g. mfoml/collapse/measures.py rerun exactly the jobs
-    using it. Modules in ``skip`` (dotted names, imported only on some code paths) are left out
-    with their imports; the rule adds them for the jobs that execute them.
+    A hash of the normalized syntax trees of the script and of the mfoml modules it imports
+    (transitively; workflow/rules/codedeps.py): a job reruns when that code changes in meaning,
+    never for a touch, a checkout, or a comment, docstring or formatting edit (the profile's
+    rerun-triggers leave out Snakemake's mtime-based `code` trigger for scripts). ``skip`` /
+    ``extra``: dotted module names imported only on some code paths (see train_code).
     """
-    return CODE.files(CODE.script_modules(script, skip))
+    return CODE.code_version(script, skip, extra)
+
+
+def train_code(wildcards):
+    """Code version of a training job: only SVSL runs execute mfoml.nets.losses (and, through
+    it, the class means of mfoml.collapse); the other runs never retrain for that code.
+    """
+    if run_of(wildcards).loss_spec.get("type") == "svsl":
+        return code_version("train.py", extra=("mfoml.nets.losses",))
+    return code_version("train.py", skip=("mfoml.nets.losses",))
 
 
 def run_of(wildcards):
@@ -106,10 +111,7 @@ def train_inputs(wildcards):
     inputs = {
         "data": data_dir(run.dataset),
         "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
     }
-    if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
-        inputs["loss_code"] = module_files(["mfoml.nets.losses"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     return inputs
@@ -121,5 +123,4 @@ def activation_inputs(wildcards):
     return {
         "checkpoints": checkpoints_dir(run.run_id),
         "data": data_dir(run.analysis_dataset),
-        "code": script_modules("activations.py"),
     }

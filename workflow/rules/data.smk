@@ -2,8 +2,6 @@
 
 
 rule data:
-    input:
-        code=script_modules("data.py"),
     output:
         directory("resources/data/{dataset}"),
     log:
@@ -12,6 +10,7 @@ rule data:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("data.py"),
         options=lambda wildcards: canonical_json(
             dataset_options(config, wildcards.dataset)
         ),

@@ -6,7 +6,6 @@ rule ncc:
     input:
         activations="results/runs/{run}/activations",
         checkpoints="results/runs/{run}/checkpoints",
-        code=script_modules("ncc.py"),
     output:
         "results/runs/{run}/ncc.csv",
     log:
@@ -20,6 +19,7 @@ rule ncc:
         mem_mb=res("ncc", "mem_mb"),
         runtime=res("ncc", "runtime"),
     params:
+        code=code_version("ncc.py"),
         cfg=rule_params(config, "ncc"),
     script:
         "../scripts/ncc.py"

@@ -4,9 +4,9 @@
 #
 # Which data sets, tables and figures a configuration asks for is decided by TabularPlan
 # (workflow/rules/tabular_plan.py). Every rule gets only its own slice of config["tabular"] as
-# canonical JSON and lists the mfoml modules its script executes as inputs (each script imports
-# only the mfoml.tabular module of its part, so editing mfoml/wavelets/ reruns the wavelet,
-# importance, noise and synthetic jobs, never the baselines or the search).
+# canonical JSON and the version of the code its script executes (`code_version`, common.smk;
+# each script imports only the mfoml.tabular module of its part, so a change of mfoml/wavelets/
+# reruns the wavelet, importance, noise and synthetic jobs, never the baselines or the search).
 
 from tabular_plan import TabularPlan
 
@@ -20,7 +20,6 @@ rule tabular_baselines:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_baselines.py"),
     output:
         "results/tabular/{dataset}/baselines.json",
     log:
@@ -34,6 +33,7 @@ rule tabular_baselines:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_baselines.py"),
         cfg=TABULAR.params("baselines"),
     script:
         "../scripts/tabular_baselines.py"
@@ -43,7 +43,6 @@ rule tabular_rf_search:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_rf_search.py"),
     output:
         "results/tabular/{dataset}/rf_search.json",
     log:
@@ -57,6 +56,7 @@ rule tabular_rf_search:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_rf_search.py"),
         cfg=TABULAR.params("rf_search"),
     script:
         "../scripts/tabular_rf_search.py"
@@ -66,7 +66,6 @@ rule tabular_wavelet:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_wavelet.py"),
     output:
         "results/tabular/{dataset}/wavelet.json",
     log:
@@ -80,6 +79,7 @@ rule tabular_wavelet:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_wavelet.py"),
         cfg=TABULAR.params("wavelet"),
     script:
         "../scripts/tabular_wavelet.py"
@@ -89,7 +89,6 @@ rule tabular_importance:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_importance.py"),
     output:
         "results/tabular/{dataset}/importance.json",
     log:
@@ -103,14 +102,13 @@ rule tabular_importance:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_importance.py"),
         cfg=TABULAR.params("importance"),
     script:
         "../scripts/tabular_importance.py"
 
 
 rule tabular_synthetic:
-    input:
-        code=script_modules("tabular_synthetic.py"),
     output:
         "results/tabular/synthetic.json",
     log:
@@ -124,6 +122,7 @@ rule tabular_synthetic:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_synthetic.py"),
         cfg=TABULAR.params("synthetic"),
     script:
         "../scripts/tabular_synthetic.py"
@@ -133,7 +132,6 @@ rule tabular_noise:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_noise.py"),
     output:
         "results/tabular/{dataset}/noise.json",
     log:
@@ -147,6 +145,7 @@ rule tabular_noise:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_noise.py"),
         cfg=TABULAR.params("noise"),
     script:
         "../scripts/tabular_noise.py"
@@ -160,7 +159,6 @@ rule tabular_tables:
         importance=TABULAR.results("importance"),
         noise=TABULAR.results("noise"),
         synthetic=TABULAR.results("synthetic"),
-        code=script_modules("tabular_tables.py"),
     output:
         **TABULAR.table_paths(),
     log:
@@ -169,6 +167,7 @@ rule tabular_tables:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_tables.py"),
         cfg=TABULAR.params("tables"),
     script:
         "../scripts/tabular_tables.py"
@@ -177,7 +176,6 @@ rule tabular_tables:
 rule tabular_figures:
     input:
         **TABULAR.table_paths(),
-        code=script_modules("tabular_figures.py"),
     output:
         **{
             name: report(
@@ -193,6 +191,7 @@ rule tabular_figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_figures.py"),
         cfg=canonical_json({"dpi": config["figures"]["dpi"]}),
     script:
         "../scripts/tabular_figures.py"
