@@ -254,3 +254,25 @@ def test_build_model_errors_name_the_problem():
         build_model("conv", (1, 3, 3), 2)
     with pytest.raises(ValueError, match="input_shape"):
         build_model("conv", (16,), 2)
+
+
+@pytest.mark.parametrize(
+    ("arch", "input_shape", "depth"),
+    [
+        ("mlp", (40,), None),
+        ("mlp", (40,), 2),
+        ("conv", (1, 8, 8), 1),
+        ("conv", (1, 8, 8), 0),
+        ("conv1d", (1, 40), 4),
+        ("resnet18", (3, 16, 16), None),
+    ],
+)
+def test_torch_free_spec_names_the_layers_build_model_makes(arch, input_shape, depth):
+    from mfoml.nets.spec import penultimate_layer, probe_layers
+
+    kw = {} if depth is None else {"depth": depth}
+    if arch != "resnet18":
+        kw["width"] = 4
+    model = build_model(arch, input_shape, 3, **kw)
+    assert probe_layers(arch, depth) == model.probe_layers
+    assert penultimate_layer(arch, depth) == model.penultimate_layer

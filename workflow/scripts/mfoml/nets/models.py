@@ -54,6 +54,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mfoml.nets.spec import ARCHITECTURES, DEFAULTS
+
 __all__ = [
     "ACTIVATIONS",
     "ARCHITECTURES",
@@ -65,9 +67,7 @@ __all__ = [
     "resolve_device",
 ]
 
-ARCHITECTURES = ("mlp", "conv", "conv1d", "resnet18")
 ACTIVATIONS = ("relu", "gelu", "prelu", "sigmoid", "tanh", "heaviside")
-_DEFAULTS = {"mlp": (4, 100), "conv": (3, 32), "conv1d": (3, 32)}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -467,7 +467,7 @@ def build_model(
             raise ValueError(f"residual=False only applies to arch 'resnet18', not {arch!r}")
         if stem != "auto":
             raise ValueError(f"stem only applies to arch 'resnet18', not {arch!r}")
-        d0, w0 = _DEFAULTS[arch]
+        d0, w0 = DEFAULTS[arch]
         depth = d0 if depth is None else int(depth)
         width = w0 if width is None else int(width)
         if depth < 1 and arch != "conv":
