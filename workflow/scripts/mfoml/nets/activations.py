@@ -36,7 +36,6 @@ end: a failed dump leaves no ``out_dir`` (and no temporary directory).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -51,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mfoml.io import read_json
+from mfoml.io import current_umask, read_json, replace_dir
 from mfoml.nets.models import ProbedModel, resolve_device
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ def dump_activations(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it the usual mode
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; give it the usual mode
     was_training = model.training
     arrays: dict[str, np.memmap] = {}
     try:
@@ -266,7 +265,7 @@ def dump_activations(
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         arrays.clear()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -274,29 +273,6 @@ def dump_activations(
     finally:
         model.train(was_training)
     return manifest
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` directory onto ``out`` (replacing an old one)."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    old.rmdir()
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class ActivationDump:
