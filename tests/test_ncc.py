@@ -443,7 +443,7 @@ def test_layer_table_values_equal_independent_loops(trained_dumps):
 def test_layer_table_errors_name_the_layer(trained_dumps, tmp_path):
     import shutil
 
-    from mfoml.nets.activations import open_activations
+    from mfoml.nets.dumps import open_activations
 
     model, train_dump, test_dump, _ = trained_dumps
     bad_dir = tmp_path / "bad"

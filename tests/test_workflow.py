@@ -410,7 +410,7 @@ def test_subsamples_are_stratified(tiny):
 def test_label_noise_run_ncc_uses_true_labels(tiny, tmp_path):
     """A label-noise run on its own folds: the train dump keeps the labels trained on and the
     true ones (labels_true.npy), and the NCC table's class means use the true labels."""
-    from mfoml.nets.activations import open_activations
+    from mfoml.nets.dumps import open_activations
 
     wd = copy_run(tiny, tmp_path / "wd")
     cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())

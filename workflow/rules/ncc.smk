@@ -5,7 +5,6 @@
 rule ncc:
     input:
         activations="results/runs/{run}/activations",
-        checkpoints="results/runs/{run}/checkpoints",
     output:
         "results/runs/{run}/ncc.csv",
     log:

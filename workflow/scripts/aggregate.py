@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 from mfoml.analysis import aggregate as agg  # noqa: E402
 from mfoml.io import atomic_write_csv, read_csv_checked, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.activations import open_activations  # noqa: E402
+from mfoml.nets.dumps import open_activations  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "aggregate")
 cfg = json.loads(snakemake.params.cfg)

@@ -1,6 +1,6 @@
 """Rule `ncc`: NCC mismatch/accuracy and neural-collapse metrics NC1-NC4 per layer and
 checkpoint (mfoml.collapse.table.layer_table); class means from the train dump, "test" from
-``ncc.test_split``.
+``ncc.test_split``; the classifier weight (NC3) is stored in the dump, so this job needs no torch.
 """
 
 import sys
@@ -11,32 +11,25 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from mfoml.collapse.table import layer_table  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.activations import open_activations  # noqa: E402
-from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
+from mfoml.nets.dumps import open_activations  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "ncc")
 cfg = json.loads(snakemake.params.cfg)
-torch.set_num_threads(max(1, int(snakemake.threads)))
 act_dir = Path(snakemake.input.activations)
-ckpts = list_checkpoints(snakemake.input.checkpoints)
 epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
 frames = []
 for epoch in epochs:
-    if epoch not in ckpts:
-        raise FileNotFoundError(f"{snakemake.input.checkpoints}: no checkpoint for epoch {epoch}")
-    model, _ = load_checkpoint(ckpts[epoch])
     train_dump = open_activations(act_dir / str(epoch) / "train")
     test_dump = open_activations(act_dir / str(epoch) / cfg["test_split"])
     table = layer_table(
         train_dump,
         test_dump,
-        classifier_weight=model.classifier_weight().detach().cpu().numpy(),
-        penultimate_layer=model.penultimate_layer,
-        n_classes=int(model.spec["n_classes"]),
+        classifier_weight=train_dump.classifier_weight(),
+        penultimate_layer=train_dump.penultimate_layer,
+        n_classes=train_dump.n_classes,
         layers=None if cfg["layers"] == "all" else cfg["layers"],
         chunk_size=int(cfg["chunk_size"]),
     )

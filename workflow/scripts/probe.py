@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_write_csv, atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.activations import open_activations  # noqa: E402
+from mfoml.nets.dumps import open_activations  # noqa: E402
 from mfoml.wavelets.probe import sparsity_probe  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "probe")

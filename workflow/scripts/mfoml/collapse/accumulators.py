@@ -8,10 +8,12 @@ no sample has count 0 and a row of NaN in ``means_``; ``present_`` flags the pre
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily, on the torch code paths only
+    import torch
 
 __all__ = ["ClassMeans", "between_class_eigh"]
 from mfoml.collapse.streaming import (
@@ -78,6 +80,8 @@ class ClassMeans:
             self._sums = np.zeros((self.n_classes, self.dim), dtype=np.float64)
             self._counts = np.zeros(self.n_classes, dtype=np.int64)
         else:
+            import torch
+
             self._sums = torch.zeros((self.n_classes, self.dim), dtype=torch.float64, device=device)
             self._counts = torch.zeros(self.n_classes, dtype=torch.int64, device=device)
 
@@ -111,7 +115,9 @@ class ClassMeans:
             self._init_storage(d, features.device if is_torch(features) else None)
         if b == 0:
             return self
-        if isinstance(self._sums, torch.Tensor):
+        if is_torch(self._sums):
+            import torch
+
             dev = self._sums.device
             if not is_torch(features):
                 features = torch.from_numpy(np.asarray(features, dtype=np.float64))
@@ -168,13 +174,13 @@ class ClassMeans:
     def sums_(self) -> np.ndarray:
         self._require()
         s = self._sums
-        return s.detach().cpu().numpy().copy() if isinstance(s, torch.Tensor) else s.copy()
+        return s.detach().cpu().numpy().copy() if is_torch(s) else s.copy()
 
     @property
     def counts_(self) -> np.ndarray:
         self._require()
         c = self._counts
-        return c.detach().cpu().numpy().copy() if isinstance(c, torch.Tensor) else c.copy()
+        return c.detach().cpu().numpy().copy() if is_torch(c) else c.copy()
 
     @property
     def n_samples_(self) -> int:
@@ -204,9 +210,13 @@ class ClassMeans:
         return self.sums_.sum(axis=0) / n
 
     def means_tensor(
-        self, device: str | torch.device | None = None, dtype: torch.dtype = torch.float64
+        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> torch.Tensor:
-        """Class means as a torch tensor ``(C, D)`` (absent classes: NaN rows)."""
+        """Class means as a torch tensor ``(C, D)`` (absent classes: NaN rows; ``dtype``
+        default float64)."""
+        import torch
+
+        dtype = torch.float64 if dtype is None else dtype
         self._require()
         sums = torch.as_tensor(self._sums)
         counts = torch.as_tensor(self._counts).to(sums.device)

@@ -32,10 +32,12 @@ Conventions
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily, on the torch code paths only
+    import torch
 
 from mfoml.collapse.accumulators import ClassMeans
 from mfoml.collapse.streaming import (

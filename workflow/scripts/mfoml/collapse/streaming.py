@@ -15,11 +15,14 @@ tensor's device in float64, ``chunk_size`` rows at a time.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily, on the torch code paths only
+    import torch
 
 __all__ = [
     "Features",
@@ -79,7 +82,10 @@ def single_blas_thread() -> Iterator[None]:
 
 
 def is_torch(x: Any) -> bool:
-    return isinstance(x, torch.Tensor)
+    """Whether ``x`` is a torch tensor (without importing torch: if torch was never imported,
+    ``x`` cannot be one)."""
+    mod = sys.modules.get("torch")
+    return mod is not None and isinstance(x, mod.Tensor)
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -137,6 +143,8 @@ def to_f64(block: np.ndarray, buf: np.ndarray | None) -> tuple[np.ndarray, np.nd
 
 def as_label_array(labels: Any, name: str = "labels") -> np.ndarray | torch.Tensor:
     if is_torch(labels):
+        import torch
+
         if labels.dim() != 1:
             raise ValueError(f"{name} must have shape (N,), got {tuple(labels.shape)}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -229,6 +237,8 @@ class Scan:
         self._torch_cache: dict[Any, tuple[torch.Tensor, ...]] = {}
 
     def _torch_consts(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        import torch
+
         if device not in self._torch_cache:
             a = torch.as_tensor(self.a, device=device)
             sq = torch.as_tensor(self.sq_norms if self.n_scores else np.zeros(0), device=device)
@@ -312,6 +322,8 @@ class Scan:
         }
         if keep_predictions:
             if preds_out and is_torch(preds_out[0]):
+                import torch
+
                 out["pred"] = torch.cat(preds_out)
             else:
                 out["pred"] = (
@@ -349,6 +361,8 @@ class Scan:
     def _block_torch(
         self, chunk: torch.Tensor, start: int, lab: Any, pred: Any, keep: bool
     ) -> dict[str, Any]:
+        import torch
+
         dev = chunk.device
         a, sq, ci, pm = self._torch_consts(dev)
         k = int(chunk.shape[0])
@@ -379,6 +393,8 @@ class Scan:
 
 def int_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Labels (numpy, memmap or tensor) as an int64 tensor on ``device``."""
+    import torch
+
     if is_torch(x):
         return x.to(device=device, dtype=torch.int64)
     return torch.from_numpy(np.array(x, dtype=np.int64)).to(device)

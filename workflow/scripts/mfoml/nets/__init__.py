@@ -6,6 +6,7 @@ training objectives.
 - :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
+- :mod:`mfoml.nets.dumps`: reading those dumps (numpy only, no torch);
 - :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`).
 
 Names are loaded on first use (``import mfoml.nets`` does not import torch).
@@ -16,7 +17,8 @@ from mfoml._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "activations": ("ActivationDump", "dump_activations", "open_activations"),
+        "activations": ("dump_activations",),
+        "dumps": ("ActivationDump", "open_activations"),
         "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
         "losses": ("SVSLLoss",),
         "models": ("ProbedModel", "build_model"),

@@ -11,9 +11,12 @@ mode, and writes into ``out_dir``:
 ``labels_true.npy``
     int64 ``(N,)``, only when ``true_labels`` is given: the true labels of a split whose
     ``labels`` are noisy (the training split of a label-noise run); NCC means use them.
+``classifier_weight.npy``
+    float32 ``(n_classes, D_penultimate)``: the final linear classifier (NC3 and NCC jobs read
+    it from the dump, so they need neither the checkpoint nor torch).
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, true_labels, penultimate_layer, n_classes}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -31,7 +34,8 @@ Reduction of layers wider than ``max_features``
 Memory: one batch of every requested layer plus the memory-mapped outputs; nothing grows with N.
 NaN or inf in a layer (or a value overflowing float16) is a ``FloatingPointError`` naming the
 layer. The dump is written into a temporary directory next to ``out_dir`` and renamed at the
-end: a failed dump leaves no ``out_dir`` (and no temporary directory).
+end: a failed dump leaves no ``out_dir`` (and no temporary directory). Reading a dump needs no
+torch: :mod:`mfoml.nets.dumps` (re-exported here).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mfoml.io import current_umask, read_json, replace_dir
+from mfoml.io import current_umask, replace_dir
+from mfoml.nets.dumps import ActivationDump, open_activations
 from mfoml.nets.models import ProbedModel, resolve_device
 
 log = logging.getLogger(__name__)
@@ -247,6 +252,8 @@ def dump_activations(
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
+        # the final linear classifier, so that NCC / NC3 jobs need no checkpoint (nor torch)
+        np.save(tmp / "classifier_weight.npy", model.classifier_weight().float().cpu().numpy())
         for arr in (*arrays.values(), labels, preds):
             arr.flush()
         del labels, preds
@@ -260,6 +267,8 @@ def dump_activations(
             "max_features": None if max_features is None else int(max_features),
             "dtype": "float16",
             "true_labels": y_true is not None,
+            "penultimate_layer": model.penultimate_layer,
+            "n_classes": int(model.spec["n_classes"]),
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(
@@ -273,84 +282,3 @@ def dump_activations(
     finally:
         model.train(was_training)
     return manifest
-
-
-class ActivationDump:
-    """Read access to a dump written by :func:`dump_activations`.
-
-    Attributes
-    ----------
-    path : the dump directory.
-    manifest : the parsed ``manifest.json``.
-    layers : ordered layer names.
-    n_samples : ``N``.
-    labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
-    true_labels : int64 ``(N,)``: ``labels_true.npy`` when the dump has it (noisy ``labels``),
-        else ``labels``.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        mpath = self.path / "manifest.json"
-        if not mpath.is_file():
-            raise FileNotFoundError(f"{self.path}: not an activation dump (no manifest.json)")
-        self.manifest: dict = read_json(mpath)
-        try:
-            self._entries = {e["name"]: e for e in self.manifest["layers"]}
-            self.n_samples = int(self.manifest["n_samples"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{mpath}: malformed manifest ({exc})") from exc
-        self.layers: list[str] = [e["name"] for e in self.manifest["layers"]]
-        self.labels = self._load("labels.npy", (self.n_samples,), np.int64)
-        self.predictions = self._load("predictions.npy", (self.n_samples,), np.int64)
-        self.true_labels = (
-            self._load("labels_true.npy", (self.n_samples,), np.int64)
-            if self.manifest.get("true_labels")
-            else self.labels
-        )
-
-    def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
-        p = self.path / fname
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing from the activation dump")
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{p}: unreadable array ({exc})") from exc
-        if arr.shape != shape or arr.dtype != np.dtype(dtype):
-            raise ValueError(
-                f"{p}: expected {np.dtype(dtype)} {shape}, found {arr.dtype} {arr.shape}"
-            )
-        return arr
-
-    def entry(self, name: str) -> dict:
-        """The manifest entry of layer ``name`` (``name, index, shape, dim, reduction``)."""
-        if name not in self._entries:
-            raise KeyError(f"layer {name!r} not in the dump {self.path}; layers: {self.layers}")
-        return self._entries[name]
-
-    def layer(self, name: str) -> np.memmap:
-        """Memory-mapped float16 array ``(N, D_layer)`` of layer ``name``."""
-        e = self.entry(name)
-        return self._load(f"{name}.npy", (self.n_samples, int(e["dim"])), np.float16)
-
-    def iter_chunks(self, name: str, chunk_size: int = 4096) -> Iterator[np.ndarray]:
-        """Yield consecutive row blocks of layer ``name`` as float32 ``(<= chunk_size, D)``."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        arr = self.layer(name)
-        for start in range(0, self.n_samples, chunk_size):
-            yield np.asarray(arr[start : start + chunk_size], dtype=np.float32)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __repr__(self) -> str:
-        return (
-            f"ActivationDump({str(self.path)!r}, n_samples={self.n_samples}, layers={self.layers})"
-        )
-
-
-def open_activations(path: str | os.PathLike[str]) -> ActivationDump:
-    """Open an activation dump directory (see :class:`ActivationDump`)."""
-    return ActivationDump(path)

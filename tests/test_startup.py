@@ -1,0 +1,88 @@
+"""Job start-up: a rule script imports only what it uses.
+
+Importing torch costs about 3 s of CPU per job, scikit-learn + pandas + scipy about 2.5 s and
+seaborn about 2.4 s; in the default run most jobs are small, so these imports dominated its CPU
+time. Each test imports exactly the ``mfoml`` modules a rule script imports at its top level, in
+a fresh interpreter, and checks which heavy libraries got loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "workflow" / "scripts"
+HEAVY = ("torch", "torchvision", "sklearn", "pandas", "scipy", "matplotlib", "seaborn", "numba")
+
+# rule script -> heavy libraries it must NOT load at start-up
+FORBIDDEN = {
+    "probe.py": {"torch", "torchvision", "matplotlib", "seaborn"},
+    "ncc.py": {"torch", "torchvision", "sklearn", "matplotlib", "seaborn", "numba"},
+    "aggregate.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
+    "folds.py": {"torch", "torchvision", "pandas", "matplotlib", "seaborn", "numba"},
+    "data.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
+}
+
+
+def top_level_imports(script: Path) -> list[str]:
+    """Modules imported at the top level of ``script`` (what every run of it pays for)."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    mods: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            mods += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.append(node.module)
+    return mods
+
+
+def _start(modules: list[str]) -> subprocess.Popen:
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        f"print(json.dumps(sorted(h for h in {HEAVY!r} if h in sys.modules)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _result(proc: subprocess.Popen) -> set[str]:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, set[str]]:
+    """Heavy libraries loaded by each rule script's top-level imports (interpreters in parallel)."""
+    procs = {
+        script: _start([m for m in top_level_imports(SCRIPTS / script) if m != "sys"])
+        for script in FORBIDDEN
+    }
+    procs["<torch module>"] = _start(["mfoml.nets.models"])
+    return {name: _result(p) for name, p in procs.items()}
+
+
+@pytest.mark.parametrize("script", sorted(FORBIDDEN))
+def test_rule_script_imports_only_what_it_uses(script: str, loaded: dict[str, set[str]]) -> None:
+    bad = loaded[script] & FORBIDDEN[script]
+    assert not bad, f"workflow/scripts/{script} loads {sorted(bad)} at start-up"
+
+
+def test_the_check_sees_heavy_imports(loaded: dict[str, set[str]]) -> None:
+    """The probe of loaded libraries itself works (a module that does import torch)."""
+    assert "torch" in loaded["<torch module>"]
