@@ -26,6 +26,16 @@ def run_copy(tmp_path_factory: pytest.TempPathFactory, tmp_path):
     return copy_run(base, tmp_path / "wd")
 
 
+def _remove_downstream(wd):
+    """The outputs that follow the tanh run's training (absent while it was still training)."""
+    run = wd / "results" / "runs" / TANH
+    shutil.rmtree(run / "activations")
+    for name in ("probe.csv", "probe_curves.json", "ncc.csv"):
+        (run / name).unlink()
+    for folder in ("tables", "figures"):
+        shutil.rmtree(wd / "results" / folder)
+
+
 def test_killed_training_reruns_after_rm_snakemake_and_resumes(run_copy):
     wd = run_copy
     run = wd / "results" / "runs" / TANH
@@ -39,16 +49,17 @@ def test_killed_training_reruns_after_rm_snakemake_and_resumes(run_copy):
         shutil.copy2(done / name, work / name)
     (work / ".epoch_0002.pt.x1y2.tmp.pt").write_bytes(b"half-written")  # the killed write
     shutil.rmtree(done)
+    _remove_downstream(wd)  # never made: the run was killed in training
     shutil.rmtree(wd / ".snakemake")  # the lock "fix" that also drops the incomplete markers
 
     jobs = dry_run_jobs(wd, configfile=wd / TINY_CONFIG)
-    assert ("train", {"run": TANH}) in [(r, {"run": w.get("run")}) for r, w in jobs]
+    assert [w["run"] for rule, w in jobs if rule == "train"] == [TANH]
 
     target = f"results/runs/{TANH}/checkpoints"
     run_snakemake(wd, "--cores", "1", target, configfile=wd / TINY_CONFIG, check=True)
     log = (wd / "logs" / "runs" / TANH / "train.log").read_text()
     assert "resuming from epoch 1" in log
-    assert sorted(p.name for p in done.iterdir()) == [
+    assert sorted(p.name for p in done.iterdir() if p.name != ".snakemake_timestamp") == [
         "epoch_0001.pt",
         "epoch_0002.pt",
         "metrics.csv",
@@ -70,10 +81,9 @@ def test_partial_directory_of_another_request_is_discarded(run_copy):
     work.mkdir()
     (work / "request.json").write_text('{"params": "of another run"}')
     shutil.copy2(run / "checkpoints" / "epoch_0001.pt", work / "epoch_0001.pt")
+    shutil.rmtree(run / "checkpoints")
     target = f"results/runs/{TANH}/checkpoints"
-    run_snakemake(
-        wd, "--cores", "1", "--forcerun", "train", target, configfile=wd / TINY_CONFIG, check=True
-    )
+    run_snakemake(wd, "--cores", "1", target, configfile=wd / TINY_CONFIG, check=True)
     log = (wd / "logs" / "runs" / TANH / "train.log").read_text()
     assert "discarding" in log and "resuming" not in log
     assert not work.exists()
@@ -83,12 +93,7 @@ def test_partial_directory_of_another_request_is_discarded(run_copy):
     ("table", "corrupt", "expected"),
     [
         ("probe.csv", lambda t: t + ",".join("1" * 40) + "\n", "not a readable CSV table"),
-        ("ncc.csv", lambda t: t.replace("nc1", "nc_one", 1), "column(s) ['nc1'] missing"),
-        (
-            "checkpoints/metrics.csv",
-            lambda t: "\n".join(t.splitlines()[:1] + [t.splitlines()[1].replace(",", ",x", 1)]),
-            "is not a number",
-        ),
+        # (ncc.csv and metrics.csv go through the same reader: tests/test_io.py)
     ],
 )
 def test_corrupted_result_table_is_named_by_the_aggregation(run_copy, table, corrupt, expected):
