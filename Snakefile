@@ -1,4 +1,5 @@
-"""mfoml pipeline: data -> folds -> train -> activations -> probe, ncc -> aggregate -> figures.
+"""mfoml pipeline: data -> folds -> train -> activations -> probe, ncc -> aggregate -> figures;
+self-supervised runs: train_ssl -> activations -> ssl_eval -> ssl_aggregate -> ssl_figures.
 
 Run `snakemake --cores all` (default config/config.yaml) or
 `snakemake --cores all --configfile config/experiments/<study>.yaml`; see docs/pipeline.md.
@@ -42,16 +43,23 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/ncc.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tabular.smk"
+include: "workflow/rules/dynamics_common.smk"
+include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/ssl.smk"
 
 
 rule all:
     default_target: True
     input:
         final_targets(),
+        ssl_targets(),
         tabular_targets(),
+        pretrain_targets(),
+        dynamics_targets(),

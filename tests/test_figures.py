@@ -133,25 +133,34 @@ def test_confusion_numbers_never_overlap(monkeypatch, tmp_path, n_classes):
 
 
 def test_correlation_legend_has_headings(monkeypatch, tmp_path):
-    figures = _captured(monkeypatch)
+    from mfoml.analysis import runstats
+    from mfoml.plots import studies
+
+    figures = []
+    monkeypatch.setattr(studies, "save_figure", lambda fig, path, dpi: figures.append(fig))
     rng = np.random.default_rng(2)
-    pts = pd.DataFrame(
-        {
-            "experiment": "e",
-            "dataset": "mnist1d",
-            "model": np.repeat(["mlp-a", "mlp-b"], 6),
-            "activation": np.tile(["relu", "tanh"], 6),
-            "run": [f"r{i}" for i in range(12)],
-            "epoch": 2,
-            "accuracy": rng.random(12),
-            "alpha_last_inner": rng.random(12),
-        }
-    )
-    corr = pd.DataFrame(
-        [{"experiment": "e", "feature": "alpha_last_inner", "rho": 0.1, "p_value": 0.5,
-          "n": 12, "status": "ok"}]
+    points = pd.DataFrame(
+        [
+            {"experiment": "e", "dataset": "mnist1d", "model": "mlp-a", "activation": act,
+             "loss": "ce", "noise": 0.0, "seed": 0, "fold": k, "run": f"{act}/fold{k}",
+             "epoch": e, "alpha_last_inner": rng.random(), "alpha_depth_slope": rng.random(),
+             "ncc_mismatch_penultimate": rng.random(), "accuracy": rng.random()}
+            for act in ("relu", "tanh") for k in range(3) for e in (1, 4)
+        ]
     )  # fmt: skip
-    plots.plot_correlation(pts, corr, tmp_path / "x.png")
-    texts = [t.get_text() for t in figures[0].legends[0].get_texts()]
-    assert texts[0] == "colour: activation" and "relu" in texts
-    assert "marker: data set / model" in texts and "mnist1d / mlp-b" in texts
+    final = points[points["epoch"] == 4][["run", "accuracy"]]
+    points = runstats.merge_final(points, final.rename(columns={"accuracy": "final_accuracy"}))
+    corr = runstats.checkpoint_correlations(points, n_permutations=19, n_boot=20)
+    studies.plot_correlation(points, corr, tmp_path / "x.png", dpi=40)
+    legend = figures[0].legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[0] == "points (one per run), colour: activation"
+    assert {"relu", "tanh"} <= set(texts)
+    assert "bottom row, line colour: experiment" in texts
+    assert "bottom row, line style: rho against" in texts
+    bold = {t.get_text() for t in legend.get_texts() if t.get_fontweight() == "bold"}
+    assert bold == {
+        texts[0],
+        "bottom row, line colour: experiment",
+        "bottom row, line style: rho against",
+    }

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 RELU = "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0"
 TANH = "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0"
 SVSL = "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0"
-DOWNSTREAM = {"aggregate", "figures", "all"}
+DOWNSTREAM = {"aggregate", "figures", "dynamics_figures", "all"}
 
 
 @pytest.fixture
@@ -62,7 +62,9 @@ def test_probe_setting_reruns_probe_and_downstream_only(run_copy):
 
     jobs = _jobs(run_copy, _write_config(run_copy, edit))
     rules = Counter(rule for rule, _ in jobs)
-    assert rules == Counter({"probe": 3, "aggregate": 1, "figures": 1, "all": 1})
+    assert rules == Counter(
+        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+    )
     assert {w["run"] for rule, w in jobs if rule == "probe"} == {RELU, TANH, SVSL}
 
 
@@ -132,7 +134,7 @@ def test_changing_smoothness_code_reruns_only_probe_jobs(run_copy):
     module.write_text(module.read_text().replace("_LOGLOG_ZERO = 1e-6", "_LOGLOG_ZERO = 2e-6"))
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(
-        {"probe": 3, "aggregate": 1, "figures": 1, "all": 1}
+        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
     )
 
 

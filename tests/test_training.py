@@ -23,6 +23,9 @@ COLUMNS = [
     "heldout_acc",
     "test_loss",
     "test_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "n_parameters",
     "lr",
     "seconds",
 ]

@@ -1,5 +1,6 @@
-# Tidy tables over all runs, summaries over folds (mean, std, n) and the Spearman correlation
-# between training-data layer dynamics and test accuracy.
+# Tidy tables over all runs, summaries over folds (mean, std, n), the run-level correlations of
+# training-data layer dynamics with test accuracy, and the study tables (phases, label noise,
+# most-confused classes).
 
 
 rule aggregate:
@@ -10,16 +11,14 @@ rule aggregate:
         ncc=expand("results/runs/{run}/ncc.csv", run=RUN_IDS),
     output:
         **{t: f"results/tables/{t}.csv" for t in TABLES if t not in REPORT_TABLES},
-        correlation=report(
-            "results/tables/correlation.csv",
-            caption="../report/table_correlation.rst",
-            category="Tables",
-        ),
-        checkpoints_summary=report(
-            "results/tables/checkpoints_summary.csv",
-            caption="../report/table_checkpoints.rst",
-            category="Tables",
-        ),
+        **{
+            t: report(
+                f"results/tables/{t}.csv",
+                caption=f"../report/table_{t}.rst",
+                category="Tables",
+            )
+            for t in REPORT_TABLES
+        },
     log:
         "logs/aggregate.log",
     localrule: True

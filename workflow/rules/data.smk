@@ -2,6 +2,8 @@
 
 
 rule data:
+    input:
+        unpack(data_inputs),
     output:
         directory("resources/data/{dataset}"),
     log:
@@ -10,7 +12,7 @@ rule data:
     conda:
         "../../envs/mfoml.yaml"
     params:
-        code=code_version("data.py"),
+        code=data_code,
         options=lambda wildcards: canonical_json(
             dataset_options(config, wildcards.dataset)
         ),

@@ -35,6 +35,11 @@ rule figures:
             caption="../report/correlation.rst",
             category="Dynamics vs accuracy",
         ),
+        noise_alpha=report(
+            f"results/figures/noise_alpha.{FIG_EXT}",
+            caption="../report/noise_alpha.rst",
+            category="Smoothness",
+        ),
     log:
         "logs/figures.log",
     localrule: True

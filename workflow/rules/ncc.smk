@@ -18,7 +18,7 @@ rule ncc:
         mem_mb=res("ncc", "mem_mb"),
         runtime=res("ncc", "runtime"),
     params:
-        code=code_version("ncc.py"),
+        code=code_version("ncc.py", skip=("mfoml.tracking",)),  # tracking: output-neutral
         cfg=rule_params(config, "ncc"),
     script:
         "../scripts/ncc.py"

@@ -1,12 +1,13 @@
-# Tabular track (issue 6, docs/tabular.md): per data set under the stored k-fold CV, baselines,
-# nested random-forest search, the wavelet forest with validation-chosen M, feature importances
-# and the label-noise study; then tables (mean and std over folds) and figures.
+# Tabular track (issues 6 and 15, docs/tabular.md): per data set under the stored k-fold CV,
+# baselines (XGBoost included), nested random-forest and XGBoost searches, the wavelet forest
+# with validation-chosen M, the wavelets of boosted trees beside it, feature importances and the
+# label-noise study; then tables (mean and std over folds) and figures.
 #
 # Which data sets, tables and figures a configuration asks for is decided by TabularPlan
 # (workflow/rules/tabular_plan.py). Every rule gets only its own slice of config["tabular"] as
-# canonical JSON and the version of the code its script executes (`code_version`, common.smk;
-# each script imports only the mfoml.tabular module of its part, so a change of mfoml/wavelets/
-# reruns the wavelet, importance, noise and synthetic jobs, never the baselines or the search).
+# canonical JSON and lists the mfoml modules its script executes as inputs (each script imports
+# only the mfoml.tabular module of its part, so editing mfoml/wavelets/ reruns the wavelet,
+# boosting, importance, noise and synthetic jobs, never the baselines or the searches).
 
 from tabular_plan import TabularPlan
 
@@ -62,6 +63,29 @@ rule tabular_rf_search:
         "../scripts/tabular_rf_search.py"
 
 
+rule tabular_xgb_search:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+    output:
+        "results/tabular/{dataset}/xgb_search.json",
+    log:
+        "logs/tabular/{dataset}/xgb_search.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/xgb_search.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        code=code_version("tabular_xgb_search.py"),
+        cfg=TABULAR.params("xgb_search"),
+    script:
+        "../scripts/tabular_xgb_search.py"
+
+
 rule tabular_wavelet:
     input:
         data=data_dir("{dataset}"),
@@ -83,6 +107,29 @@ rule tabular_wavelet:
         cfg=TABULAR.params("wavelet"),
     script:
         "../scripts/tabular_wavelet.py"
+
+
+rule tabular_boosting:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+    output:
+        "results/tabular/{dataset}/boosting.json",
+    log:
+        "logs/tabular/{dataset}/boosting.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/boosting.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        code=code_version("tabular_boosting.py"),
+        cfg=TABULAR.params("boosting"),
+    script:
+        "../scripts/tabular_boosting.py"
 
 
 rule tabular_importance:
@@ -155,7 +202,9 @@ rule tabular_tables:
     input:
         baselines=TABULAR.results("baselines"),
         rf_search=TABULAR.results("rf_search"),
+        xgb_search=TABULAR.results("xgb_search"),
         wavelet=TABULAR.results("wavelet"),
+        boosting=TABULAR.results("boosting"),
         importance=TABULAR.results("importance"),
         noise=TABULAR.results("noise"),
         synthetic=TABULAR.results("synthetic"),

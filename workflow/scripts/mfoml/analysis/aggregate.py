@@ -1,4 +1,4 @@
-"""Aggregation of per-run results into tidy tables, fold summaries and correlations.
+"""Aggregation of per-run results into tidy tables, fold summaries and correlation points.
 
 All tables are tidy (one observation per row) and carry the run description columns
 :data:`RUN_COLUMNS`. Summaries over folds group by :data:`VARIANT_COLUMNS` (+ the table's own
@@ -6,15 +6,16 @@ keys) and give ``{value}_mean``, ``{value}_std`` (sample standard deviation, ddo
 ``n = 1``) and ``{value}_n`` (number of folds with a finite value).
 
 The correlation analysis follows the course's question: do layer dynamics measured on the
-training data predict test accuracy? For every (run, checkpoint) it computes
+training data predict test accuracy? :func:`correlation_points` gives, for every (run,
+checkpoint),
 
 - ``alpha_last_inner``: alpha of the last inner (penultimate) layer,
 - ``alpha_depth_slope``: least-squares slope of alpha over the inner layers' depth index
   (layers strictly between ``input`` and ``logits``; NaN with fewer than 2 finite values),
 - ``ncc_mismatch_penultimate``: train NCC mismatch at the penultimate layer,
 
-and the Spearman rank correlation (rho, two-sided p-value) of each with the accuracy target
-across all runs and checkpoints of an experiment (sweep), and over all experiments together.
+with the accuracy target. The inference over these points, whose unit is the run (never the
+pooled checkpoints), is :mod:`mfoml.analysis.runstats`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mfoml.analysis.metrics import classification_metrics
-from mfoml.analysis.statistics import fold_statistics, slope, spearman
+from mfoml.analysis.statistics import fold_statistics, slope
 
 __all__ = [
     "RESULT_TABLES",
@@ -39,7 +40,6 @@ __all__ = [
     "checkpoint_metrics",
     "summarize",
     "correlation_points",
-    "correlation_table",
     "missing_penultimate",
     "penultimate_gaps",
 ]
@@ -112,8 +112,10 @@ def layers_table(
     ----------
     runs : run descriptions (dicts with :data:`RUN_COLUMNS`).
     probe : run id -> probe table (``epoch, split, layer, layer_index, alpha, alpha_min,
-        alpha_max, status, ...``); the ``train`` split gives the columns ``alpha, alpha_min,
-        alpha_max, alpha_status``, any other split ``alpha_{split}`` etc.
+        alpha_max, status, n_tau, n_wavelets`` and, with the random-label baseline,
+        ``alpha_random, alpha_random_status, n_wavelets_random``); the ``train`` split gives
+        these columns (``status`` as ``alpha_status``), any other split the same with the suffix
+        ``_{split}`` (``alpha_test``, ``alpha_status_test``, ``n_wavelets_test`` ...).
     ncc : run id -> NCC table (``epoch, layer, layer_index, ncc_mismatch_train, ...``).
 
     Returns
@@ -127,25 +129,18 @@ def layers_table(
         wide = None
         for split, part in p.groupby("split", sort=False):
             suffix = "" if split == "train" else f"_{split}"
-            part = part.rename(
-                columns={
-                    "alpha": f"alpha{suffix}",
-                    "alpha_min": f"alpha_min{suffix}",
-                    "alpha_max": f"alpha_max{suffix}",
-                    "status": f"alpha_status{suffix}",
-                    "n_tau": f"n_tau{suffix}",
-                }
+            part = part.rename(columns={"status": "alpha_status"})
+            values = [c for c in part.columns if c.startswith(("alpha", "n_tau", "n_wavelets"))]
+            part = part[["epoch", "layer", "layer_index", *values]].rename(
+                columns={c: f"{c}{suffix}" for c in values}
             )
-            keep = ["epoch", "layer", "layer_index"] + [
-                c for c in part.columns if c.startswith(("alpha", "n_tau"))
-            ]
-            part = part[keep]
             wide = (
                 part
                 if wide is None
                 else wide.merge(part, on=["epoch", "layer", "layer_index"], how="outer")
             )
         n = ncc[rid].drop(columns=["reduction"], errors="ignore")
+        n = n.rename(columns={"status": "collapse_status"})  # beside the probe's alpha_status
         merged = (
             n.merge(wide, on=["epoch", "layer", "layer_index"], how="outer")
             if wide is not None
@@ -192,7 +187,7 @@ def checkpoint_metrics(
     labels: np.ndarray,
     predictions: np.ndarray,
     n_classes: int,
-    loss: float = math.nan,
+    cross_entropy: float | None = math.nan,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Classification metrics of one checkpoint on one split, and its confusion matrix.
 
@@ -202,12 +197,13 @@ def checkpoint_metrics(
     epoch, split : checkpoint epoch and split name.
     labels, predictions : int arrays (N,).
     n_classes : C.
-    loss : the split's loss at that epoch from the metrics table (NaN when not recorded).
+    cross_entropy : mean cross-entropy of the same eval-mode pass against the same labels (the
+        dump's manifest; ``None``/NaN when not recorded).
 
     Returns
     -------
     (row, confusion) : the row ``{run columns, epoch, split, accuracy, precision_macro,
-    recall_macro, f1_macro, loss_value, n_samples}`` and the confusion matrix in long format
+    recall_macro, f1_macro, cross_entropy, n_samples}`` and the confusion matrix in long format
     (``true, predicted, count``; C*C rows).
     """
     m = classification_metrics(np.asarray(labels), np.asarray(predictions), n_classes)
@@ -220,7 +216,7 @@ def checkpoint_metrics(
             "precision_macro": m["precision_macro"],
             "recall_macro": m["recall_macro"],
             "f1_macro": m["f1_macro"],
-            "loss_value": float(loss),
+            "cross_entropy": math.nan if cross_entropy is None else float(cross_entropy),
             "n_samples": m["n_samples"],
         }
     )
@@ -392,44 +388,3 @@ def penultimate_gaps(
                     "'probe.max_samples')"
                 )
     return out
-
-
-def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
-    """Spearman rho and two-sided p-value of each feature with ``accuracy``.
-
-    Computed per experiment and over all experiments (``experiment = "all"``, only when there
-    is more than one), across runs and checkpoints, on the rows where both are finite.
-
-    Returns
-    -------
-    DataFrame ``experiment, feature, target, rho, p_value, n, status`` where ``status`` is
-    ``ok``, ``no_data`` (no point has both values, e.g. the penultimate layer was not analysed;
-    see :func:`missing_penultimate`), ``too_few_points`` (0 < n < ``min_points``) or
-    ``constant`` (a constant input); rho and p are NaN unless ``ok``.
-    """
-    groups: list[tuple[str, pd.DataFrame]] = [
-        (str(name), part) for name, part in points.groupby("experiment", sort=False)
-    ]
-    if len(groups) > 1:
-        groups.append(("all", points))
-    rows = []
-    for name, part in groups:
-        targets = sorted(set(part["target"].dropna()))
-        for feature in FEATURES:
-            x = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
-            y = pd.to_numeric(part["accuracy"], errors="coerce").to_numpy(float)
-            rho, p, n, status = spearman(x, y, min_points)
-            rows.append(
-                {
-                    "experiment": name,
-                    "feature": feature,
-                    "target": "+".join(targets),
-                    "rho": rho,
-                    "p_value": p,
-                    "n": n,
-                    "status": status,
-                }
-            )
-    return pd.DataFrame(
-        rows, columns=["experiment", "feature", "target", "rho", "p_value", "n", "status"]
-    )

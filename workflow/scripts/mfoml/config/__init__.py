@@ -5,7 +5,8 @@ Torch-free and light (PyYAML, jsonschema): imported by the Snakefile before any 
 - :mod:`mfoml.config.schema`: :func:`validate_config`, :func:`load_config` (JSON schema with
   defaults), then :mod:`mfoml.config.references` (cross references);
 - :mod:`mfoml.config.runs`: :class:`Run`, :func:`run_table`, run ids;
-- :mod:`mfoml.config.params`: :func:`canonical_json`, :func:`rule_params`.
+- :mod:`mfoml.config.params`: :func:`canonical_json`, :func:`rule_params`;
+- :mod:`mfoml.config.ssl`: the self-supervised loss types and their checks.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checks of a configuration against what is known about its data sets and models, before any job.
 
 Data-set ids are looked up in the source registry (:mod:`mfoml.data.catalog`, no heavy import),
-layer names come from the torch-free :mod:`mfoml.nets.spec`, and the class counts of the built-in
+layer names come from the torch-free :mod:`mfoml.nets.layernames`, and the class counts of the built-in
 sets from the registry (``SourceInfo.class_counts``; a ``data.variants`` entry with
 ``per_class_cap`` caps them). What cannot be known without downloading (OpenML class counts) is
 checked by the job itself.
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mfoml.data.catalog import find_source, known_datasets
-from mfoml.nets.spec import probe_layers
+from mfoml.nets.layernames import probe_layer_names
 
 __all__ = ["class_counts", "dataset_errors", "layer_errors", "sample_errors"]
 
@@ -116,7 +116,12 @@ def layer_errors(config: dict[str, Any]) -> list[str]:
             if spec is None or model in seen:
                 continue
             seen.add(model)
-            names = probe_layers(spec["arch"], spec.get("depth"))
+            try:
+                names = probe_layer_names(
+                    spec["arch"], spec.get("depth"), spec.get("probe_point", "post")
+                )
+            except ValueError:  # text models name their layers themselves (checked in the job)
+                continue
             for section in ("probe", "ncc"):
                 wanted = config[section]["layers"]
                 if wanted == "all":

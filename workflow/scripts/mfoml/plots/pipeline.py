@@ -25,7 +25,6 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mfoml.plots.common import (  # noqa: E402
-    FEATURE_LABELS,
     add_variant,
     confusion_layout,
     empty_figure,
@@ -40,7 +39,6 @@ __all__ = [
     "plot_alpha_layers",
     "plot_collapse_layers",
     "plot_confusion",
-    "plot_correlation",
     "plot_ncc_layers",
 ]
 
@@ -347,89 +345,6 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         ax.set_ylabel("true")
         if n_classes > 10:
             ax.tick_params(labelsize=max(4, min(8, 160 / n_classes)))
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi)
-
-
-def plot_correlation(
-    points: pd.DataFrame,
-    correlation: pd.DataFrame,
-    path: str | os.PathLike[str],
-    dpi: int = 110,
-) -> None:
-    """Scatter of each layer-dynamics feature against test accuracy (one point per run and
-    checkpoint), annotated with the per-experiment Spearman rho and p-value."""
-    title = "Training-data layer dynamics vs test accuracy"
-    features = [f for f in FEATURE_LABELS if f in points]
-    if points.empty or not features:
-        empty_figure(path, title, "no (run, checkpoint) points", dpi)
-        return
-    data, kind = add_variant(points)
-    pal = variant_palette(data["variant"], kind)
-    experiments = list(dict.fromkeys(data["experiment"].astype(str)))
-    if len(experiments) > 1:
-        experiments.append("all")
-    fig, axes = plt.subplots(
-        len(experiments),
-        len(features),
-        figsize=(4.2 * len(features) + 2.5, 3.4 * len(experiments)),
-        squeeze=False,
-    )
-    panels = sorted(data["panel"].unique())
-    markers = dict(zip(panels, "osD^vP*Xh" * (len(panels) // 9 + 1), strict=False))
-    for i, exp in enumerate(experiments):
-        part = data if exp == "all" else data[data["experiment"].astype(str) == exp]
-        for j, feat in enumerate(features):
-            ax = axes[i, j]
-            ok = np.isfinite(part[feat].astype(float)) & np.isfinite(part["accuracy"].astype(float))
-            sub = part[ok]
-            for (variant, panel), pts in sub.groupby(["variant", "panel"]):
-                ax.scatter(
-                    pts[feat],
-                    pts["accuracy"],
-                    color=pal[variant],
-                    marker=markers[panel],
-                    s=22,
-                    alpha=0.85,
-                    linewidths=0,
-                )
-            row = correlation[
-                (correlation["experiment"].astype(str) == exp) & (correlation["feature"] == feat)
-            ]
-            if len(row):
-                r = row.iloc[0]
-                txt = (
-                    f"Spearman rho = {r['rho']:.2f}, p = {r['p_value']:.2g}, n = {int(r['n'])}"
-                    if r["status"] == "ok"
-                    else f"{r['status']} (n = {int(r['n'])})"
-                )
-                ax.set_title(f"{exp}\n{txt}", fontsize=9)
-            else:
-                ax.set_title(exp, fontsize=9)
-            ax.set_xlabel(FEATURE_LABELS[feat])
-            ax.set_ylabel("test accuracy")
-    from matplotlib.lines import Line2D
-
-    def heading(text: str) -> Line2D:
-        return Line2D([], [], linestyle="", marker="", label=text)
-
-    what = "activation" if kind == "activation" else "variant"
-    handles = [heading(f"colour: {what}")]
-    handles += [
-        Line2D([], [], linestyle="", marker="o", color=pal[v], label=v) for v in sorted(pal)
-    ]
-    handles += [heading(""), heading("marker: data set / model")]
-    handles += [
-        Line2D([], [], linestyle="", marker=markers[p], color="0.35", label=p) for p in panels
-    ]
-    handles += [heading(""), heading("one point per run and checkpoint")]
-    legend = fig.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False
-    )
-    for text in legend.get_texts():
-        if text.get_text().startswith(("colour:", "marker:")):
-            text.set_fontweight("bold")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi)
