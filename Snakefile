@@ -18,7 +18,7 @@ min_version("9.0")
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "rules"))
 
-from mfoml.config import ConfigError, validate_config
+from mfoml.config import ConfigError, check_work, check_yaml_file, validate_config
 
 # A --configfile given on the command line replaces the embedded default instead of being
 # merged into it, so that every experiment file is complete on its own (schema defaults fill
@@ -27,7 +27,11 @@ if not workflow.overwrite_configfiles:
     workflow.configfile(os.path.join(workflow.basedir, "config", "config.yaml"))
 
 try:
+    # Snakemake's YAML loading keeps the last of two equal keys: re-read the files strictly.
+    for configfile_path in workflow.configfiles:
+        check_yaml_file(configfile_path)
     validate_config(config)
+    check_work(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 

@@ -125,6 +125,16 @@ def test_correlation_points_and_spearman(rng):
     cut = table[~((table["layer"] == "block3") & table["run"].isin([first, second]))]
     pen = {r["run"]: "block3" for r in runs}
     assert agg.missing_penultimate(cut, pen) == {first: ["probe", "ncc"], second: ["probe", "ncc"]}
+    gaps = agg.penultimate_gaps(cut, pen)
+    assert gaps[first]["probe"] == "not analysed: config key 'probe.layers' leaves it out"
+    # analysed on too few samples: alpha is NaN with a status; the reason is the sample size
+    starved = table.copy()
+    sel = (starved["layer"] == "block3") & (starved["run"] == first)
+    starved.loc[sel, "alpha"] = np.nan
+    starved.loc[sel, "alpha_status"] = "no_wavelets"
+    reason = agg.penultimate_gaps(starved, pen)[first]["probe"]
+    assert "alpha is not finite (probe status no_wavelets)" in reason
+    assert "'activations.max_samples'" in reason and "probe.layers" not in reason
     only_missing = agg.correlation_points(
         cut[cut["run"].isin([first, second])], epochs, {first: "block3", second: "block3"}
     )

@@ -402,6 +402,127 @@ def test_every_config_key_is_documented():
     assert len(keys) > 60
 
 
+def _transfer_from(run_id: str):
+    def edit(c):
+        c["sweeps"][2]["transfer"]["source_run"] = run_id
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["sweeps"][0].update(datasets=["mnsit1d"]),
+            "config key 'sweeps[0].datasets': unknown data set 'mnsit1d'; known: mnist1d,",
+        ),
+        (
+            lambda c: c["sweeps"][2].update(analysis_dataset="cifar1000"),
+            "config key 'sweeps[2].analysis_dataset': unknown data set 'cifar1000'",
+        ),
+        (
+            lambda c: c["data"]["variants"]["mnist1d-small"].update(source="mnist1e"),
+            "config key 'data.variants.mnist1d-small.source': unknown data set 'mnist1e'",
+        ),
+        (
+            lambda c: c.update(tabular={"enabled": True, "datasets": ["iris", "irsi"]}),
+            "config key 'tabular.datasets': unknown data set 'irsi'",
+        ),
+        (
+            lambda c: c["probe"].update(layers=["block1", "block3"]),
+            "config key 'probe.layers': ['block3'] not layers of model 'mlp-d2-w16' (used by "
+            "sweeps[0]); its layers are input, block1, block2, logits",
+        ),
+        (
+            lambda c: c["ncc"].update(layers=["stem"]),
+            "config key 'ncc.layers': ['stem'] not layers of model 'mlp-d2-w16'",
+        ),
+        (
+            lambda c: c["folds"].update(n_splits=21),
+            "config key 'folds.n_splits': 21 folds, but class 0 of data set 'mnist1d-small' "
+            "(variant of 'mnist1d') has only 20 training samples "
+            "(data.variants.mnist1d-small.per_class_cap = 20); use folds.n_splits <= 20",
+        ),
+        (
+            lambda c: (
+                c.update(tabular={"enabled": True, "datasets": ["diabetes"]})
+                or c["folds"].update(n_splits=443)
+            ),
+            "config key 'folds.n_splits': 443 folds, but data set 'diabetes' has only 442",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(name="relu"),
+            "config key 'sweeps[1].name': sweep name 'relu' is already used by sweeps[0]",
+        ),
+        (
+            lambda c: c["activations"].update(max_samples=1),
+            "config key 'activations.max_samples': 1 is less than the minimum of 2",
+        ),
+        (
+            lambda c: c["activations"].update(max_samples=19),
+            "config key 'activations.max_samples': 19 samples cannot hold 2 per class of data "
+            "set 'mnist1d' (10 classes)",
+        ),
+        (
+            lambda c: c["probe"].update(max_samples=10),
+            "config key 'probe.max_samples': 10 samples cannot hold 2 per class",
+        ),
+        (
+            _transfer_from("mnist2d/mlp-d2-w16/relu/ce/noise0/fold0"),
+            "config key 'sweeps[2].transfer.source_run': the data set 'mnist2d' of the source "
+            "run 'mnist2d/mlp-d2-w16/relu/ce/noise0/fold0' is not a known data set",
+        ),
+        (
+            # the source sweep itself names the unknown data set: the message is about it
+            lambda c: (
+                c["sweeps"][0].update(datasets=["mnist2d"])
+                or _transfer_from("mnist2d/mlp-d2-w16/relu/ce/noise0/fold0")(c)
+            ),
+            "config key 'sweeps[0].datasets': unknown data set 'mnist2d'",
+        ),
+        (
+            _transfer_from("digits/mlp-d2-w16/relu/ce/noise0/fold0"),
+            "config key 'sweeps[2].transfer.source_run': no sweep trains on data set 'digits'",
+        ),
+    ],
+)
+def test_data_layer_fold_and_sample_errors_name_the_key(edit, expected):
+    cfg = _tiny()
+    edit(cfg)
+    message = _error(cfg)
+    assert expected in message
+    assert "is not a run of this configuration" not in message
+
+
+def test_a_configuration_without_work_is_an_error():
+    cfg = C.validate_config({"sweeps": []})
+    with pytest.raises(C.ConfigError, match="nothing is configured: config key 'sweeps' is empty"):
+        C.check_work(cfg)
+    C.check_work(C.validate_config(_tiny()))
+    C.check_work(C.validate_config({"tabular": {"enabled": True, "datasets": ["iris"]}}))
+
+
+def test_duplicate_yaml_keys_and_syntax_errors_name_file_line_and_key(tmp_path):
+    text = (REPO / "config" / "tests" / "tiny.yaml").read_text()
+    C.check_yaml_file(REPO / "config" / "tests" / "tiny.yaml")  # the real file is fine
+    doubled = text.replace(
+        "models:\n  mlp-d2-w16:\n", "models:\n  mlp-d2-w16:\n    arch: conv\n  mlp-d2-w16:\n", 1
+    )
+    path = tmp_path / "doubled.yaml"
+    path.write_text(doubled + "probe:\n  n_trees: 3\n")
+    with pytest.raises(C.ConfigError) as info:
+        C.load_config(path)
+    message = str(info.value)
+    line = doubled.splitlines().index("  mlp-d2-w16:", doubled.splitlines().index("models:") + 2)
+    assert str(path) in message
+    assert f"line {line + 1}: key 'models.mlp-d2-w16' defined again" in message
+    assert "key 'probe' defined again" in message
+    bad = tmp_path / "syntax.yaml"
+    bad.write_text("sweeps:\n  - name: a\n   datasets: [x]\n")
+    with pytest.raises(C.ConfigError, match=r"(?s)syntax.yaml: malformed YAML .*line 3"):
+        C.check_yaml_file(bad)
+
+
 def test_full_training_split_runs():
     """`folds: full`: one run per setting on the whole training split, id `.../full[-seed]`."""
     cfg = _tiny()

@@ -144,11 +144,14 @@ def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
         w["dataset"] for rule, w in dry_run_jobs(run, configfile=changed) if rule == "tabular_noise"
     ]
     assert sorted(wc) == ["diabetes", "iris"]  # the rule's params are the noise slice
-    # editing the wavelet module reruns the jobs executing it, never baselines or the search
+    # a comment in the wavelet code reruns nothing; a change of the code reruns the jobs
+    # executing it, never baselines or the search
     module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "forest.py"
     original = module.read_text()
-    module.write_text(original + "\n# edited by the tabular rerun test\n")
     try:
+        module.write_text(original + "\n# edited by the tabular rerun test\n")
+        assert dry_run_jobs(run, configfile=run / CONFIG) == []
+        module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
         jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
     finally:
         module.write_text(original)

@@ -390,6 +390,30 @@ def test_bad_config_stops_before_any_job(tmp_path, patch, message):
     assert not list(tmp_path.glob("logs/**/*.log"))
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # a model defined twice: Snakemake's YAML loading would keep the second silently
+            lambda t: t.replace("models:\n", "models:\n  mlp-d2-w16: {arch: conv}\n", 1),
+            "line 19: key 'models.mlp-d2-w16' defined again (first at line 18)",
+        ),
+        (
+            lambda t: t.split("\nsweeps:")[0] + "\nsweeps: []\n",
+            "nothing is configured: config key 'sweeps' is empty",
+        ),
+        # (the other checks of issue 9 run in the same validate_config: tests/test_config.py)
+    ],
+)
+def test_bad_config_file_stops_before_any_job(tmp_path, edit, message):
+    text = (REPO / TINY_CONFIG).read_text()
+    path = tmp_path / "bad.yaml"
+    path.write_text(edit(text))
+    proc = run_snakemake(tmp_path, "--cores", "1", configfile=path, snakefile=REPO / "Snakefile")
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
 def test_default_config_dry_run(tmp_path):
     """The embedded default: 2 models x 3 activations x 5 folds, every stage, report inputs."""
     jobs = dry_run_jobs(tmp_path, snakefile=REPO / "Snakefile")
@@ -405,20 +429,17 @@ def test_default_config_dry_run(tmp_path):
 
 
 def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
-    """A probe job that fails (unknown layer) leaves no probe table; its log names the layer."""
+    """A probe job that fails (a layer file of its dump is gone) leaves no probe table; its log
+    names the file. (A bad probe.layers never gets this far: the configuration check stops it.)"""
     wd = copy_run(tiny, tmp_path / "wd")
-    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
-    cfg["probe"]["layers"] = ["block1", "block9"]
-    path = wd / "config" / "tests" / "broken.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    proc = run_snakemake(wd, "--cores", "1", configfile=path)
+    victim = wd / "results" / "runs" / RUNS[0] / "activations" / "2" / "train" / "block1.npy"
+    victim.unlink()
+    proc = run_snakemake(wd, "--cores", "1", "--forcerun", "probe", configfile=wd / TINY_CONFIG)
     assert proc.returncode != 0
-    failed = [r for r in RUNS if not (wd / "results" / "runs" / r / "probe.csv").exists()]
-    assert failed, "the failing probe job kept an output"
-    for r in failed:
-        assert not (wd / "results" / "runs" / r / "probe_curves.json").exists()
-    logs = [wd / "logs" / "runs" / r / "probe.log" for r in failed]
-    assert any("block9" in p.read_text() for p in logs if p.is_file())
+    run = wd / "results" / "runs" / RUNS[0]
+    assert not (run / "probe.csv").exists(), "the failing probe job kept an output"
+    assert not (run / "probe_curves.json").exists()
+    assert "block1.npy" in (wd / "logs" / "runs" / RUNS[0] / "probe.log").read_text()
     assert not list((wd / "results" / "runs").glob("**/.*.tmp*"))  # no temp files left behind
 
 

@@ -9,7 +9,6 @@ rule aggregate:
         activations=expand("results/runs/{run}/activations", run=RUN_IDS),
         probe=expand("results/runs/{run}/probe.csv", run=RUN_IDS),
         ncc=expand("results/runs/{run}/ncc.csv", run=RUN_IDS),
-        code=script_modules("aggregate.py"),
     output:
         **{t: f"results/tables/{t}.csv" for t in TABLES if t not in REPORT_TABLES},
         **{
@@ -26,6 +25,7 @@ rule aggregate:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("aggregate.py"),
         cfg=rule_params(config, "aggregate"),
     script:
         "../scripts/aggregate.py"

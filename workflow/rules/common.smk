@@ -31,20 +31,17 @@ wildcard_constraints:
     stage=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
-def module_files(names):
-    """The files of the mfoml modules ``names`` (dotted) and of everything they import."""
-    return CODE.files(CODE.closure(names))
+def code_version(script, skip=(), extra=()):
+    """Version of the code a job of rule script ``script`` executes, as a ``params`` entry.
 
-
-def script_modules(script, skip=()):
-    """The mfoml module files a rule script executes (transitively), as rule inputs.
-
-    Snakemake tracks the script itself (code trigger) but not what it imports; listing the
-    modules as inputs makes an edit of e.g. mfoml/collapse/measures.py rerun exactly the jobs
-    using it. Modules in ``skip`` (dotted names, imported only on some code paths) are left out
-    with their imports; the rule adds them for the jobs that execute them.
+    A hash of the normalized syntax trees of the script and of the mfoml modules it imports
+    (transitively; workflow/rules/codedeps.py): a job reruns when that code changes in meaning,
+    never for a touch, a checkout, or a comment, docstring or formatting edit (the profile's
+    rerun-triggers leave out Snakemake's mtime-based `code` trigger for scripts). ``skip``:
+    dotted module names imported only on code paths the job does not take (left out with what
+    only they import); ``extra``: such modules that the job does execute.
     """
-    return CODE.files(CODE.script_modules(script, skip))
+    return CODE.code_version(script, skip, extra)
 
 
 # Modules only text runs and text data sets execute: the other jobs do not depend on them.
@@ -56,20 +53,25 @@ def is_text_run(run):
     return run.model_spec.get("arch") in TEXT_ARCHS
 
 
-def run_code(script, run, skip=()):
-    """The mfoml module files ``script`` executes for ``run`` (text modules for text runs only,
-    the SSL encoder's modules for self-supervised runs only)."""
+def run_code(script, run, skip=(), extra=()):
+    """Code version of ``script`` for ``run`` (text modules for text runs only, the SSL
+    encoder's modules for self-supervised runs only, ``extra`` for the runs taking that path).
+    """
     skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL)
-    if is_text_run(run):
-        return script_modules(script, skip)
-    return script_modules(script, skip + TEXT_NET_MODULES)
+    if not is_text_run(run):
+        skip += TEXT_NET_MODULES
+    return code_version(script, tuple(m for m in skip if m not in extra), extra)
+
+
+def data_code(wildcards):
+    """Code version of a data job (the text modules for text sources only)."""
+    text = source_of(config, wildcards.dataset) in TEXT_SOURCES
+    return code_version("data.py", () if text else TEXT_DATA_MODULES)
 
 
 def data_inputs(wildcards):
-    """Inputs of a data set: its code (text modules for text sources only) and, for a text set
-    taking its tokenizer from another set, that set."""
-    text = source_of(config, wildcards.dataset) in TEXT_SOURCES
-    inputs = {"code": script_modules("data.py", () if text else TEXT_DATA_MODULES)}
+    """Inputs of a data set: for a text set taking its tokenizer from another set, that set."""
+    inputs = {}
     variant = config["data"]["variants"].get(wildcards.dataset) or {}
     other = (variant.get("text") or {}).get("tokenizer_from")
     if other:
@@ -165,7 +167,7 @@ def final_targets():
 def train_ssl_inputs(wildcards):
     """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
     run = run_of(wildcards)
-    inputs = {"data": data_dir(run.dataset), "code": script_modules("train_ssl.py")}
+    inputs = {"data": data_dir(run.dataset)}
     if not run.full_train:
         inputs["folds"] = folds_file(run.dataset)
     return inputs
@@ -186,30 +188,41 @@ def train_inputs(wildcards):
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
-        # mfoml.tracking (optional W&B logging) never changes a result: not a code input
-        "code": run_code(
-            "train.py",
-            run,
-            skip=(
-                "mfoml.nets.losses",
-                "mfoml.nets.pretrain",
-                "mfoml.dynamics.sharpness",
-                "mfoml.tracking",
-            ),
-        ),
     }
     if not run.full_train:  # a run on the whole training split needs no fold assignment
         inputs["folds"] = folds_file(run.dataset)
-    if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
-        inputs["loss_code"] = module_files(["mfoml.nets.losses"])
-    if run.train.get("sharpness_every"):  # only these execute mfoml.dynamics.sharpness
-        inputs["sharpness_code"] = module_files(["mfoml.dynamics.sharpness"])
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     if run.pretrained:  # only these runs execute mfoml.nets.pretrain
         inputs["pretrained"] = pretrain_dir(run.pretrained["stage"])
-        inputs["pretrain_code"] = module_files(["mfoml.nets.pretrain"])
     return inputs
+
+
+def train_code(wildcards):
+    """Code version of a training job: the modules of optional paths count only for the runs
+    taking them (SVSL: mfoml.nets.losses and through it the class means of mfoml.collapse;
+    sharpness: mfoml.dynamics.sharpness; pretrained: mfoml.nets.pretrain). mfoml.tracking
+    (optional W&B logging) never changes a result and is never part of it."""
+    run = run_of(wildcards)
+    extra = []
+    if run.loss_spec.get("type") == "svsl":
+        extra.append("mfoml.nets.losses")
+    if run.train.get("sharpness_every"):
+        extra.append("mfoml.dynamics.sharpness")
+    if run.pretrained:
+        extra.append("mfoml.nets.pretrain")
+    optional = (
+        "mfoml.nets.losses",
+        "mfoml.nets.pretrain",
+        "mfoml.dynamics.sharpness",
+        "mfoml.tracking",
+    )
+    return run_code("train.py", run, skip=optional, extra=tuple(extra))
+
+
+def activation_code(wildcards):
+    """Code version of an activation dump of ``wildcards.run``."""
+    return run_code("activations.py", run_of(wildcards))
 
 
 def activation_inputs(wildcards):
@@ -218,7 +231,6 @@ def activation_inputs(wildcards):
     inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
         "data": data_dir(run.dataset),
-        "code": run_code("activations.py", run),
     }
     if run.analysis_dataset != run.dataset:
         inputs["analysis_data"] = data_dir(run.analysis_dataset)

@@ -12,6 +12,7 @@ rule data:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=data_code,
         options=lambda wildcards: canonical_json(
             dataset_options(config, wildcards.dataset)
         ),

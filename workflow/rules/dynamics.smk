@@ -27,6 +27,7 @@ rule dynamics:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
+        code=code_version("dynamics_checkpoints.py"),
         cfg=lambda wildcards: dynamics_params(config, "checkpoint", run_of(wildcards)),
     script:
         "../scripts/dynamics_checkpoints.py"
@@ -49,6 +50,7 @@ rule trajectory:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
+        code=code_version("dynamics_trajectory.py"),
         cfg=lambda wildcards: dynamics_params(config, "trajectory", run_of(wildcards)),
     script:
         "../scripts/dynamics_trajectory.py"
@@ -71,6 +73,7 @@ rule interpolation_run:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
+        code=code_version("dynamics_interpolation.py"),
         cfg=lambda wildcards: dynamics_params(config, "within", run_of(wildcards)),
     script:
         "../scripts/dynamics_interpolation.py"
@@ -91,6 +94,7 @@ rule interpolation_pair:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
+        code=code_version("dynamics_interpolation.py"),
         cfg=_pair_params,
     script:
         "../scripts/dynamics_interpolation.py"
@@ -109,6 +113,7 @@ if dynamics_table_outputs():
         conda:
             "../../envs/mfoml.yaml"
         params:
+            code=code_version("dynamics_tables.py"),
             cfg=canonical_json(
                 {"runs": [r.metadata() for r in RUNS.values()], "pairs": PAIRS}
             ),
@@ -121,7 +126,6 @@ rule dynamics_figures:
         **dynamics_table_outputs(),
         epochs="results/tables/epochs.csv",
         layers="results/tables/layers.csv",
-        code=script_modules("dynamics_figures.py"),
     output:
         **{
             name: report(
@@ -137,6 +141,7 @@ rule dynamics_figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("dynamics_figures.py"),
         cfg=dynamics_params(config, "figures"),
     script:
         "../scripts/dynamics_figures.py"

@@ -18,7 +18,6 @@ def _run_inputs(script):
         return {
             "checkpoints": checkpoints_dir(run.run_id),
             "data": data_dir(run.dataset),
-            "code": script_modules(script),
         }
 
     return inputs
@@ -30,7 +29,6 @@ def _pair_inputs(wildcards):
         "a": checkpoints_dir(pair["a"]),
         "b": checkpoints_dir(pair["b"]),
         "data": data_dir(RUNS[pair["a"]].dataset),
-        "code": script_modules("dynamics_interpolation.py"),
     }
 
 
@@ -54,7 +52,7 @@ def dynamics_table_outputs():
 
 
 def dynamics_table_inputs():
-    inputs = {"code": script_modules("dynamics_tables.py")}
+    inputs = {}
     if DYN["checkpoint"]:
         inputs["checkpoint"] = [f"results/runs/{r}/dynamics.csv" for r in RUN_IDS]
     if DYN["trajectory"]:

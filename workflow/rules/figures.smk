@@ -4,7 +4,6 @@
 rule figures:
     input:
         **{t: f"results/tables/{t}.csv" for t in TABLES},
-        code=script_modules("figures.py"),
     output:
         alpha_layers=report(
             f"results/figures/alpha_layers.{FIG_EXT}",
@@ -47,6 +46,7 @@ rule figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("figures.py"),
         cfg=rule_params(config, "figures"),
     script:
         "../scripts/figures.py"

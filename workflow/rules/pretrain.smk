@@ -7,7 +7,6 @@
 rule pretrain:
     input:
         data=lambda wildcards: data_dir(config["pretrain"][wildcards.stage]["dataset"]),
-        code=script_modules("pretrain.py"),
     output:
         directory("results/pretrain/{stage}/checkpoints"),
     log:
@@ -22,6 +21,7 @@ rule pretrain:
         mem_mb=res("pretrain", "mem_mb"),
         runtime=res("pretrain", "runtime"),
     params:
+        code=code_version("pretrain.py"),
         cfg=lambda wildcards: pretrain_params(config, wildcards.stage),
     script:
         "../scripts/pretrain.py"

@@ -26,6 +26,7 @@ rule train_ssl:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
     params:
+        code=code_version("train_ssl.py"),
         cfg=lambda wildcards: rule_params(config, "train", run_of(wildcards)),
     script:
         "../scripts/train_ssl.py"
@@ -34,7 +35,6 @@ rule train_ssl:
 rule ssl_eval:
     input:
         activations="results/runs/{run}/activations",
-        code=script_modules("ssl_eval.py"),
     output:
         "results/runs/{run}/ssl_eval.csv",
     log:
@@ -50,6 +50,7 @@ rule ssl_eval:
         mem_mb=res("ssl_eval", "mem_mb"),
         runtime=res("ssl_eval", "runtime"),
     params:
+        code=code_version("ssl_eval.py"),
         cfg=rule_params(config, "ssl_eval"),
     script:
         "../scripts/ssl_eval.py"
@@ -59,7 +60,6 @@ rule ssl_aggregate:
     input:
         evals=expand("results/runs/{run}/ssl_eval.csv", run=SSL_RUN_IDS),
         checkpoints=expand("results/runs/{run}/checkpoints", run=SSL_RUN_IDS),
-        code=script_modules("ssl_aggregate.py"),
     output:
         layers="results/tables/ssl_layers.csv",
         summary=report(
@@ -74,6 +74,7 @@ rule ssl_aggregate:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("ssl_aggregate.py"),
         cfg=rule_params(config, "ssl_aggregate"),
     script:
         "../scripts/ssl_aggregate.py"
@@ -82,7 +83,6 @@ rule ssl_aggregate:
 rule ssl_figures:
     input:
         summary="results/tables/ssl_layers_summary.csv",
-        code=script_modules("ssl_figures.py"),
     output:
         [
             report(
@@ -98,6 +98,7 @@ rule ssl_figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("ssl_figures.py"),
         cfg=rule_params(config, "figures"),
         experiments=SSL_SWEEPS,
     script:

@@ -21,7 +21,6 @@ rule tabular_baselines:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_baselines.py"),
     output:
         "results/tabular/{dataset}/baselines.json",
     log:
@@ -35,6 +34,7 @@ rule tabular_baselines:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_baselines.py"),
         cfg=TABULAR.params("baselines"),
     script:
         "../scripts/tabular_baselines.py"
@@ -44,7 +44,6 @@ rule tabular_rf_search:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_rf_search.py"),
     output:
         "results/tabular/{dataset}/rf_search.json",
     log:
@@ -58,6 +57,7 @@ rule tabular_rf_search:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_rf_search.py"),
         cfg=TABULAR.params("rf_search"),
     script:
         "../scripts/tabular_rf_search.py"
@@ -67,7 +67,6 @@ rule tabular_xgb_search:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_xgb_search.py"),
     output:
         "results/tabular/{dataset}/xgb_search.json",
     log:
@@ -81,6 +80,7 @@ rule tabular_xgb_search:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_xgb_search.py"),
         cfg=TABULAR.params("xgb_search"),
     script:
         "../scripts/tabular_xgb_search.py"
@@ -90,7 +90,6 @@ rule tabular_wavelet:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_wavelet.py"),
     output:
         "results/tabular/{dataset}/wavelet.json",
     log:
@@ -104,6 +103,7 @@ rule tabular_wavelet:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_wavelet.py"),
         cfg=TABULAR.params("wavelet"),
     script:
         "../scripts/tabular_wavelet.py"
@@ -113,7 +113,6 @@ rule tabular_boosting:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_boosting.py"),
     output:
         "results/tabular/{dataset}/boosting.json",
     log:
@@ -127,6 +126,7 @@ rule tabular_boosting:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_boosting.py"),
         cfg=TABULAR.params("boosting"),
     script:
         "../scripts/tabular_boosting.py"
@@ -136,7 +136,6 @@ rule tabular_importance:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_importance.py"),
     output:
         "results/tabular/{dataset}/importance.json",
     log:
@@ -150,14 +149,13 @@ rule tabular_importance:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_importance.py"),
         cfg=TABULAR.params("importance"),
     script:
         "../scripts/tabular_importance.py"
 
 
 rule tabular_synthetic:
-    input:
-        code=script_modules("tabular_synthetic.py"),
     output:
         "results/tabular/synthetic.json",
     log:
@@ -171,6 +169,7 @@ rule tabular_synthetic:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_synthetic.py"),
         cfg=TABULAR.params("synthetic"),
     script:
         "../scripts/tabular_synthetic.py"
@@ -180,7 +179,6 @@ rule tabular_noise:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_noise.py"),
     output:
         "results/tabular/{dataset}/noise.json",
     log:
@@ -194,6 +192,7 @@ rule tabular_noise:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_noise.py"),
         cfg=TABULAR.params("noise"),
     script:
         "../scripts/tabular_noise.py"
@@ -209,7 +208,6 @@ rule tabular_tables:
         importance=TABULAR.results("importance"),
         noise=TABULAR.results("noise"),
         synthetic=TABULAR.results("synthetic"),
-        code=script_modules("tabular_tables.py"),
     output:
         **TABULAR.table_paths(),
     log:
@@ -218,6 +216,7 @@ rule tabular_tables:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_tables.py"),
         cfg=TABULAR.params("tables"),
     script:
         "../scripts/tabular_tables.py"
@@ -226,7 +225,6 @@ rule tabular_tables:
 rule tabular_figures:
     input:
         **TABULAR.table_paths(),
-        code=script_modules("tabular_figures.py"),
     output:
         **{
             name: report(
@@ -242,6 +240,7 @@ rule tabular_figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_figures.py"),
         cfg=canonical_json({"dpi": config["figures"]["dpi"]}),
     script:
         "../scripts/tabular_figures.py"

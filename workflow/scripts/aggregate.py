@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 from mfoml.analysis import aggregate as agg  # noqa: E402
 from mfoml.analysis import runstats, studies  # noqa: E402
-from mfoml.io import atomic_write_csv, read_json  # noqa: E402
+from mfoml.io import atomic_write_csv, read_csv_checked, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.dumps import open_activations  # noqa: E402
 
@@ -32,9 +32,17 @@ cfg = json.loads(snakemake.params.cfg)
 runs = cfg["runs"]
 ckpt_dirs = dict(zip([r["run"] for r in runs], snakemake.input.checkpoints, strict=True))
 act_dirs = dict(zip([r["run"] for r in runs], snakemake.input.activations, strict=True))
-probe = {r["run"]: pd.read_csv(p) for r, p in zip(runs, snakemake.input.probe, strict=True)}
-ncc = {r["run"]: pd.read_csv(p) for r, p in zip(runs, snakemake.input.ncc, strict=True)}
-metrics = {r["run"]: pd.read_csv(Path(ckpt_dirs[r["run"]]) / "metrics.csv") for r in runs}
+
+
+def read(path, name):
+    """A per-run result table, checked (a corrupted file is named with what is wrong)."""
+    required, numeric = agg.RESULT_TABLES[name]
+    return read_csv_checked(path, required, numeric)
+
+
+probe = {r["run"]: read(p, "probe.csv") for r, p in zip(runs, snakemake.input.probe, strict=True)}
+ncc = {r["run"]: read(p, "ncc.csv") for r, p in zip(runs, snakemake.input.ncc, strict=True)}
+metrics = {r["run"]: read(Path(ckpt_dirs[r["run"]]) / "metrics.csv", "metrics.csv") for r in runs}
 info = {r["run"]: read_json(Path(ckpt_dirs[r["run"]]) / "run.json") for r in runs}
 
 layers = agg.layers_table(runs, probe, ncc)
@@ -72,15 +80,15 @@ for meta in runs:
                 confusion.append(conf)
 checkpoints = pd.DataFrame(rows)
 penultimate = {rid: i["penultimate_layer"] for rid, i in info.items()}
-for rid, lacks in agg.missing_penultimate(layers, penultimate).items():
-    log.warning(
-        "run %s: penultimate layer %r has no %s result (config keys %s leave it out?); its "
-        "correlation features are NaN",
-        rid,
-        penultimate[rid],
-        " or ".join(lacks),
-        ", ".join(f"'{w}.layers'" for w in lacks),
-    )
+for rid, gaps in agg.penultimate_gaps(layers, penultimate).items():
+    for what, reason in gaps.items():
+        log.warning(
+            "run %s: penultimate layer %r has no %s result (%s); its correlation features are NaN",
+            rid,
+            penultimate[rid],
+            what,
+            reason,
+        )
 points = agg.correlation_points(
     layers, epochs, penultimate, target=cfg["target"], checkpoints=checkpoints
 )

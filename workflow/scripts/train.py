@@ -5,7 +5,10 @@ by the configured noise fraction), evaluates on the held-out fold and the offici
 every epoch (fold ``full``: trains on the whole training split, no held-out fold, ``heldout_*``
 metrics NaN), and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
 mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
-relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
+relabelled mask), ``run.json`` (run settings, probe layers, penultimate layer) and
+``request.json`` (the job's params and code version). All of it is written into
+``.checkpoints.partial`` beside the output and renamed onto the output directory only when
+complete; a killed run resumes from the last complete checkpoint there.
 
 Training on a subset (``train.subset``: a stratified, seeded subset of the training folds, also
 what ``split.npz`` records), full-batch gradient descent (``train.full_batch``: one batch per
@@ -28,6 +31,7 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
 import math  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,7 +40,13 @@ from mfoml.data.folds import load_folds, split_indices  # noqa: E402
 from mfoml.data.noise import flip_labels  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
-from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
+from mfoml.io import (  # noqa: E402
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    partial_dir,
+    replace_dir,
+)
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
@@ -50,6 +60,19 @@ run_id = cfg["run"]
 out_dir = Path(snakemake.output[0])
 torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
+
+# Crash safety: everything is written into a partial directory beside the output and moved into
+# place only when complete, so a killed job never leaves a half-written output that a later run
+# (after `rm -rf .snakemake`, say) would trust. A rerun of the same request resumes from the
+# last complete checkpoint there; a changed request (other params, other code) starts afresh.
+work = partial_dir(out_dir)
+request = json.dumps({"params": cfg, "code": snakemake.params.code}, sort_keys=True)
+stamp = work / "request.json"
+if work.exists() and (not stamp.is_file() or stamp.read_text() != request):
+    log.info("discarding %s (left by a run of another request)", work)
+    shutil.rmtree(work)
+work.mkdir(parents=True, exist_ok=True)
+atomic_write_text(stamp, request)
 
 ds = load_dataset(snakemake.input.data)
 if ds.meta["task"] != "classification":
@@ -291,10 +314,11 @@ with tracker:
         x_train,
         y_used,
         tc,
-        out_dir,
+        work,
         evals=evals,
         extra_loss=extra_loss,
         epoch_callback=on_epoch,
+        resume=True,
     )
 speed = {}
 if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
@@ -311,7 +335,7 @@ if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) t
     )
 
 atomic_save_npz(
-    out_dir / "split.npz",
+    work / "split.npz",
     train_idx=np.asarray(train_idx, dtype=np.int64),
     heldout_idx=np.asarray(heldout_idx, dtype=np.int64),
     y_train=y_used,
@@ -319,7 +343,7 @@ atomic_save_npz(
     relabelled=changed,
 )
 atomic_write_json(
-    out_dir / "run.json",
+    work / "run.json",
     {
         **cfg,
         "n_classes": n_classes,
@@ -333,5 +357,6 @@ atomic_write_json(
         "n_train": int(len(train_idx)),
     },
 )
+replace_dir(work, out_dir)  # request.json stays: the request this output answers
 last = metrics.iloc[-1].to_dict()
 log.info("finished %s: %s", run_id, {k: round(float(v), 4) for k, v in last.items()})

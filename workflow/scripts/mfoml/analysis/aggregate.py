@@ -31,6 +31,7 @@ from mfoml.analysis.metrics import classification_metrics
 from mfoml.analysis.statistics import fold_statistics, slope
 
 __all__ = [
+    "RESULT_TABLES",
     "RUN_COLUMNS",
     "VARIANT_COLUMNS",
     "FEATURES",
@@ -40,7 +41,40 @@ __all__ = [
     "summarize",
     "correlation_points",
     "missing_penultimate",
+    "penultimate_gaps",
 ]
+
+#: The per-run result tables the aggregation reads: ``{file name: (required columns, numeric
+#: columns)}`` (for :func:`mfoml.io.read_csv_checked`, so that a corrupted file is named).
+RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "probe.csv": (
+        ("epoch", "split", "layer", "layer_index", "alpha", "alpha_min", "alpha_max", "status"),
+        ("epoch", "layer_index", "dim", "n_samples", "alpha", "alpha_min", "alpha_max", "n_tau"),
+    ),
+    "ncc.csv": (
+        ("epoch", "layer", "layer_index", "ncc_mismatch_train", "ncc_accuracy_test", "nc1"),
+        (
+            "epoch",
+            "layer_index",
+            "dim",
+            "n_train",
+            "n_test",
+            "ncc_mismatch_train",
+            "ncc_mismatch_test",
+            "ncc_accuracy_train",
+            "ncc_accuracy_test",
+            "nc1",
+            "nc2_equinorm",
+            "nc2_equiangularity",
+            "nc3",
+            "nc4",
+        ),
+    ),
+    "metrics.csv": (
+        ("epoch", "train_loss", "train_acc", "heldout_acc", "test_acc"),
+        ("epoch", "train_loss", "train_acc", "heldout_loss", "heldout_acc", "test_loss"),
+    ),
+}
 
 #: Columns describing a run (first columns of every per-run table).
 RUN_COLUMNS = [
@@ -319,3 +353,38 @@ def missing_penultimate(
         if lacks:
             missing[rid] = lacks
     return missing
+
+
+def penultimate_gaps(
+    layers: pd.DataFrame, penultimate: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Why the penultimate layer of a run lacks a result: ``{run: {"probe"|"ncc": reason}}``.
+
+    The reason says whether the layer was not analysed (left out by ``probe.layers`` /
+    ``ncc.layers``) or was analysed without a finite value (then with the probe's status, e.g.
+    ``no_wavelets`` when a subsample keeps too few samples per class); see
+    :func:`missing_penultimate` for which runs are listed.
+    """
+    out: dict[str, dict[str, str]] = {}
+    marks = {"probe": ("alpha", "alpha_status"), "ncc": ("ncc_mismatch_train", "nc1")}
+    for rid, lacks in missing_penultimate(layers, penultimate).items():
+        rows = layers[(layers["run"] == rid) & (layers["layer"] == penultimate[rid])]
+        out[rid] = {}
+        for what in lacks:
+            value, mark = marks[what]
+            analysed = any(c in rows and rows[c].notna().any() for c in (value, mark))
+            if not analysed:
+                out[rid][what] = f"not analysed: config key '{what}.layers' leaves it out"
+            else:
+                status = (
+                    sorted(set(rows[mark].dropna().astype(str)))
+                    if what == "probe" and mark in rows
+                    else []
+                )
+                out[rid][what] = (
+                    f"analysed, but {value} is not finite"
+                    + (f" (probe status {', '.join(status)})" if status else "")
+                    + "; too few samples per class? (config keys 'activations.max_samples', "
+                    "'probe.max_samples')"
+                )
+    return out

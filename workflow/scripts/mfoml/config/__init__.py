@@ -12,7 +12,9 @@ Torch-free and light (PyYAML, jsonschema): imported by the Snakefile before any 
 from __future__ import annotations
 
 from mfoml.config.errors import ConfigError
+from mfoml.config.files import check_yaml_file
 from mfoml.config.params import canonical_json, rule_params
+from mfoml.config.references import check_work
 from mfoml.config.runs import (
     RUN_ID_PATTERN,
     Run,
@@ -32,6 +34,8 @@ __all__ = [
     "Run",
     "SCHEMA_PATH",
     "canonical_json",
+    "check_work",
+    "check_yaml_file",
     "dataset_options",
     "datasets_used",
     "format_noise",

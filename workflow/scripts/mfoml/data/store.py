@@ -85,7 +85,9 @@ class SourceInfo:
     task : ``"classification"`` or ``"regression"`` when known without loading the data.
     kind : ``"image"``, ``"signal"`` or ``"tabular"`` when known.
     class_counts : training samples per class of the official training split, when known
-        without loading the data (embedded and vision sets).
+        without loading the data (embedded and vision sets); ``len(class_counts)`` is the
+        number of classes.
+    n_train : samples of the official training split, when known.
     """
 
     name: str
@@ -95,6 +97,7 @@ class SourceInfo:
     task: str | None = None
     kind: str | None = None
     class_counts: tuple[int, ...] | None = None
+    n_train: int | None = None
 
 
 _SOURCES: dict[str, SourceInfo] = {}

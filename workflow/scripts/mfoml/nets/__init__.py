@@ -10,7 +10,6 @@ training objectives.
   named probe layers, on the base class of :mod:`mfoml.nets.probed`; nonlinearities in
   :mod:`mfoml.nets.nonlinearities`;
 - :mod:`mfoml.nets.layernames`: the probe-layer naming rule, without torch;
-- :mod:`mfoml.nets.spec`: layer names of a model spec without torch (configuration checks);
 - :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);

@@ -52,7 +52,6 @@ torch: :mod:`mfoml.nets.dumps` (re-exported here).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -68,6 +67,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mfoml.io import current_umask, replace_dir
 from mfoml.nets.dumps import ActivationDump, open_activations
 from mfoml.nets.models import ProbedModel, resolve_device
 
@@ -224,7 +224,7 @@ def dump_activations(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it the usual mode
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; give it the usual mode
     was_training = model.training
     arrays: dict[str, np.memmap] = {}
     try:
@@ -328,7 +328,7 @@ def dump_activations(
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         arrays.clear()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -336,26 +336,3 @@ def dump_activations(
     finally:
         model.train(was_training)
     return manifest
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` directory onto ``out`` (replacing an old one)."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    old.rmdir()
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

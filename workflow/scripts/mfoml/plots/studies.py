@@ -26,6 +26,7 @@ from mfoml.plots.common import (  # noqa: E402
     FEATURE_LABELS,
     add_variant,
     empty_figure,
+    legend_with_headings,
     save_figure,
     variant_palette,
 )
@@ -116,14 +117,33 @@ def plot_correlation(
         ax.set_xlabel("checkpoint epoch", fontsize=8)
         ax.set_ylabel("Spearman rho across runs", fontsize=8)
         ax.set_title(f"{FEATURE_LABELS[feat]}: rho and interval per checkpoint", fontsize=8)
-    handles = [Line2D([], [], linestyle="", marker="o", color=pal[v], label=v) for v in sorted(pal)]
-    handles += [Line2D([], [], color=exp_colors[e], label=f"experiment {e}") for e in experiments]
-    handles += [
-        Line2D([], [], color="0.3", linestyle="-", label="vs accuracy at the checkpoint"),
-        Line2D([], [], color="0.3", linestyle="--", label="vs final accuracy"),
-    ]
-    fig.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False
+    what = "activation" if kind == "activation" else "variant"
+    legend_with_headings(
+        fig,
+        [
+            (
+                f"points (one per run), colour: {what}",
+                [
+                    Line2D([], [], linestyle="", marker="o", color=pal[v], label=v)
+                    for v in sorted(pal)
+                ],
+            ),
+            (
+                "bottom row, line colour: experiment",
+                [Line2D([], [], color=exp_colors[e], label=e) for e in experiments],
+            ),
+            (
+                "bottom row, line style: rho against",
+                [
+                    Line2D([], [], color="0.3", linestyle="-", label="accuracy at the checkpoint"),
+                    Line2D([], [], color="0.3", linestyle="--", label="final accuracy"),
+                ],
+            ),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        fontsize=8,
+        frameon=False,
     )
     fig.suptitle(title)
     fig.tight_layout()

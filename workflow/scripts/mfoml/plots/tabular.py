@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mfoml.plots.common import empty_figure, save_figure  # noqa: E402
+from mfoml.plots.common import confusion_layout, empty_figure, save_figure  # noqa: E402
 
 __all__ = ["FIGURES", "plot_all"]
 
@@ -106,7 +106,9 @@ def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
     model = "random_forest" if "random_forest" in set(c["model"]) else c["model"].iloc[0]
     c = c[c["model"] == model]
     datasets = list(dict.fromkeys(c["dataset"]))
-    fig, axes = _grid(len(datasets), 3, (4.0, 3.6))
+    n_max = int(max(c["true"].max(), c["predicted"].max())) + 1
+    side, fontsize = confusion_layout(n_max)
+    fig, axes = _grid(len(datasets), 3, (max(4.0, side), max(3.6, side)))
     for ax, ds in zip(axes, datasets, strict=False):
         sub = c[c["dataset"] == ds]
         n = int(max(sub["true"].max(), sub["predicted"].max())) + 1
@@ -120,12 +122,12 @@ def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
             vmax=1,
             cmap="Blues",
             ax=ax,
-            cbar=False,
-            annot=n <= 10,
-            fmt=".2f",
-            annot_kws={"fontsize": 6},
+            cbar=fontsize is None,
+            annot=np.round(100 * norm).astype(int) if fontsize else False,
+            fmt="d",
+            annot_kws={"fontsize": fontsize or 6},
         )
-        ax.set_title(f"{ds} ({model})")
+        ax.set_title(f"{ds} ({model}" + (", %)" if fontsize else ")"))
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     _save(fig, path, dpi)
