@@ -62,7 +62,9 @@ def make_layer(directory: Path, n: int, d: int, seed: int) -> None:
     np.save(directory / "labels.npy", labels)
 
 
-def worker(directory: Path, n: int, n_trees: int, depth: int, seed: int) -> dict:
+def worker(
+    directory: Path, n: int, n_trees: int, depth: int, seed: int, backend: str = "sklearn"
+) -> dict:
     """Run in a subprocess: one size and configuration; returns the measurements.
 
     The first ``n`` rows train the probe, the rest are held out for the M-term curve.
@@ -73,7 +75,7 @@ def worker(directory: Path, n: int, n_trees: int, depth: int, seed: int) -> dict
     # Warm-up on a tiny problem so that lazily imported modules and first-call allocations
     # (sklearn, scipy.sparse, joblib) are not counted as the probe's memory.
     warm_rng = np.random.default_rng(0)
-    warm = WaveletForestClassifier(2, max_depth=3, random_state=0)
+    warm = WaveletForestClassifier(2, max_depth=3, random_state=0, backend=backend)
     warm.fit(warm_rng.normal(size=(64, 4)), np.arange(64) % 3)
     warm.mterm_curve(warm_rng.normal(size=(8, 4)), np.arange(8) % 3, [0, 1])
     alpha_star(warm.wavelet_norms_, 2)
@@ -86,7 +88,9 @@ def worker(directory: Path, n: int, n_trees: int, depth: int, seed: int) -> dict
     y, yt = labels[:n], labels[n:]
 
     t0 = time.perf_counter()
-    model = WaveletForestClassifier(n_trees, max_depth=depth, max_features=None, random_state=seed)
+    model = WaveletForestClassifier(
+        n_trees, max_depth=depth, max_features=None, random_state=seed, backend=backend
+    )
     model.fit(X, y)
     total_fit = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -96,8 +100,11 @@ def worker(directory: Path, n: int, n_trees: int, depth: int, seed: int) -> dict
 
     forest_bytes = 0
     for est in model.forest_.estimators_:
-        state = est.tree_.__getstate__()
-        forest_bytes += state["nodes"].nbytes + state["values"].nbytes
+        if backend == "sklearn":
+            state = est.tree_.__getstate__()
+            forest_bytes += state["nodes"].nbytes + state["values"].nbytes
+        else:  # the fast builder's FastTree: plain node arrays
+            forest_bytes += sum(a.nbytes for a in vars(est.tree_).values() if hasattr(a, "nbytes"))
     input_bytes = n * d * 4
 
     Ms = np.unique(np.linspace(0, model.n_wavelets_, 100).astype(np.int64))
@@ -146,12 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", nargs="*", help="TREESxDEPTH configs, e.g. 1x15 5x20")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    ap.add_argument(
+        "--backend",
+        choices=["sklearn", "fast"],
+        default="sklearn",
+        help="forest builder (default sklearn: the figures in docs/methods.md; the fast "
+        "builder's fit and memory are benchmarked by bench_probe.py)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
-        directory, n, t, depth, seed = args.worker.split(",")
-        print(json.dumps(worker(Path(directory), int(n), int(t), int(depth), int(seed))))
+        directory, n, t, depth, seed, backend = args.worker.split(",")
+        row = worker(Path(directory), int(n), int(t), int(depth), int(seed), backend)
+        print(json.dumps(row))
         return 0
 
     if args.sizes:
@@ -177,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"[bench] {n}x{d}, {t} tree(s) depth {depth} ...", file=sys.stderr, flush=True
                 )
                 out = subprocess.run(
-                    [sys.executable, __file__, "--worker", f"{tmp},{n},{t},{depth},{args.seed}"],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        f"{tmp},{n},{t},{depth},{args.seed},{args.backend}",
+                    ],
                     check=True,
                     capture_output=True,
                     text=True,

@@ -3,8 +3,8 @@ and split.
 
 Splits: ``probe.splits``, plus ``analysis`` where the run has an analysis data set (its dump
 exists). Outputs ``probe.csv`` (one row per epoch, split and layer: ``alpha, alpha_min,
-alpha_max, status, n_tau, n_wavelets``...) and ``probe_curves.json`` (the full results, with the
-tau grid and the angle curve). With ``probe.random_label_baseline`` the same probe (same
+alpha_max, status, n_tau, n_wavelets``, the forest ``backend``...) and ``probe_curves.json``
+(the full results, with the tau grid and the angle curve). With ``probe.random_label_baseline`` the same probe (same
 samples, same forest settings and seed) also runs on the layer with the labels permuted, one
 permutation per checkpoint and split shared by all layers (seeded by ``probe.seed``, the epoch
 and the split): columns ``alpha_random, alpha_random_status, n_wavelets_random``.
@@ -53,6 +53,7 @@ def probe(x: np.ndarray, labels: np.ndarray):
         random_state=int(cfg["seed"]),
         n_jobs=int(snakemake.threads),
         method=cfg["method"],
+        backend=cfg["backend"],
         **grids,
     )
 
@@ -94,6 +95,7 @@ for epoch in epochs:
                     "reduction": json.dumps(entry.get("reduction")),
                     "n_samples": int(len(idx)),
                     "method": res.method,
+                    "backend": res.metadata["backend"],
                     "alpha": res.alpha,
                     "alpha_min": res.alpha_min,
                     "alpha_max": res.alpha_max,

@@ -30,6 +30,8 @@ __all__ = ["WaveletForestBase"]
 
 #: Bound on (entries x outputs) held at once by ``mterm_curve``.
 _CURVE_CHUNK_ELEMENTS = 2_000_000
+#: Forest builders: scikit-learn's, or the fast exact one for one-hot targets (classification).
+BACKENDS = ("auto", "fast", "sklearn")
 
 
 class WaveletForestBase(BaseEstimator):
@@ -49,6 +51,7 @@ class WaveletForestBase(BaseEstimator):
         n_jobs: int | None = None,
         norm_weight: str = "num_samples",
         importance_tau: float = 1.0,
+        backend: str = "auto",
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -61,9 +64,35 @@ class WaveletForestBase(BaseEstimator):
         self.n_jobs = n_jobs
         self.norm_weight = norm_weight
         self.importance_tau = importance_tau
+        self.backend = backend
 
     # ---- fitting -------------------------------------------------------------------------
-    def _make_forest(self) -> RandomForestRegressor:
+    #: the builder ``backend="auto"`` selects (the classifier sets ``"fast"``)
+    _auto_backend = "sklearn"
+
+    def _resolve_backend(self) -> str:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        return self._auto_backend if self.backend == "auto" else self.backend
+
+    def _make_forest(self) -> Any:
+        """The forest to fit: ``RandomForestRegressor(criterion="squared_error")`` with the
+        estimator's parameters, or for ``backend="fast"`` the same forest built by
+        :class:`mfoml.wavelets.fasttree.FastForestRegressor` (equal trees, one-hot targets)."""
+        if self.backend_ == "fast":
+            from mfoml.wavelets.fasttree import FastForestRegressor
+
+            return FastForestRegressor(
+                n_estimators=self.n_estimators,
+                max_depth=self.max_depth,
+                min_samples_split=self.min_samples_split,
+                min_samples_leaf=self.min_samples_leaf,
+                max_features=self.max_features,
+                bootstrap=self.bootstrap,
+                max_samples=self.max_samples,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+            )
         return RandomForestRegressor(
             n_estimators=self.n_estimators,
             criterion="squared_error",
@@ -90,6 +119,7 @@ class WaveletForestBase(BaseEstimator):
     def _fit_targets(self, X: Any, targets: np.ndarray) -> None:
         """Scale X, fit the forest on (scaled X, targets) and decompose it."""
         self._validate_params_local()
+        self.backend_ = self._resolve_backend()
         X = as_2d(X)
         if targets.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {targets.shape[0]}")

@@ -54,10 +54,15 @@ class WaveletForestRegressor(RegressorMixin, WaveletForestBase):
     norm_weight : ``"num_samples"`` (default; ``w_Ω = |Ω|_N / N`` with the whole training set) or
         ``"volume"`` (volume of the node's box in ``[0, 1]^d``).
     importance_tau : exponent τ of the wavelet feature importance (``docs/methods.md``, feature importance).
+    backend : ``"auto"`` (default: scikit-learn here, the fast builder for the classifier),
+        ``"sklearn"`` or ``"fast"``. ``"fast"`` builds the same forest, tree for tree, with
+        :class:`mfoml.wavelets.fasttree.FastForestRegressor`; it needs one-hot targets, so for
+        regression it is refused unless ``y`` is one-hot.
 
     Attributes
     ----------
-    forest_ : RandomForestRegressor
+    forest_ : RandomForestRegressor (or ``FastForestRegressor``, same trees and tree arrays)
+    backend_ : the builder used, ``"sklearn"`` or ``"fast"``.
     data_min_, scale_ : ndarray (n_features,), the min-max map.
     wavelet_norms_ : ndarray (K,), per-tree norms of all non-root wavelets of all trees, ordered
         by (tree, node id). ``wavelet_tree_``, ``wavelet_node_``, ``wavelet_feature_`` (the
@@ -148,7 +153,13 @@ class WaveletForestClassifier(ClassifierMixin, WaveletForestBase):
     one-hot matrix; parameters and attributes are those of :class:`WaveletForestRegressor`.
     Class decisions take the argmax of the M-term output, ties (within 1e-12) going to the
     lowest class index.
+
+    ``backend="auto"`` (the default) fits that forest with the fast exact builder
+    (:mod:`mfoml.wavelets.fasttree`: the same trees as scikit-learn's, array for array, many
+    times faster); ``backend="sklearn"`` fits it with scikit-learn.
     """
+
+    _auto_backend = "fast"
 
     def fit(self, X: Any, y: Any) -> WaveletForestClassifier:
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,)."""

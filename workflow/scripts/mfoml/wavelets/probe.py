@@ -44,6 +44,7 @@ def sparsity_probe(
     random_state: int | None = 0,
     n_jobs: int | None = None,
     method: str = "angle",
+    backend: str = "auto",
     **alpha_kwargs: Any,
 ) -> AlphaResult:
     """The sparsity probe: fit a wavelet forest on a representation and estimate α.
@@ -61,6 +62,8 @@ def sparsity_probe(
         classification, floats → regression).
     n_trees, max_depth, norm_weight, max_features, min_samples_leaf, bootstrap, random_state,
     n_jobs : forest settings.
+    backend : forest builder: ``"auto"`` (the fast exact builder for classification,
+        scikit-learn for regression), ``"fast"`` or ``"sklearn"``; both give the same trees.
     method : ``"angle"`` (default), ``"angle_true_derivative"``, ``"norms"`` or ``"loglog"``
         (the log-log M-term estimator on the training data).
     **alpha_kwargs : passed to :func:`alpha_star` (tau and epsilon grids, ``tau_fixed``) or to
@@ -69,7 +72,8 @@ def sparsity_probe(
     Returns
     -------
     AlphaResult whose ``metadata`` holds ``n_samples, n_features, n_wavelets, task,
-    fit_seconds`` (forest fit), ``decompose_seconds``, ``alpha_seconds`` and the settings.
+    backend`` (the builder used), ``fit_seconds`` (forest fit), ``decompose_seconds``,
+    ``alpha_seconds`` and the settings.
 
     Raises
     ------
@@ -94,6 +98,7 @@ def sparsity_probe(
         random_state=random_state,
         n_jobs=n_jobs,
         norm_weight=norm_weight,
+        backend=backend,
     )
     shape = getattr(X, "shape", None)
     log.info(
@@ -112,6 +117,7 @@ def sparsity_probe(
             "n_features": int(model.n_features_in_),
             "n_wavelets": int(model.n_wavelets_),
             "task": task,
+            "backend": model.backend_,
             "n_trees": int(n_trees),
             "max_depth": max_depth,
             "norm_weight": norm_weight,
@@ -125,11 +131,12 @@ def sparsity_probe(
         }
     )
     log.info(
-        "sparsity probe: alpha=%.4g (%s), %d wavelets, fit %.2fs, decomposition %.3fs",
+        "sparsity probe: alpha=%.4g (%s), %d wavelets, fit %.2fs (%s), decomposition %.3fs",
         result.alpha,
         result.status,
         model.n_wavelets_,
         model.fit_seconds_,
+        model.backend_,
         model.decompose_seconds_,
     )
     return result
