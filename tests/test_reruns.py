@@ -125,8 +125,8 @@ def test_changing_ncc_code_reruns_ncc_jobs_and_svsl_training_only(run_copy):
     measures.write_text(measures.read_text() + "\n_CHANGED_BY_THE_RERUN_TEST = 1\n")
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(
-        {"ncc": 3, "aggregate": 1, "figures": 1, "all": 1}
-    )
+        {"ncc": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+    )  # dynamics_figures draws the class-geometry columns of the NCC tables
 
 
 def test_changing_smoothness_code_reruns_only_probe_jobs(run_copy):

@@ -162,8 +162,10 @@ def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
     # editing the boosted-tree wavelets reruns only the boosting part
     module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "boosted_trees.py"
     original = module.read_text()
-    module.write_text(original + "\n# edited by the tabular rerun test\n")
     try:
+        module.write_text(original + "\n# edited by the tabular rerun test\n")
+        assert dry_run_jobs(run, configfile=run / CONFIG) == []  # a comment changes nothing
+        module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
         jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
     finally:
         module.write_text(original)

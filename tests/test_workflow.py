@@ -415,17 +415,22 @@ def test_bad_config_file_stops_before_any_job(tmp_path, edit, message):
 
 
 def test_default_config_dry_run(tmp_path):
-    """The embedded default: 2 models x 3 activations x 5 folds, every stage, report inputs."""
+    """The embedded default: 2 models x 3 activations x 5 folds on MNIST-1D, the small text study
+    (2 encoders, fold 0) and the small self-supervised study (2 folds), every stage, report
+    inputs."""
     jobs = dry_run_jobs(tmp_path, snakefile=REPO / "Snakefile")
     counts = Counter(rule for rule, _ in jobs)
-    assert counts["train"] == 30 and counts["activations"] == 30
-    assert counts["probe"] == 30 and counts["ncc"] == 30
+    supervised = 30 + 2  # MNIST-1D networks + text encoders
+    assert counts["train"] == supervised and counts["train_ssl"] == 2
+    assert counts["activations"] == supervised + 2  # self-supervised runs are dumped too
+    assert counts["probe"] == supervised and counts["ncc"] == supervised
+    assert counts["ssl_eval"] == 2
     assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "data"}
     assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "folds"}
     assert counts["aggregate"] == 1 and counts["figures"] == 1 and counts["all"] == 1
     runs = {w["run"] for rule, w in jobs if rule == "train"}
     assert "mnist1d/mlp-d4-w64/relu/ce/noise0/fold0" in runs
-    assert {r.split("/")[2] for r in runs} == {"relu", "tanh", "gelu"}
+    assert {r.split("/")[2] for r in runs if r.startswith("mnist1d/")} == {"relu", "tanh", "gelu"}
 
 
 def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
