@@ -123,7 +123,9 @@ def _run(args: list[str], env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_fit(sizes: list[tuple[int, int]], repeats: int) -> list[dict]:
+def bench_fit(sizes: list[tuple[int, int]], repeats: int, in_process: bool = False) -> list[dict]:
+    """Fit timings per size; ``in_process`` (smoke) skips the fresh subprocesses (and so the
+    memory figures are the benchmark process's)."""
     rows = []
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     for n, d in sizes:
@@ -139,7 +141,11 @@ def bench_fit(sizes: list[tuple[int, int]], repeats: int) -> list[dict]:
                         file=sys.stderr,
                         flush=True,
                     )
-                    r = _run(["--fit-worker", f"{tmp},{backend},{threads},{tmp}/{key}.npz"], env)
+                    spec = [tmp, backend, str(threads), f"{tmp}/{key}.npz"]
+                    if in_process:
+                        r = fit_worker(tmp_path, backend, threads, Path(spec[3]))
+                    else:
+                        r = _run(["--fit-worker", ",".join(spec)], env)
                     if key not in res or r["wall_s"] < res[key]["wall_s"]:
                         res[key] = r
             trees = {k: np.load(f"{tmp}/{k}.npz") for k in res}
@@ -178,8 +184,8 @@ def bench_compile() -> dict:
     return {"cold": cold, "warm": warm}
 
 
-def digits_layers() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The two ReLU hidden layers of an MLP trained on digits (float16), and the input."""
+def digits_layers(input_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The input and the two ReLU hidden layers of an MLP trained on digits (float16)."""
     import warnings
 
     from sklearn.datasets import load_digits
@@ -188,6 +194,8 @@ def digits_layers() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
+    if input_only:
+        return [("input", X.astype(np.float16), y)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mlp = MLPClassifier((128, 64), max_iter=60, random_state=0).fit(X, y)
@@ -239,7 +247,10 @@ def bench_alpha(layers: list[tuple[str, np.ndarray, np.ndarray]]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, no compile step, one layer (seconds)"
+    )
     ap.add_argument("--sizes", nargs="*", help="NxD sizes, e.g. 4000x1520")
     ap.add_argument(
         "--repeats", type=int, default=1, help="fits per configuration (fastest counts)"
@@ -263,22 +274,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    elif args.smoke:
+        sizes = [(400, 30)]
     else:
         sizes = [(1000, 200), (3000, 500)] if args.quick else [(4000, 1520), (20000, 2500)]
-    compile_cost = bench_compile()
-    fits = bench_fit(sizes, args.repeats)
+    if args.smoke:
+        compile_cost = {"cold": {}, "warm": {}}
+    else:
+        compile_cost = bench_compile()
+    fits = bench_fit(sizes, args.repeats, in_process=args.smoke)
     if args.layer is not None:
         layers = [(args.layer.name, np.load(args.layer, mmap_mode="r"), np.load(args.labels))]
     else:
-        layers = digits_layers()
+        layers = digits_layers(input_only=args.smoke)
     alphas = bench_alpha(layers)
 
     c, w = compile_cost["cold"], compile_cost["warm"]
-    print(
-        f"compile (first fit, fresh process): empty numba cache {c['first_fit_s']:.1f}s "
-        f"(+ first predict {c['first_predict_s']:.1f}s), filled cache {w['first_fit_s']:.2f}s "
-        f"(+ {w['first_predict_s']:.2f}s); import {w['import_s']:.2f}s"
-    )
+    if not c:
+        print("compile: not measured (--smoke)")
+    else:
+        print(
+            f"compile (first fit, fresh process): empty numba cache {c['first_fit_s']:.1f}s "
+            f"(+ first predict {c['first_predict_s']:.1f}s), filled cache {w['first_fit_s']:.2f}s "
+            f"(+ {w['first_predict_s']:.2f}s); import {w['import_s']:.2f}s"
+        )
     print(
         f"{'size':>11} {'nodes':>6} {'sklearn':>8} {'fast x1':>8} {'fast x2':>8} {'ratio x1':>9} "
         f"{'ratio x2':>9} {'cpu ratio':>9} {'peak MB sk/fast':>16} {'mem ratio':>9} "

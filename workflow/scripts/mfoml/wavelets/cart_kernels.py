@@ -89,7 +89,7 @@ def unpack_keys(keys, f0, shift, order, vals_u):
 
 
 @njit(**_KW)
-def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
+def scan_feature(ofs, vfs, codes, wts, tot, par, cnt, floor):
     """Best proxy of one sorted row ``ofs``/``vfs`` (the node's m samples) and its position.
 
     ``par = [sq_tot, w_node, min_samples_leaf, min_weight_leaf]``. A candidate position ``q``
@@ -99,6 +99,11 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
     ``sq_l w_r + sq_r w_l >= bound w_l w_r`` (bound = the best so far less 1e-12 relative) says
     it may beat the best so far, so no candidate that scikit-learn would take is skipped; the
     first best position wins (strict ``>``). Returns ``(proxy, pos)``, pos -1 if none.
+
+    ``floor``: the best proxy of the features scanned before in this node. A row whose maximum
+    is below it cannot be the node's split, so the test starts from ``floor`` too: the row's
+    exact maximum (and its first position) is returned whenever it reaches ``floor``, otherwise
+    ``(-inf, -1)`` or a value below ``floor``. This only saves divisions.
     """
     m = ofs.shape[0]
     for k in range(cnt.shape[0]):
@@ -110,7 +115,7 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
     dot = 0.0  # Σ_k s_k s_Lk, so that Σ_k s_Rk² = sq_tot − 2 dot + sq_l
     w_l = 0.0
     best = -np.inf
-    bound = -np.inf
+    bound = floor * (1.0 - 1e-12)  # proxies are positive
     best_pos = -1
     v_prev = vfs[0]
     for p in range(m - 1):
@@ -132,7 +137,7 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt):
                 proxy = sq_l / w_l + sq_r / w_r
                 if proxy > best:
                     best = proxy
-                    bound = proxy * (1.0 - 1e-12)  # proxies are positive
+                    bound = max(bound, proxy * (1.0 - 1e-12))
                     best_pos = p + 1
         v_prev = v_next
     return best, best_pos
@@ -156,12 +161,14 @@ def rows(scan, fo, fv, node, feats, lo, hi, ctx, dst, tmp):
     do, dv = dst
     tmp_i, tmp_v = tmp
     d = res_proxy.shape[0]
+    floor = -np.inf
     for t in range(lo, hi):
         f = feats[t]
         ofs = fo[base + f * stride : base + f * stride + m]
         vfs = fv[base + f * stride : base + f * stride + m]
         if scan:
-            res_proxy[f], res_pos[f] = scan_feature(ofs, vfs, codes, wts, tot, par, cnt)
+            res_proxy[f], res_pos[f] = scan_feature(ofs, vfs, codes, wts, tot, par, cnt, floor)
+            floor = max(floor, res_proxy[f])
         elif dense:
             w = base + f * m_l
             r = base + d * m_l + f * (m - m_l)
