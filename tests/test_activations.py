@@ -263,3 +263,23 @@ def test_existing_dump_is_replaced_only_when_complete(rng, tmp_path):
     dump_activations(model, x, np.arange(7) % 3, out, epoch=3)
     assert open_activations(out).manifest["epoch"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_manifest_cross_entropy_is_the_eval_loss_of_the_same_pass(rng, tmp_path):
+    """The dump records the loss that belongs with its predictions: mean cross-entropy of the
+    eval-mode logits against the dumped labels (batches summed, not averaged per batch)."""
+    model = build_model("mlp", (5,), 3, depth=2, width=6, seed=1)
+    model.train()  # the dump switches to eval mode (BatchNorm running statistics)
+    x = rng.normal(size=(11, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=11)
+    manifest = dump_activations(model, x, y, tmp_path / "a", batch_size=4)
+    assert model.training
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x)).double()
+    logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    expected = float(-logp[torch.arange(11), torch.from_numpy(y)].mean())
+    assert manifest["cross_entropy"] == pytest.approx(expected, rel=1e-5)
+    assert open_activations(tmp_path / "a").manifest["cross_entropy"] == manifest["cross_entropy"]
+    # labels that are not classes of the logits (another label set): no loss, not a wrong one
+    other = dump_activations(model, x, np.full(11, 5), tmp_path / "b")
+    assert other["cross_entropy"] is None

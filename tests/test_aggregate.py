@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mfoml import plots
 from mfoml.analysis import aggregate as agg
+from mfoml.analysis import runstats
 
 
 def _runs(n_folds=3, acts=("relu", "tanh")):
@@ -104,19 +105,19 @@ def test_correlation_points_and_spearman(rng):
         assert p["accuracy"] == pytest.approx(
             float(m.loc[m["epoch"] == p["epoch"], "test_acc"].iloc[0])
         )
-    corr = agg.correlation_table(pts)
-    row = corr[
-        (corr["experiment"] == "exp") & (corr["feature"] == "ncc_mismatch_penultimate")
-    ].iloc[0]
-    x, y = pts["ncc_mismatch_penultimate"].to_numpy(), pts["accuracy"].to_numpy()
+    corr = runstats.checkpoint_correlations(pts, outcomes=["accuracy"], n_boot=200)
+    assert len(corr) == 2 * 3  # checkpoints x features; one experiment, runs as the unit
+    row = corr[(corr["epoch"] == 3) & (corr["feature"] == "ncc_mismatch_penultimate")].iloc[0]
+    at3 = pts[pts["epoch"] == 3]
+    x, y = at3["ncc_mismatch_penultimate"].to_numpy(), at3["accuracy"].to_numpy()
     rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))  # no ties in random data
     n = len(x)
     rho = 1 - 6 * ((rx - ry) ** 2).sum() / (n * (n * n - 1))
-    assert row["status"] == "ok" and row["n"] == n
+    assert row["status"] == "ok" and row["n_runs"] == n == len(runs) and row["headline"]
     assert row["rho"] == pytest.approx(rho)
-    assert 0 <= row["p_value"] <= 1
-    few = agg.correlation_table(pts.iloc[:2])
-    assert (few["status"] == "too_few_points").all() and few["rho"].isna().all()
+    assert 0 < row["p_value"] <= 1 and not row["exact"]  # 8! > 9999 permutations: sampled
+    few = runstats.checkpoint_correlations(pts[pts["run"].isin([runs[0]["run"], runs[1]["run"]])])
+    assert (few["status"] == "too_few_runs").all() and few["rho"].isna().all()
     assert agg.missing_penultimate(table, {r["run"]: "block3" for r in runs}) == {}
 
     # probe.layers / ncc.layers leaving out the penultimate layer: named, and reported as no_data
@@ -124,12 +125,22 @@ def test_correlation_points_and_spearman(rng):
     cut = table[~((table["layer"] == "block3") & table["run"].isin([first, second]))]
     pen = {r["run"]: "block3" for r in runs}
     assert agg.missing_penultimate(cut, pen) == {first: ["probe", "ncc"], second: ["probe", "ncc"]}
+    gaps = agg.penultimate_gaps(cut, pen)
+    assert gaps[first]["probe"] == "not analysed: config key 'probe.layers' leaves it out"
+    # analysed on too few samples: alpha is NaN with a status; the reason is the sample size
+    starved = table.copy()
+    sel = (starved["layer"] == "block3") & (starved["run"] == first)
+    starved.loc[sel, "alpha"] = np.nan
+    starved.loc[sel, "alpha_status"] = "no_wavelets"
+    reason = agg.penultimate_gaps(starved, pen)[first]["probe"]
+    assert "alpha is not finite (probe status no_wavelets)" in reason
+    assert "'activations.max_samples'" in reason and "probe.layers" not in reason
     only_missing = agg.correlation_points(
         cut[cut["run"].isin([first, second])], epochs, {first: "block3", second: "block3"}
     )
-    none = agg.correlation_table(only_missing)
+    none = runstats.checkpoint_correlations(only_missing, outcomes=["accuracy"], n_boot=100)
     last = none[none["feature"] == "alpha_last_inner"].iloc[0]
-    assert last["status"] == "no_data" and last["n"] == 0 and np.isnan(last["rho"])
+    assert last["status"] == "no_data" and last["n_runs"] == 0 and np.isnan(last["rho"])
 
 
 def test_palette_is_fixed_per_activation():
@@ -189,5 +200,68 @@ def test_correlation_points_at_the_initialization_checkpoint(rng):
             m = metrics[p["run"]]
             expected = float(m.loc[m["epoch"] == 3, "test_acc"].iloc[0])
         assert p["accuracy"] == expected and p["target"] == "test_acc"
-    corr = agg.correlation_table(pts, min_points=3)
-    assert (corr["n"] == 4).all()
+    corr = runstats.checkpoint_correlations(pts, outcomes=["accuracy"], min_runs=2, n_boot=100)
+    assert set(corr["epoch"]) == {0, 3} and (corr["n_runs"] == 2).all()
+
+
+def test_layers_table_keeps_wavelet_counts_and_the_random_label_baseline():
+    """Every alpha keeps its wavelet count (and random-label baseline) beside it; a probe split
+    other than train gets the split as suffix on every column."""
+    run = _runs(n_folds=1, acts=("relu",))
+    probe = pd.DataFrame(
+        [
+            {
+                "epoch": 2,
+                "split": split,
+                "layer": "block1",
+                "layer_index": 1,
+                "alpha": a,
+                "status": "ok",
+                "n_tau": 3.0,
+                "n_wavelets": k,
+                "alpha_random": a / 2,
+                "alpha_random_status": "ok",
+                "n_wavelets_random": k + 1,
+                "method": "angle",
+            }
+            for split, a, k in (("train", 0.4, 120), ("test", 0.3, 80))
+        ]
+    )
+    ncc = pd.DataFrame([{"epoch": 2, "layer": "block1", "layer_index": 1, "nc1": 0.5}])
+    row = agg.layers_table(run, {run[0]["run"]: probe}, {run[0]["run"]: ncc}).iloc[0]
+    assert (row["alpha"], row["n_wavelets"], row["alpha_random"]) == (0.4, 120, 0.2)
+    assert (row["n_wavelets_random"], row["alpha_status"], row["nc1"]) == (121, "ok", 0.5)
+    assert (row["alpha_test"], row["n_wavelets_test"], row["alpha_random_test"]) == (0.3, 80, 0.15)
+    assert row["alpha_status_test"] == "ok" and "method" not in row
+
+
+def test_run_level_figures_are_readable(tmp_path, rng):
+    points = pd.DataFrame(
+        [
+            {**r, "epoch": e, "alpha_last_inner": rng.random(), "alpha_depth_slope": rng.random(),
+             "ncc_mismatch_penultimate": rng.random(), "accuracy": rng.random()}
+            for r in _runs(n_folds=3)
+            for e in (1, 4)
+        ]
+    )  # fmt: skip
+    points = runstats.merge_final(
+        points,
+        points[points["epoch"] == 4][["run", "accuracy"]].rename(
+            columns={"accuracy": "final_accuracy"}
+        ),
+    )
+    corr = runstats.checkpoint_correlations(points, n_permutations=99, n_boot=100)
+    noise = pd.DataFrame(
+        {
+            "experiment": "exp", "dataset": "d", "model": "m", "activation": "relu", "loss": "ce",
+            "seed": 0, "noise": [0.0, 0.2], "alpha_mean": [0.3, 0.1], "alpha_std": [0.02, np.nan],
+            "n_wavelets_mean": [300.0, 410.0], "alpha_random_mean": [0.05, 0.04],
+        }
+    )  # fmt: skip
+    for name, draw in (
+        ("correlation.png", lambda p: plots.plot_correlation(points, corr, p, dpi=40)),
+        ("noise.png", lambda p: plots.plot_noise_alpha(noise, p, dpi=40)),
+    ):
+        draw(tmp_path / name)
+        img = mpimg.imread(tmp_path / name)
+        assert img.shape[0] > 50 and img.shape[1] > 50 and float(np.std(img)) > 0, name

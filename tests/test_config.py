@@ -39,6 +39,19 @@ def test_empty_config_gets_every_default():
     assert isinstance(cfg["tabular"], dict)  # the $ref'd tabular section got its defaults
 
 
+def test_probe_grid_defaults_are_the_estimators_defaults():
+    """The probe's tau and epsilon grids default to the reference's (alpha_star's defaults)."""
+    import inspect
+
+    from mfoml.wavelets.smoothness import alpha_star
+
+    cfg = C.validate_config({})
+    defaults = inspect.signature(alpha_star).parameters
+    for key in ("tau_min", "tau_max", "tau_step", "eps_min", "eps_max", "n_eps"):
+        assert cfg["probe"][key] == defaults[key].default, key
+    assert '"n_eps":10' in C.rule_params(cfg, "probe")  # the probe rule receives the grids
+
+
 def test_defaults_do_not_override_given_values():
     cfg = C.validate_config({"probe": {"max_depth": 4}, "activations": {"max_features": None}})
     assert cfg["probe"]["max_depth"] == 4 and cfg["probe"]["n_trees"] == 1
@@ -78,10 +91,27 @@ def test_defaults_do_not_override_given_values():
             "config key 'resources.train.mem_mb': 'lots' is not of type 'integer'",
         ),
         (
-            {"models": {"m": {"arch": "transformer"}}},
-            "config key 'models.m.arch': 'transformer' is not one of",
+            {"models": {"m": {"arch": "rnn"}}},
+            "config key 'models.m.arch': 'rnn' is not one of",
         ),
         ({"models": {"bad name": {"arch": "mlp"}}}, "config key 'models'"),
+        (
+            {"models": {"m": {"arch": "conv1d", "probe_point": "mid"}}},
+            "config key 'models.m.probe_point': 'mid' is not one of ['post', 'pre']",
+        ),
+        (
+            {"models": {"m": {"arch": "conv1d", "stride": [2, 0]}}},
+            "config key 'models.m.stride[1]': 0 is less than the minimum of 1",
+        ),
+        ({"probe": {"n_eps": 0}}, "config key 'probe.n_eps': 0 is less than the minimum of 1"),
+        (
+            {"probe": {"tau_min": 0}},
+            "config key 'probe.tau_min': 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"probe": {"eps_max": 90}},
+            "config key 'probe.eps_max': 90 is greater than or equal to the maximum of 90",
+        ),
     ],
 )
 def test_schema_errors_name_the_key(patch, expected):
@@ -164,6 +194,26 @@ def test_sweep_errors_name_the_sweep_key():
         (
             lambda c: c["models"].update(r={"arch": "resnet18", "depth": 3}),
             "config key 'models.r': depth/width do not apply to resnet18",
+        ),
+        (
+            lambda c: c["models"].update(m={"arch": "mlp", "stride": 2}),
+            "config key 'models.m': stride/kernel_size apply to conv and conv1d only",
+        ),
+        (
+            lambda c: c["models"].update(r={"arch": "resnet18", "probe_point": "pre"}),
+            "config key 'models.r': batch_norm/probe_point apply to mlp, conv and conv1d only",
+        ),
+        (
+            lambda c: c["models"].update(c={"arch": "conv1d", "depth": 5, "stride": [2, 2]}),
+            "config key 'models.c.stride': 2 strides for depth 5 (one per block)",
+        ),
+        (
+            lambda c: c["probe"].update(tau_min=2.5),
+            "config key 'probe.tau_min': 2.5 must be below probe.tau_max = 2.0",
+        ),
+        (
+            lambda c: c["probe"].update(eps_min=0.5, eps_max=0.4),
+            "config key 'probe.eps_min': 0.5 must be below probe.eps_max = 0.4",
         ),
     ],
 )
@@ -267,11 +317,13 @@ def test_dataset_options_for_variants():
 def test_default_config_is_offline_and_sized():
     cfg = C.load_config(REPO / "config" / "config.yaml")
     table = C.run_table(cfg)
-    assert {r.dataset for r in table} <= {"mnist1d", "digits"}
+    offline = {"mnist1d", "digits", "textorder", "textsource"}  # text: docs/text.md
+    assert {C.dataset_options(cfg, r.dataset)["source"] for r in table} <= offline
     assert cfg["folds"]["n_splits"] == 5
     assert {r.fold for r in table} == set(range(5))
     assert len({r.activation for r in table}) == 3
-    assert {r.model_spec["arch"] for r in table} == {"mlp", "conv1d"}
+    assert {"mlp", "conv1d"} <= {r.model_spec["arch"] for r in table}
+    assert {r.model_spec["arch"] for r in table} <= {"mlp", "conv1d", "transformer"}
     assert len(table[0].train["checkpoints"]) >= 3
     assert cfg["probe"]["layers"] == "all" and cfg["ncc"]["layers"] == "all"
 
@@ -297,7 +349,7 @@ def test_experiments_cover_the_course_studies():
     }
     assert {("cifar10", True), ("cifar10", False), ("mnist", True), ("mnist", False)} <= resnets
     svsl = [r for r in every if r.loss_spec["type"] == "svsl"]
-    assert {r.dataset for r in svsl} == {"mnist", "fashionmnist"}
+    assert {"mnist", "fashionmnist"} <= {r.dataset for r in svsl}
     assert any(not r.loss_spec["batched"] for r in svsl)
     assert len({(r.loss_spec["lam"], r.loss_spec["gamma"]) for r in svsl}) >= 3
     noise = {(r.dataset, r.noise) for r in every}
@@ -306,6 +358,15 @@ def test_experiments_cover_the_course_studies():
     tl = [r for r in every if r.transfer]
     assert tl and all(r.analysis_dataset == "cifar100" and r.transfer["freeze"] > 0 for r in tl)
     assert all(C.dataset_options(cfgs["transfer"], r.dataset)["per_class_cap"] for r in tl)
+    # Text: project 8 (one encoder knob at a time), the workshop's GLUE example (CE and SVSL),
+    # project 13 (MLM-pretrained encoders analysed frozen).
+    knobs = {tuple(sorted(r.model_spec.items())) for r in runs["transformer-ncc"]}
+    assert len(knobs) == 10 and {r.fold for r in runs["transformer-ncc"]} == set(range(5))
+    glue = cfgs["glue-bert"]
+    tasks = {C.dataset_options(glue, r.dataset)["source"] for r in runs["glue-bert"]}
+    assert tasks == {"glue-cola", "glue-sst2", "glue-mrpc", "glue-rte"}
+    assert {r.loss_spec["type"] for r in runs["glue-bert"]} == {"ce", "svsl"}
+    assert all(r.pretrained for r in runs["mlm-encoder"])
     # The tabular projects at full size: OpenML classification sets and a hard regression set.
     tab = cfgs["tabular-openml"]
     sources = {C.dataset_options(tab, d)["source"] for d in tab["tabular"]["datasets"]}
@@ -339,3 +400,196 @@ def test_every_config_key_is_documented():
     missing = sorted(k for k in keys if f"`{k}`" not in readme and not k.startswith("tabular."))
     assert not missing, f"config keys not documented in config/README.md: {missing}"
     assert len(keys) > 60
+
+
+def _transfer_from(run_id: str):
+    def edit(c):
+        c["sweeps"][2]["transfer"]["source_run"] = run_id
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["sweeps"][0].update(datasets=["mnsit1d"]),
+            "config key 'sweeps[0].datasets': unknown data set 'mnsit1d'; known: mnist1d,",
+        ),
+        (
+            lambda c: c["sweeps"][2].update(analysis_dataset="cifar1000"),
+            "config key 'sweeps[2].analysis_dataset': unknown data set 'cifar1000'",
+        ),
+        (
+            lambda c: c["data"]["variants"]["mnist1d-small"].update(source="mnist1e"),
+            "config key 'data.variants.mnist1d-small.source': unknown data set 'mnist1e'",
+        ),
+        (
+            lambda c: c.update(tabular={"enabled": True, "datasets": ["iris", "irsi"]}),
+            "config key 'tabular.datasets': unknown data set 'irsi'",
+        ),
+        (
+            lambda c: c["probe"].update(layers=["block1", "block3"]),
+            "config key 'probe.layers': ['block3'] not layers of model 'mlp-d2-w16' (used by "
+            "sweeps[0]); its layers are input, block1, block2, logits",
+        ),
+        (
+            lambda c: c["ncc"].update(layers=["stem"]),
+            "config key 'ncc.layers': ['stem'] not layers of model 'mlp-d2-w16'",
+        ),
+        (
+            lambda c: c["folds"].update(n_splits=21),
+            "config key 'folds.n_splits': 21 folds, but class 0 of data set 'mnist1d-small' "
+            "(variant of 'mnist1d') has only 20 training samples "
+            "(data.variants.mnist1d-small.per_class_cap = 20); use folds.n_splits <= 20",
+        ),
+        (
+            lambda c: (
+                c.update(tabular={"enabled": True, "datasets": ["diabetes"]})
+                or c["folds"].update(n_splits=443)
+            ),
+            "config key 'folds.n_splits': 443 folds, but data set 'diabetes' has only 442",
+        ),
+        (
+            lambda c: c["sweeps"][1].update(name="relu"),
+            "config key 'sweeps[1].name': sweep name 'relu' is already used by sweeps[0]",
+        ),
+        (
+            lambda c: c["activations"].update(max_samples=1),
+            "config key 'activations.max_samples': 1 is less than the minimum of 2",
+        ),
+        (
+            lambda c: c["activations"].update(max_samples=19),
+            "config key 'activations.max_samples': 19 samples cannot hold 2 per class of data "
+            "set 'mnist1d' (10 classes)",
+        ),
+        (
+            lambda c: c["probe"].update(max_samples=10),
+            "config key 'probe.max_samples': 10 samples cannot hold 2 per class",
+        ),
+        (
+            _transfer_from("mnist2d/mlp-d2-w16/relu/ce/noise0/fold0"),
+            "config key 'sweeps[2].transfer.source_run': the data set 'mnist2d' of the source "
+            "run 'mnist2d/mlp-d2-w16/relu/ce/noise0/fold0' is not a known data set",
+        ),
+        (
+            # the source sweep itself names the unknown data set: the message is about it
+            lambda c: (
+                c["sweeps"][0].update(datasets=["mnist2d"])
+                or _transfer_from("mnist2d/mlp-d2-w16/relu/ce/noise0/fold0")(c)
+            ),
+            "config key 'sweeps[0].datasets': unknown data set 'mnist2d'",
+        ),
+        (
+            _transfer_from("digits/mlp-d2-w16/relu/ce/noise0/fold0"),
+            "config key 'sweeps[2].transfer.source_run': no sweep trains on data set 'digits'",
+        ),
+    ],
+)
+def test_data_layer_fold_and_sample_errors_name_the_key(edit, expected):
+    cfg = _tiny()
+    edit(cfg)
+    message = _error(cfg)
+    assert expected in message
+    assert "is not a run of this configuration" not in message
+
+
+def test_a_configuration_without_work_is_an_error():
+    cfg = C.validate_config({"sweeps": []})
+    with pytest.raises(C.ConfigError, match="nothing is configured: config key 'sweeps' is empty"):
+        C.check_work(cfg)
+    C.check_work(C.validate_config(_tiny()))
+    C.check_work(C.validate_config({"tabular": {"enabled": True, "datasets": ["iris"]}}))
+
+
+def test_duplicate_yaml_keys_and_syntax_errors_name_file_line_and_key(tmp_path):
+    text = (REPO / "config" / "tests" / "tiny.yaml").read_text()
+    C.check_yaml_file(REPO / "config" / "tests" / "tiny.yaml")  # the real file is fine
+    doubled = text.replace(
+        "models:\n  mlp-d2-w16:\n", "models:\n  mlp-d2-w16:\n    arch: conv\n  mlp-d2-w16:\n", 1
+    )
+    path = tmp_path / "doubled.yaml"
+    path.write_text(doubled + "probe:\n  n_trees: 3\n")
+    with pytest.raises(C.ConfigError) as info:
+        C.load_config(path)
+    message = str(info.value)
+    line = doubled.splitlines().index("  mlp-d2-w16:", doubled.splitlines().index("models:") + 2)
+    assert str(path) in message
+    assert f"line {line + 1}: key 'models.mlp-d2-w16' defined again" in message
+    assert "key 'probe' defined again" in message
+    bad = tmp_path / "syntax.yaml"
+    bad.write_text("sweeps:\n  - name: a\n   datasets: [x]\n")
+    with pytest.raises(C.ConfigError, match=r"(?s)syntax.yaml: malformed YAML .*line 3"):
+        C.check_yaml_file(bad)
+
+
+def test_full_training_split_runs():
+    """`folds: full`: one run per setting on the whole training split, id `.../full[-seed]`."""
+    cfg = _tiny()
+    cfg["sweeps"][1].update(folds="full", seeds=[0, 2])
+    cfg = C.validate_config(cfg)
+    full = [r for r in C.run_table(cfg) if r.sweep == "tanh"]
+    assert [r.run_id for r in full] == [
+        "mnist1d/mlp-d2-w16/tanh/ce/noise0/full",
+        "mnist1d/mlp-d2-w16/tanh/ce/noise0/full-seed2",
+    ]
+    assert all(r.fold == "full" and r.full_train for r in full)
+    assert not any(r.full_train for r in C.run_table(cfg) if r.sweep != "tanh")
+    for r in full:
+        assert re.fullmatch(C.RUN_ID_PATTERN, r.run_id)
+        assert C.parse_run_id(r.run_id)["fold"] == "full"
+        assert C.parse_run_id(r.run_id)["seed"] == r.seed
+        assert '"fold":"full"' in C.rule_params(cfg, "train", r)
+        assert r.metadata()["fold"] == "full"
+    assert C.parse_run_id("mnist1d/m/relu/ce/noise0/fold3-seed1")["fold"] == 3
+    assert not re.fullmatch(C.RUN_ID_PATTERN, "mnist1d/m/relu/ce/noise0/full3")
+    # a held-out split asked for by the analysis is an error for full runs
+    bad = _tiny()
+    bad["sweeps"][0]["folds"] = "full"
+    bad["activations"]["splits"] = ["train", "heldout", "test"]
+    bad["ncc"]["test_split"] = "heldout"
+    bad["probe"]["splits"] = ["train", "heldout"]
+    msg = _error(bad)
+    for what in ("ncc.test_split", "probe.splits"):
+        assert (
+            f"config key 'sweeps[0].folds': runs on the full training split have no held-out "
+            f"fold, but {what} asks for it"
+        ) in msg
+    # `full` is a value of its own, not a fold index
+    assert "config key 'sweeps[0].folds[0]': 'full' is not of type 'integer'" in _error(
+        {**_tiny(), "sweeps": [{**_tiny()["sweeps"][0], "folds": ["full"]}]}
+    )
+
+
+def test_reference_mnist1d_experiment():
+    """The published MNIST-1D protocol: conv1d 5 x 80, stride 2, no BatchNorm, pre-activation
+    probes, full training split, the reference probe, several seeds."""
+    from mfoml.nets.layernames import probe_layer_names
+
+    cfg = C.load_config(REPO / "config" / "experiments" / "reference-mnist1d.yaml")
+    runs = C.run_table(cfg)
+    assert len(runs) >= 3
+    assert [r.run_id for r in runs] == ["mnist1d/conv1d-ref/relu/ce/noise0/full"] + [
+        f"mnist1d/conv1d-ref/relu/ce/noise0/full-seed{s}" for s in range(1, len(runs))
+    ]
+    spec = runs[0].model_spec
+    assert spec == {
+        "arch": "conv1d",
+        "depth": 5,
+        "width": 80,
+        "kernel_size": 3,
+        "stride": 2,
+        "batch_norm": False,
+        "probe_point": "pre",
+    }
+    assert probe_layer_names(spec["arch"], spec["depth"], spec["probe_point"]) == [
+        "input",
+        *[f"block{i}_pre" for i in range(1, 6)],
+        "block5",
+        "logits",
+    ]
+    probe = cfg["probe"]
+    assert (probe["n_trees"], probe["max_depth"], probe["seed"]) == (1, 20, 1079)
+    assert (probe["eps_min"], probe["eps_max"], probe["n_eps"]) == (0.1, 0.4, 10)
+    assert probe["max_features"] is None and probe["method"] == "angle"
+    assert cfg["activations"]["max_samples"] is None and cfg["ncc"]["test_split"] == "test"

@@ -253,3 +253,22 @@ def test_rewrite_without_test_split_removes_stale_files(tmp_path, mnist1d_dir):
     assert not (out / "x_test.npy").exists()
     ds = load_dataset(out)
     assert ds.x_test is None and ds.x_train.shape == (2, 3)
+
+
+def test_registry_class_counts_are_those_of_the_data(mnist1d_dir):
+    """The class counts the configuration checks before any job equal the data's own."""
+    from mfoml.data.catalog import find_source
+    from mfoml.data.sources import CLASS_COUNTS, EMBEDDED, N_TRAIN
+
+    y = load_dataset(mnist1d_dir).y_train
+    assert CLASS_COUNTS["mnist1d"] == tuple(np.bincount(y).tolist())
+    loaders = {"digits": skd.load_digits, "wine": skd.load_wine, "iris": skd.load_iris}
+    loaders["breast_cancer"] = skd.load_breast_cancer
+    for name, load in loaders.items():
+        assert CLASS_COUNTS[name] == tuple(np.bincount(load().target).tolist()), name
+    assert N_TRAIN["diabetes"] == len(skd.load_diabetes().target)
+    for name in EMBEDDED:
+        info = find_source(name)
+        assert info is not None and info.n_train == N_TRAIN[name]
+        assert info.class_counts == CLASS_COUNTS.get(name)
+    assert sum(CLASS_COUNTS["mnist"]) == 60000 and sum(CLASS_COUNTS["cifar100"]) == 50000

@@ -77,3 +77,46 @@ def test_permissions_follow_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "p.txt").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("name", ["probe.csv", "ncc.csv", "metrics.csv"])
+def test_corrupted_result_tables_are_named_with_what_is_wrong(tmp_path, name):
+    from mfoml.analysis.aggregate import RESULT_TABLES
+
+    required, numeric = RESULT_TABLES[name]
+    good = pd.DataFrame({c: [1.0, 2.0] if c in numeric else ["a", "b"] for c in required})
+    path = tmp_path / name
+    good.to_csv(path, index=False)
+    assert list(io.read_csv_checked(path, required, numeric).columns) == list(required)
+
+    cases = {
+        "": "not a readable CSV table",  # emptied
+        good.to_csv(index=False).replace(required[1], "oops", 1): f"column(s) ['{required[1]}']",
+        good.to_csv(index=False).split("\n")[0] + "\n": "has no rows",  # header only
+        good.to_csv(index=False).replace("2.0", "2.0x", 1): f"column {numeric[0]!r}, row 2: "
+        "'2.0x' is not a number",
+        '"unterminated\n' + good.to_csv(index=False): "not a readable CSV table",
+    }
+    for text, expected in cases.items():
+        path.write_text(text)
+        with pytest.raises(ValueError) as info:
+            io.read_csv_checked(path, required, numeric)
+        message = str(info.value)
+        assert message.startswith(f"{path}: "), message
+        assert expected in message, message
+        assert "--forcerun" in message
+
+
+def test_replace_dir_swaps_a_finished_directory_into_place(tmp_path):
+    out = tmp_path / "checkpoints"
+    work = io.partial_dir(out)
+    assert work == tmp_path / ".checkpoints.partial"
+    work.mkdir()
+    (work / "a.txt").write_text("new")
+    io.replace_dir(work, out)
+    assert (out / "a.txt").read_text() == "new" and not work.exists()
+    work.mkdir()
+    (work / "b.txt").write_text("newer")
+    io.replace_dir(work, out)  # replaces an existing output, leaves nothing aside
+    assert [p.name for p in out.iterdir()] == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]

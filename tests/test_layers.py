@@ -4,7 +4,7 @@ Every module of ``mfoml`` is parsed (its AST, so function-level imports count to
 import of an ``mfoml`` module becomes an edge of the module graph. The layers
 (docs/architecture.md) are, from the bottom:
 
-    base      mfoml (the package), mfoml._lazy, mfoml.io, mfoml.logs
+    base      mfoml (the package), mfoml._lazy, mfoml.io, mfoml.logs, mfoml.tracking
     core      mfoml.data, mfoml.wavelets, mfoml.collapse, mfoml.analysis
     models    mfoml.nets, mfoml.tabular, mfoml.plots, mfoml.dynamics
     config    mfoml.config
@@ -36,7 +36,7 @@ LAYERS = {
     "dynamics": 2,
     "config": 3,
 }
-BASE = {"mfoml", "mfoml._lazy", "mfoml.io", "mfoml.logs"}
+BASE = {"mfoml", "mfoml._lazy", "mfoml.io", "mfoml.logs", "mfoml.tracking"}
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "matplotlib", "scipy", "seaborn")
 
 

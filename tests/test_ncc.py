@@ -518,3 +518,58 @@ def test_layer_table_uses_true_labels_of_a_noisy_train_dump(trained_dumps, tmp_p
         assert row["nc1"] != pytest.approx(pinv_nc1(h, y_noisy, 10), rel=1e-3)
     with pytest.raises(ValueError, match="true_labels must have shape"):
         dump_activations(model, x, y, tmp_path / "bad", true_labels=y[:-1], device="cpu")
+
+
+class _ArrayDump:
+    """A minimal in-memory activation dump (the ActivationDumpLike protocol)."""
+
+    def __init__(self, layers: dict[str, np.ndarray], labels: np.ndarray) -> None:
+        self._layers = layers
+        self.layers = list(layers)
+        self.labels = labels
+        self.predictions = labels.copy()
+        self.manifest = {
+            "layers": [
+                {"name": n, "index": i, "dim": a.shape[1], "reduction": None}
+                for i, (n, a) in enumerate(layers.items())
+            ]
+        }
+
+    def layer(self, name: str) -> np.ndarray:
+        return self._layers[name]
+
+    def iter_chunks(self, name: str, chunk_size: int):
+        a = self._layers[name]
+        for i in range(0, len(a), chunk_size):
+            yield a[i : i + chunk_size].astype(np.float32)
+
+
+def test_layer_table_status_says_why_nc1_nc2_are_undefined(rng):
+    y = np.arange(40) % 2
+    sign = np.where((np.arange(40) // 2) % 2 == 0, 1.0, -1.0)[:, None]
+    layers = {
+        "input": rng.normal(size=(40, 3)) + y[:, None],  # separated classes
+        "dead": np.zeros((40, 5)),  # e.g. every ReLU dead
+        # varies within each class, but both class means are 0: NC1/NC2 undefined
+        "same_means": sign * np.ones((40, 4)),
+        "logits": np.stack([1.0 - y, y], axis=1) + 0.1 * rng.normal(size=(40, 2)),
+    }
+    layers = {k: v.astype(np.float16) for k, v in layers.items()}
+    with captured("mfoml.collapse.table") as lines:
+        tab = layer_table(_ArrayDump(layers, y), n_classes=2, chunk_size=7).set_index("layer")
+    assert tab["status"].to_dict() == {
+        "input": "ok",
+        "dead": "constant_layer",
+        "same_means": "class_means_degenerate",
+        "logits": "ok",
+    }
+    assert tab.loc[["dead", "same_means"], "nc1"].isna().all()
+    assert tab.loc[["input", "logits"], "nc1"].notna().all()
+    assert any("'dead': status constant_layer" in line for line in lines)
+    # one class present: NC1/NC2 undefined for every layer
+    one = layer_table(_ArrayDump(layers, np.zeros(40, dtype=np.int64)), n_classes=2)
+    assert (one["status"] == "one_class").all()
+    # the statuses are documented values
+    from mfoml.collapse.table import LAYER_STATUSES
+
+    assert set(tab["status"]) | set(one["status"]) <= set(LAYER_STATUSES)

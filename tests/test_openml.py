@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +89,11 @@ def test_adult_by_id_nominal_and_missing(openml_site: Path, tmp_path: Path) -> N
         for line in text.split("@data", 1)[1].splitlines()
         if line.strip() and not line.startswith("%")
     ]
-    assert x.shape == (len(rows), 14) and not np.isnan(x).any()
+    assert x.shape == (len(rows), 14)
     # target: declared order {>50K, <=50K}
     np.testing.assert_array_equal(y, [0 if r[-1] == ">50K" else 1 for r in rows])
-    # numeric column 'age' verbatim; nominal 'workclass' as declared code, '?' imputed by mode
+    # numeric column 'age' verbatim; nominal 'workclass' as declared code, '?' stored as NaN
+    # (imputed later inside each training fold, never over all rows)
     np.testing.assert_array_equal(x[:, 0], [float(r[0]) for r in rows])
     declared = [
         "Private",
@@ -104,11 +106,49 @@ def test_adult_by_id_nominal_and_missing(openml_site: Path, tmp_path: Path) -> N
         "Never-worked",
     ]
     wc = [r[1] for r in rows]
-    known = [declared.index(v) for v in wc if v != "?"]
-    mode = float(np.bincount(known).argmax())
-    np.testing.assert_array_equal(x[:, 1], [declared.index(v) if v != "?" else mode for v in wc])
-    assert meta["options"]["imputed"]["workclass"]["n_missing"] == wc.count("?")
+    assert wc.count("?") > 0
+    np.testing.assert_array_equal(x[:, 1], [declared.index(v) if v != "?" else np.nan for v in wc])
+    assert meta["options"]["missing_values"]["workclass"] == wc.count("?")
     assert meta["feature_names"][1] == "workclass"
+    types = meta["options"]["feature_types"]
+    assert meta["options"]["nominal_features"] == [
+        i for i, t in enumerate(types) if t["type"] == "nominal"
+    ]
+    assert 1 in meta["options"]["nominal_features"] and 0 not in meta["options"]["nominal_features"]
+    # the tabular track reads them: NaN kept, nominal features known
+    from mfoml.tabular.data import load_tabular
+
+    table = load_tabular(str(out))
+    assert table.has_missing and table.nominal == meta["options"]["nominal_features"]
+
+
+def test_numeric_missing_values_are_stored_as_nan(openml_site: Path, tmp_path: Path) -> None:
+    """A numeric '?' is NaN in x_train.npy (no fill value computed over all rows)."""
+    import hashlib
+
+    arff_path = openml_site / "data/v1/download/61/iris.arff"
+    head, marker, data = re.split(r"(@data)", arff_path.read_text(), maxsplit=1, flags=re.I)
+    lines = data.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("%")]
+    holes = {rows[0]: 0, rows[7]: 2, rows[100]: 3}  # row -> numeric column set to '?'
+    for i, col in holes.items():
+        vals = lines[i].split(",")
+        vals[col] = "?"
+        lines[i] = ",".join(vals)
+    arff_path.write_text(head + marker + "\n".join(lines) + "\n")
+    desc_path = openml_site / "api/v1/json/data/61"
+    desc = json.loads(desc_path.read_text())
+    desc["data_set_description"]["md5_checksum"] = hashlib.md5(arff_path.read_bytes()).hexdigest()
+    desc_path.write_text(json.dumps(desc))
+    out = tmp_path / "iris"
+    with LoopbackServer(openml_site) as srv:
+        meta = prepare_openml("openml-61", out, download_dir=tmp_path / "c", mirror=srv.base_url)
+    x = np.load(out / "x_train.npy")
+    where = {(rows.index(i), c) for i, c in holes.items()}
+    assert {(int(r), int(c)) for r, c in zip(*np.nonzero(np.isnan(x)), strict=True)} == where
+    names = meta["feature_names"]
+    assert meta["options"]["missing_values"] == {names[c]: 1 for c in holes.values()}
+    assert meta["options"]["nominal_features"] == []
 
 
 def test_cache_reused_offline_and_corrupt_cache_refetched(openml_site: Path, tmp_path: Path):

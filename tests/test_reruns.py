@@ -8,6 +8,8 @@ one thing, and checks the jobs Snakemake schedules.
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 
 import pytest
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.slow
 RELU = "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0"
 TANH = "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0"
 SVSL = "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0"
-DOWNSTREAM = {"aggregate", "figures", "all"}
+DOWNSTREAM = {"aggregate", "figures", "dynamics_figures", "all"}
 
 
 @pytest.fixture
@@ -60,7 +62,9 @@ def test_probe_setting_reruns_probe_and_downstream_only(run_copy):
 
     jobs = _jobs(run_copy, _write_config(run_copy, edit))
     rules = Counter(rule for rule, _ in jobs)
-    assert rules == Counter({"probe": 3, "aggregate": 1, "figures": 1, "all": 1})
+    assert rules == Counter(
+        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+    )
     assert {w["run"] for rule, w in jobs if rule == "probe"} == {RELU, TANH, SVSL}
 
 
@@ -78,27 +82,59 @@ def test_training_setting_of_one_run_reruns_that_run_only(run_copy):
     assert "data" not in per_run and "folds" not in per_run
 
 
-def test_editing_ncc_module_reruns_only_jobs_using_it(run_copy):
-    # ClassMeans: used by the NCC analysis and by SVSL training
-    module = run_copy / "workflow" / "scripts" / "mfoml" / "collapse" / "accumulators.py"
-    module.write_text(module.read_text() + "\n# edited by the rerun test\n")
-    jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
-    by_run = {}
+def _by_run(jobs):
+    by_run: dict = {}
     for rule, w in jobs:
         by_run.setdefault(w.get("run"), set()).add(rule)
+    return by_run
+
+
+def test_touch_checkout_comment_and_docstring_edits_rerun_nothing(run_copy):
+    scripts = run_copy / "workflow" / "scripts"
+    # a checkout / touch: every code file gets a new modification time, same content
+    later = time.time() + 60
+    for path in [*scripts.rglob("*.py"), *(run_copy / "workflow" / "rules").iterdir()]:
+        os.utime(path, (later, later))
+    # comments and a docstring in the NCC code, a comment in a rule script, reformatting
+    acc = scripts / "mfoml" / "collapse" / "accumulators.py"
+    acc.write_text(acc.read_text().replace("\n\n\n", "\n\n\n# a comment\n", 1) + "\n# end\n")
+    measures = scripts / "mfoml" / "collapse" / "measures.py"
+    text = measures.read_text()
+    assert text.startswith('"""')
+    measures.write_text('"""Edited docstring. ' + text[3:])
+    train = scripts / "train.py"
+    train.write_text(train.read_text() + "\n\n# edited by the rerun test\n")
+    assert _jobs(run_copy, run_copy / TINY_CONFIG) == []
+
+
+def test_changing_ncc_code_reruns_ncc_jobs_and_svsl_training_only(run_copy):
+    collapse = run_copy / "workflow" / "scripts" / "mfoml" / "collapse"
+    # ClassMeans (accumulators): used by the NCC analysis and by the SVSL loss in training
+    acc = collapse / "accumulators.py"
+    original = acc.read_text()
+    acc.write_text(original + "\n_CHANGED_BY_THE_RERUN_TEST = 1\n")
+    by_run = _by_run(_jobs(run_copy, run_copy / TINY_CONFIG))
     # the cross-entropy runs: only their NCC analysis
     assert by_run[RELU] == {"ncc"} and by_run[TANH] == {"ncc"}
     # the SVSL run executes mfoml.collapse in training (SVSLLoss uses its class means)
     assert by_run[SVSL] == {"train", "activations", "probe", "ncc"}
     assert by_run[None] == DOWNSTREAM
-
-
-def test_editing_smoothness_module_reruns_only_probe_jobs(run_copy):
-    module = run_copy / "workflow" / "scripts" / "mfoml" / "wavelets" / "smoothness.py"
-    module.write_text(module.read_text() + "\n# edited by the rerun test\n")
+    # the NC1-NC4 measures are used by the NCC jobs alone
+    acc.write_text(original)
+    measures = collapse / "measures.py"
+    measures.write_text(measures.read_text() + "\n_CHANGED_BY_THE_RERUN_TEST = 1\n")
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(
-        {"probe": 3, "aggregate": 1, "figures": 1, "all": 1}
+        {"ncc": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+    )  # dynamics_figures draws the class-geometry columns of the NCC tables
+
+
+def test_changing_smoothness_code_reruns_only_probe_jobs(run_copy):
+    module = run_copy / "workflow" / "scripts" / "mfoml" / "wavelets" / "smoothness.py"
+    module.write_text(module.read_text().replace("_LOGLOG_ZERO = 1e-6", "_LOGLOG_ZERO = 2e-6"))
+    jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
+    assert Counter(rule for rule, _ in jobs) == Counter(
+        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
     )
 
 

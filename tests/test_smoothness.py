@@ -15,12 +15,21 @@ from mfoml.wavelets.smoothness import (
     alpha_loglog,
     alpha_star,
     angle_curve,
+    epsilon_grid,
     n_tau,
     tau_grid,
 )
 
 TAUS = np.round(np.arange(0.3, 2.0 - 1e-9, 0.01), 10)
-EPS = np.linspace(0.1, 0.4, 10)
+
+
+def reference_eps(e1: float, e2: float, K: int) -> np.ndarray:
+    """The reference code's tolerance grid, literally."""
+    step = (e2 - e1) / K
+    return np.arange(e1, e2, step)
+
+
+EPS = reference_eps(0.1, 0.4, 10)
 
 
 def naive_reference_alpha(norms, J):
@@ -42,6 +51,44 @@ def naive_reference_alpha(norms, J):
 def test_grids():
     np.testing.assert_allclose(tau_grid(), TAUS)
     assert tau_grid()[0] == 0.3 and tau_grid()[-1] == 1.99 and tau_grid().size == 170
+
+
+@pytest.mark.parametrize(
+    "e1, e2, K",
+    [(0.1, 0.4, 10), (0.05, 0.5, 9), (0.2, 0.5, 7), (0.1, 0.3, 20), (0.01, 0.1, 9), (0.5, 2.0, 5)],
+)
+def test_epsilon_grid_is_the_reference_grid(e1, e2, K):
+    ref = reference_eps(e1, e2, K)
+    assert ref.size == K  # cases where the reference's arange gives K values
+    np.testing.assert_array_equal(epsilon_grid(e1, e2, K), ref)
+    np.testing.assert_allclose(epsilon_grid(e1, e2, K), e1 + (e2 - e1) / K * np.arange(K))
+
+
+def test_epsilon_grid_default_and_count():
+    np.testing.assert_allclose(
+        epsilon_grid(), [0.10, 0.13, 0.16, 0.19, 0.22, 0.25, 0.28, 0.31, 0.34, 0.37]
+    )
+    assert alpha_star(np.linspace(0.01, 1, 50), 1).epsilons.max() < 0.4 - 1e-9  # 0.4 excluded
+    # a float step can make arange return K + 1 values; the grid always has K
+    assert reference_eps(0.1, 1.2, 7).size == 8
+    grid = epsilon_grid(0.1, 1.2, 7)
+    assert grid.size == 7 and grid[-1] < 1.2
+    np.testing.assert_array_equal(grid, reference_eps(0.1, 1.2, 7)[:7])
+    for bad in [(0.0, 0.4, 10), (0.4, 0.1, 10), (0.1, 0.4, 0), (0.1, 95.0, 3)]:
+        with pytest.raises(ValueError, match="epsilon grid"):
+            epsilon_grid(*bad)
+
+
+def test_custom_grids_reach_the_estimator(rng):
+    norms = rng.pareto(1.5, size=400) * 0.01
+    res = alpha_star(
+        norms, 1, tau_min=0.5, tau_max=1.5, tau_step=0.02, eps_min=0.2, eps_max=0.6, n_eps=4
+    )
+    np.testing.assert_allclose(res.taus, np.round(np.arange(0.5, 1.5 - 1e-9, 0.02), 10))
+    np.testing.assert_array_equal(res.epsilons, reference_eps(0.2, 0.6, 4))
+    for e, a in zip(res.epsilons, res.alphas, strict=True):
+        s = res.taus[np.abs(res.angles + 90) <= e]
+        assert (np.isnan(a) and s.size == 0) or a == pytest.approx(1 / s.max() - 0.5)
 
 
 @pytest.mark.parametrize("J", [1, 5])

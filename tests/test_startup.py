@@ -28,6 +28,9 @@ FORBIDDEN = {
     "aggregate.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
     "folds.py": {"torch", "torchvision", "pandas", "matplotlib", "seaborn", "numba"},
     "data.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
+    "ssl_eval.py": {"torch", "torchvision", "matplotlib", "seaborn"},
+    "ssl_aggregate.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
+    "ssl_figures.py": {"torch", "torchvision", "numba"},
 }
 
 

@@ -16,6 +16,7 @@ from mfoml.plots.tabular import FIGURES, plot_all
 from mfoml.tabular.baselines import run_baselines
 from mfoml.tabular.data import TabularData, forest_params
 from mfoml.tabular.importance import importance_cv, rank_agreement, synthetic_importance
+from mfoml.tabular.models import BASELINES
 from mfoml.tabular.noise import noise_study
 from mfoml.tabular.search import hparam_effects, nested_rf_search
 from mfoml.tabular.tables import aggregate, mean_std
@@ -125,6 +126,41 @@ def test_nested_search_best_is_argmax_of_inner_and_effects(iris) -> None:
     assert d["None"] > d["1"]
 
 
+def test_search_stds_use_ddof_1_and_nan_below_two_values() -> None:
+    """One standard-deviation convention everywhere: sample std (ddof = 1), NaN below two."""
+    rng = np.random.default_rng(2)
+    n = 90
+    X = np.column_stack([np.arange(n), rng.normal(size=(n, 3))])  # column 0: the sample id
+    y = (X[:, 1] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    data = TabularData(X, y, "classification", 2, name="ids")
+    folds = make_folds(y, n_splits=3, seed=1, stratified=True)
+    scored: list[tuple[int, float]] = []  # (candidate's n_estimators, inner accuracy)
+
+    def factory(task: str, params: dict, seed: int) -> RandomForestClassifier:
+        class Scoring(RandomForestClassifier):
+            def predict(self, X):
+                pred = super().predict(X)
+                ids = X[:, 0].astype(int)
+                scored.append((self.n_estimators, float(np.mean(pred == y[ids]))))
+                return pred
+
+        return Scoring(random_state=seed, **params)
+
+    grid = {"n_estimators": [2, 3]}
+    res = nested_rf_search(data, folds, grid, inner_splits=3, estimator_factory=factory)
+    per_outer = 2 * 3 + 1  # 2 candidates x 3 inner splits, then the refit's predict
+    for k, row in enumerate(res["inner"]):
+        calls = scored[(k // 2) * per_outer : (k // 2 + 1) * per_outer][:-1]
+        scores = [a for m, a in calls if str(m) == str(row["n_estimators"])]
+        assert len(scores) == 3
+        assert row["inner_mean"] == pytest.approx(np.mean(scores))
+        assert row["inner_std"] == pytest.approx(np.std(scores, ddof=1))
+    # one outer fold: the std over folds is undefined (NaN), not 0
+    one = pd.DataFrame(res["inner"]).query("fold == 0")
+    eff = hparam_effects(one)
+    assert (eff["n_folds"] == 1).all() and eff["score_std"].isna().all()
+
+
 def test_n_iter_subsamples_the_grid(iris) -> None:
     data, folds = iris
     grid = {"n_estimators": [3, 4, 5], "min_samples_leaf": [1, 2, 3]}
@@ -164,8 +200,75 @@ def test_fold_mismatch_and_nan_are_errors(iris) -> None:
     data, folds = iris
     with pytest.raises(ValueError, match="fold assignment has 10 entries"):
         run_baselines(data, folds[:10], ["linear"])
-    with pytest.raises(ValueError, match="NaN"):
-        TabularData(np.array([[np.nan]]), np.array([0]), "classification", 1)
+    with pytest.raises(ValueError, match="inf"):
+        TabularData(np.array([[np.inf]]), np.array([0]), "classification", 1)
+    with pytest.raises(ValueError, match="nominal feature indices"):
+        TabularData(np.zeros((2, 2)), np.array([0, 1]), "classification", 2, nominal=[2])
+
+
+# ------------------------------------------------------------------------------------------
+# missing values: imputed inside each training fold
+
+
+def _with_missing(rng: np.random.Generator, n: int = 120) -> TabularData:
+    """Two numeric features and one nominal (codes 0..3), 15 % of each column missing."""
+    num = rng.normal(size=(n, 2))
+    nom = rng.integers(0, 4, size=n).astype(float)
+    y = ((num[:, 0] + (nom == 2)) > 0.3).astype(np.int64)
+    X = np.column_stack([num, nom])
+    X[rng.random(X.shape) < 0.15] = np.nan
+    return TabularData(X, y, "classification", 2, name="missing", nominal=[2])
+
+
+def test_imputation_statistics_come_from_the_training_fold_only() -> None:
+    from mfoml.tabular.models import FoldImputer, impute_in_fold, make_baseline
+
+    rng = np.random.default_rng(4)
+    data = _with_missing(rng)
+    assert data.has_missing
+    tr, te = np.arange(80), np.arange(80, 120)
+    filled = impute_in_fold(data, tr)
+    for c in (0, 1):  # numeric: the median of the observed training values
+        expected = np.median(data.X[tr, c][~np.isnan(data.X[tr, c])])
+        np.testing.assert_array_equal(filled[np.isnan(data.X[:, c]), c], expected)
+    codes = data.X[tr, 2][~np.isnan(data.X[tr, 2])].astype(int)
+    assert (filled[np.isnan(data.X[:, 2]), 2] == np.bincount(codes).argmax()).all()
+    np.testing.assert_array_equal(filled[~np.isnan(data.X)], data.X[~np.isnan(data.X)])
+    # extreme held-out values (and their own missing values) do not move the fill values
+    X2 = data.X.copy()
+    X2[te] = np.where(np.isnan(X2[te]), np.nan, 1e9)
+    moved = TabularData(X2, data.y, "classification", 2, nominal=[2])
+    a = FoldImputer([2]).fit(data.X[tr]).statistics_
+    np.testing.assert_array_equal(FoldImputer([2]).fit(moved.X[tr]).statistics_, a)
+    np.testing.assert_array_equal(impute_in_fold(moved, tr)[tr], filled[tr])
+    # the baselines carry the imputer in their pipeline: fitted on the training rows it sees
+    rf = make_baseline("random_forest", "classification", missing=True, nominal=[2])
+    rf.set_params(randomforestclassifier__n_estimators=5).fit(moved.X[tr], moved.y[tr])
+    np.testing.assert_array_equal(rf[0].statistics_, a)
+
+
+def test_baselines_run_on_missing_values_and_one_hot_nominal_features() -> None:
+    from mfoml.tabular.models import make_baseline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(5)
+    data = _with_missing(rng)
+    folds = make_folds(data.y, n_splits=3, seed=0, stratified=True)
+    res = run_baselines(
+        data, folds, list(BASELINES), model_params={"random_forest": {"n_estimators": 5}}
+    )
+    scores = pd.DataFrame(res["rows"])
+    assert len(scores) == 3 * len(BASELINES) and scores["score"].between(0, 1).all()
+    lin = make_baseline("linear", "classification", nominal=[2], missing=True, n_features=3)
+    lin.fit(data.X[:80], data.y[:80])
+    enc = [m for m in lin[0].named_transformers_["nominal"] if isinstance(m, OneHotEncoder)][0]
+    assert [list(c) for c in enc.categories_] == [[0.0, 1.0, 2.0, 3.0]]
+    assert lin[0].transform(data.X[:5]).shape == (5, 2 + 4)  # 2 numeric + 4 one-hot columns
+    # the wavelet forest needs numeric input: imputed in the fold, it runs
+    wav = wavelet_cv(
+        data, folds, {"n_estimators": 2, "max_depth": 3}, curve_points=4, trees_grid=(1,)
+    )
+    assert pd.DataFrame(wav["rows"])["accuracy"].between(0, 1).all()
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baselines(data, folds, ["svm"])
 

@@ -17,10 +17,12 @@ CONFIG = Path("config") / "tests" / "tabular_tiny.yaml"
 TABLES = [
     "baselines", "per_class", "confusion", "rf_search", "rf_search_folds", "hparams", "wavelet",
     "compression", "trees", "importance", "rank_agreement", "synthetic", "synthetic_importance",
-    "noise", "datasets",
+    "noise", "datasets", "xgb_search", "xgb_search_folds", "xgb_hparams", "boosting",
+    "boosting_compression", "boosting_stages", "boosting_importance", "boosting_rank_agreement",
 ]  # fmt: skip
 FIGURES = [
-    "baselines", "confusion", "hparams", "compression", "trees", "importance", "synthetic", "noise"
+    "baselines", "confusion", "hparams", "compression", "trees", "importance", "synthetic", "noise",
+    "xgb_hparams", "boosting_compression", "boosting_stages", "boosting_importance",
 ]  # fmt: skip
 
 
@@ -45,7 +47,7 @@ def test_tables_figures_logs(run: Path) -> None:
     b = _t(run, "baselines")
     assert set(zip(b["dataset"], b["model"], strict=True)) == {
         (d, m) for d in ("iris", "diabetes")
-        for m in ("decision_tree", "random_forest", "hist_gradient_boosting", "linear")
+        for m in ("decision_tree", "random_forest", "hist_gradient_boosting", "linear", "xgboost")
     }  # fmt: skip
     assert (b["n_folds"] == 3).all()
     iris = b[b["dataset"] == "iris"]
@@ -82,6 +84,54 @@ def test_tables_figures_logs(run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_xgboost_and_boosted_wavelet_tables(run: Path) -> None:
+    """XGBoost baseline and search, and the boosted-wavelet tables beside the forest's."""
+    b = _t(run, "baselines")
+    xgb_rows = b[b["model"] == "xgboost"].set_index("dataset")
+    assert xgb_rows.loc["iris", "accuracy_mean"] > 0.85
+    assert 0 < xgb_rows.loc["diabetes", "r2_mean"] < 1
+    s = _t(run, "xgb_search")
+    assert list(s["dataset"]) == ["diabetes"] and (s["n_folds"] == 3).all()
+    assert 0 < s["score_mean"].iloc[0] < 1
+    folds = _t(run, "xgb_search_folds")
+    assert set(folds["best_n_estimators"].astype(int)) <= {5, 10} and len(folds) == 3
+    assert set(_t(run, "xgb_hparams")["param"]) >= {"n_estimators"}
+    bo = _t(run, "boosting")
+    models = {"wavelet_forest", "gradient_boosting", "xgboost"}
+    assert {(d, m) for d, m in zip(bo["dataset"], bo["model"], strict=True)} == {
+        (d, m) for d in ("iris", "diabetes") for m in models
+    }
+    assert (bo["n_terms_mean"] <= bo["n_wavelets_mean"]).all() and (bo["n_folds"] == 3).all()
+    assert ((bo["kept_fraction_mean"] >= 0) & (bo["kept_fraction_mean"] <= 1)).all()
+    iris = bo[bo["dataset"] == "iris"].set_index("model")
+    assert (iris["full_accuracy_mean"] > 0.85).all() and (iris["accuracy_mean"] > 0.8).all()
+    # the forest here is the wavelet part's forest (same seed, same fit/validation split)
+    w = _t(run, "wavelet").iloc[0]
+    assert iris.loc["wavelet_forest", "full_accuracy_mean"] == pytest.approx(
+        w["full_accuracy_mean"]
+    )
+    assert iris.loc["wavelet_forest", "n_terms_mean"] == pytest.approx(w["n_terms_mean"])
+    comp = _t(run, "boosting_compression")
+    for (_ds, _model), g in comp.groupby(["dataset", "model"]):
+        assert g["n_terms"].iloc[0] == 0 and g["n_terms"].is_monotonic_increasing
+        assert (g["test_error_mean"] >= 0).all()
+    # with all wavelets the curve is the full model's error (iris: misclassification rate)
+    for model in models:
+        last = comp[(comp["dataset"] == "iris") & (comp["model"] == model)].iloc[-1]
+        assert last["test_error_mean"] == pytest.approx(1 - iris.loc[model, "full_accuracy_mean"])
+    st = _t(run, "boosting_stages")
+    assert set(st["model"]) == {"gradient_boosting", "xgboost"}
+    assert sorted(set(st["n_stages"])) == list(range(6))  # 5 stages, plus f0 alone
+    imp = _t(run, "boosting_importance")
+    sums = imp.groupby(["dataset", "model"])["importance_mean"].sum()
+    assert np.allclose(sums, 1.0)
+    agree = _t(run, "boosting_rank_agreement")
+    assert len(agree) == 6 and agree["spearman_mean"].between(-1, 1).all()
+    ds = _t(run, "datasets").set_index("dataset")
+    assert {"nested_xgb_score", "gradient_boosting_wavelet_score"} <= set(ds.columns)
+
+
+@pytest.mark.slow
 def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
     assert dry_run_jobs(run, configfile=run / CONFIG) == []
     cfg = yaml.safe_load((run / CONFIG).read_text())
@@ -94,15 +144,29 @@ def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
         w["dataset"] for rule, w in dry_run_jobs(run, configfile=changed) if rule == "tabular_noise"
     ]
     assert sorted(wc) == ["diabetes", "iris"]  # the rule's params are the noise slice
-    # editing the wavelet module reruns the jobs executing it, never baselines or the search
+    # a comment in the wavelet code reruns nothing; a change of the code reruns the jobs
+    # executing it, never baselines or the search
     module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "forest.py"
     original = module.read_text()
-    module.write_text(original + "\n# edited by the tabular rerun test\n")
     try:
+        module.write_text(original + "\n# edited by the tabular rerun test\n")
+        assert dry_run_jobs(run, configfile=run / CONFIG) == []
+        module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
         jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
     finally:
         module.write_text(original)
     assert jobs == {
-        "tabular_wavelet", "tabular_importance", "tabular_noise", "tabular_synthetic",
-        "tabular_tables", "tabular_figures", "all",
+        "tabular_wavelet", "tabular_boosting", "tabular_importance", "tabular_noise",
+        "tabular_synthetic", "tabular_tables", "tabular_figures", "all",
     }, jobs  # fmt: skip
+    # editing the boosted-tree wavelets reruns only the boosting part
+    module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "boosted_trees.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# edited by the tabular rerun test\n")
+        assert dry_run_jobs(run, configfile=run / CONFIG) == []  # a comment changes nothing
+        module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
+        jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
+    finally:
+        module.write_text(original)
+    assert jobs == {"tabular_boosting", "tabular_tables", "tabular_figures", "all"}, jobs

@@ -84,6 +84,10 @@ def test_layers_table(tiny):
         "nc2_equiangularity",
         "nc3",
         "nc4",
+        "n_wavelets",
+        "alpha_random",
+        "alpha_random_status",
+        "n_wavelets_random",
     ]:
         assert col in df.columns, col
     assert len(df) == len(RUNS) * len(EPOCHS) * len(LAYERS)
@@ -97,6 +101,11 @@ def test_layers_table(tiny):
     assert (a["alpha_min"] <= a["alpha"] + 1e-12).all() and (
         a["alpha"] <= a["alpha_max"] + 1e-12
     ).all()
+    assert (a["n_wavelets"] > 0).all()  # the wavelet count beside every alpha
+    base = df[df["alpha_random_status"] == "ok"]
+    assert (
+        len(base) and base["alpha_random"].notna().all() and (base["n_wavelets_random"] > 0).all()
+    )
     for col in [
         "ncc_mismatch_train",
         "ncc_mismatch_test",
@@ -124,23 +133,38 @@ def test_epoch_and_checkpoint_tables(tiny):
         "precision_macro",
         "recall_macro",
         "f1_macro",
-        "loss_value",
+        "cross_entropy",
         "n_samples",
     ]:
         assert ck[col].notna().all(), col
-    assert set(ck["split"]) == {"train", "test"}
-    assert len(ck) == len(RUNS) * len(EPOCHS) * 2
+    # the transfer run (analysis_dataset) also has the analysis data set's training split
+    assert set(ck["split"]) == {"train", "test", "analysis"}
+    assert set(ck.loc[ck["split"] == "analysis", "run"]) == {TRANSFER}
+    assert len(ck) == len(RUNS) * len(EPOCHS) * 2 + len(EPOCHS)
     # the "test" dumps hold the official MNIST-1D test split (also for the transfer run: its
     # subset keeps the full test split, and it is analysed on full MNIST-1D), so the accuracy
     # recomputed from the dumped predictions equals the training loop's test accuracy
     test = ck[ck["split"] == "test"].merge(ep, on=["run", "epoch"], suffixes=("", "_ep"))
     assert (test["n_samples"] == 1000).all()
     np.testing.assert_allclose(test["accuracy"], test["test_acc"], atol=1e-12)
-    np.testing.assert_allclose(test["loss_value"], test["test_loss"], rtol=1e-6)
+    # cross_entropy is the loss of the same eval-mode pass as the accuracy: on the whole test
+    # split it is the training loop's (eval-mode) test loss
+    np.testing.assert_allclose(test["cross_entropy"], test["test_loss"], rtol=1e-5)
     train = ck[ck["split"] == "train"].set_index("run")["n_samples"]
-    # activations.max_samples = 1500 of the 2000 training-fold samples (4000 for the transfer
-    # run, analysed on the full MNIST-1D training split); the 1000 test samples are all kept
-    assert (train == 1500).all()
+    # activations.max_samples = 1500 of the 2000 training-fold samples; the transfer run's
+    # "train" split is its own 100 training samples (20 per class, fold 0 of 2), and the full
+    # MNIST-1D training split it is analysed on is the "analysis" split (1500 of 4000)
+    assert (train.drop(TRANSFER) == 1500).all() and (train[TRANSFER] == 100).all()
+    assert (ck.loc[ck["split"] == "analysis", "n_samples"] == 1500).all()
+    sources = yaml.safe_load(
+        (tiny / "results" / "runs" / TRANSFER / "activations" / "sources.json").read_text()
+    )
+    assert sources["splits"]["train"]["dataset"] == "mnist1d-small"
+    assert sources["splits"]["analysis"]["dataset"] == "mnist1d"
+    layers = _table(tiny, "layers")
+    ana = layers[layers["run"] == TRANSFER]
+    assert ana["alpha_analysis"].notna().any()  # the probe also ran on the analysis split
+    assert layers.loc[layers["run"] != TRANSFER, "alpha_analysis"].isna().all()
     conf = _table(tiny, "confusion")
     for run, part in conf.groupby("run"):
         n = part["count"].sum()
@@ -220,22 +244,83 @@ def test_correlation_tables(tiny):
         # slope through two points = their difference over the index step
         expect = float(np.diff(inner.sort_values("layer_index")["alpha"].to_numpy())[0])
         assert p["alpha_depth_slope"] == pytest.approx(expect)
+    ep = _table(tiny, "epochs")
+    last = ep[ep["epoch"] == max(EPOCHS)].set_index("run")["test_acc"]
+    np.testing.assert_allclose(pts["final_accuracy"], pts["run"].map(last))
+    features = ["alpha_last_inner", "alpha_depth_slope", "ncc_mismatch_penultimate"]
     corr = _table(tiny, "correlation")
-    assert set(corr["experiment"]) == {"relu", "tanh", "transfer", "all"}
-    assert set(corr["feature"]) == {
-        "alpha_last_inner",
-        "alpha_depth_slope",
-        "ncc_mismatch_penultimate",
-    }
-    per_exp = corr[corr["experiment"] != "all"]
-    assert (per_exp["status"] == "too_few_points").all() and (per_exp["n"] == 2).all()
-    every = corr[corr["experiment"] == "all"].set_index("feature")
-    for feat, row in every.iterrows():
-        assert row["n"] == len(RUNS) * len(EPOCHS)
-        if row["status"] == "ok":
-            expect = _spearman(pts[feat].to_numpy(float), pts["accuracy"].to_numpy(float))
-            assert row["rho"] == pytest.approx(expect, abs=1e-12)
-            assert 0 <= row["p_value"] <= 1
+    within = corr[corr["scope"] == "within experiment"]
+    assert set(within["experiment"]) == {"relu", "tanh", "transfer"}
+    assert set(within["feature"]) == set(features) and set(within["epoch"]) == set(EPOCHS)
+    assert set(within["outcome"]) == {"accuracy", "final_accuracy"}
+    assert set(within.loc[within["headline"], "epoch"]) == {max(EPOCHS)}
+    # one run per experiment: the unit is the run, so nothing can be estimated within one
+    assert (within["status"] == "too_few_runs").all() and (within["n_runs"] == 1).all()
+    across = corr[corr["scope"] == "across experiments"]
+    assert set(across["experiment"]) == {"all"} and len(across) == len(features) * 2
+    final = pts[pts["epoch"] == max(EPOCHS)]
+    assert (across["status"] == "ok").any()
+    for _, row in across[across["status"] == "ok"].iterrows():
+        assert row["n_runs"] == len(RUNS)
+        expect = _spearman(
+            final[row["feature"]].to_numpy(float), final[row["outcome"]].to_numpy(float)
+        )
+        assert row["rho"] == pytest.approx(expect, abs=1e-12)
+        # runs are exchanged only within their experiment, and each has one run: the identity
+        # is the only permutation and every bootstrap resample is the sample itself
+        assert row["exact"] and row["n_permutations"] == 1 and row["p_value"] == 1.0
+        assert row["ci_low"] == pytest.approx(expect) and row["ci_high"] == pytest.approx(expect)
+
+    dyn = _table(tiny, "dynamics").set_index("run")
+    layers = _table(tiny, "layers")
+    pen = layers[layers["layer"] == "block2"].set_index(["run", "epoch"])["alpha"]
+    for run in RUNS:
+        change = pen[(run, max(EPOCHS))] - pen[(run, min(EPOCHS))]
+        assert dyn.loc[run, "alpha_last_inner_change"] == pytest.approx(change)
+        assert dyn.loc[run, "final_accuracy"] == pytest.approx(last[run])
+        assert dyn.loc[run, "n_checkpoints"] == len(EPOCHS)
+    dc = _table(tiny, "dynamics_correlation")
+    assert set(dc["scope"]) == {"within experiment", "across experiments"}
+    assert set(dc["feature"]) == {"alpha_last_inner_change", "alpha_depth_slope_final",
+                                  "ncc_epoch_below"}  # fmt: skip
+
+
+def test_study_tables(tiny):
+    ep = _table(tiny, "epochs")
+    ph = _table(tiny, "phases").set_index("run")
+    assert sorted(ph.index) == sorted(RUNS) and (ph["eot_epoch"] == max(EPOCHS)).all()
+    for run, part in ep.groupby("run"):
+        assert ph.loc[run, "best_acc"] == pytest.approx(part["test_acc"].max())
+        zero = part.loc[part["train_acc"] >= 1.0, "epoch"]
+        if len(zero):
+            assert ph.loc[run, "it_epoch"] == zero.min()
+        else:
+            assert np.isnan(ph.loc[run, "it_epoch"])
+    pivot = _table(tiny, "phases_pivot")
+    assert {"ce:best_acc_mean", "svsl-l1e-3:best_acc_mean", "ce:best_in_tpt_n"} <= set(
+        pivot.columns
+    )
+    assert len(pivot) == 3  # relu and tanh with ce, the transfer model with SVSL
+
+    noise = _table(tiny, "noise_alpha")
+    assert sorted(noise["noise"]) == [0.0, 0.0, 0.2]
+    layers = _table(tiny, "layers")
+    pen = layers[(layers["layer"] == "block2") & (layers["epoch"] == max(EPOCHS))]
+    merged = noise.merge(pen, on="experiment")
+    np.testing.assert_allclose(merged["alpha_mean"], merged["alpha"])
+    np.testing.assert_allclose(merged["n_wavelets_mean"], merged["n_wavelets"])
+    np.testing.assert_allclose(merged["alpha_random_mean"], merged["alpha_random"])
+
+    pairs = _table(tiny, "confused_pairs")
+    conf = _table(tiny, "confusion")
+    assert (pairs.groupby("experiment")["rank"].max() <= 5).all()
+    assert (pairs["true"] != pairs["predicted"]).all()
+    for _, p in pairs.iterrows():
+        sel = conf[(conf["experiment"] == p["experiment"]) & (conf["true"] == p["true"])]
+        assert p["count"] == sel.loc[sel["predicted"] == p["predicted"], "count"].sum()
+        off = conf[(conf["experiment"] == p["experiment"]) & (conf["true"] != conf["predicted"])]
+        top = off.groupby(["true", "predicted"])["count"].sum().max()
+        assert p["count"] <= top and (p["rank"] > 1 or p["count"] == top)
 
 
 def test_figures_readable(tiny):
@@ -248,6 +333,10 @@ def test_figures_readable(tiny):
         "accuracy_epochs",
         "confusion",
         "correlation",
+        "noise_alpha",
+        "gradnorm_epochs",  # the always-on dynamics and geometry figures
+        "error_params",
+        "geometry_layers",
     }
     for f in figs:
         img = mpimg.imread(f)
@@ -271,7 +360,9 @@ def test_report_builds(tiny, tmp_path):
     run_snakemake(tiny, "--report", str(report), configfile=tiny / TINY_CONFIG, check=True)
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
-    for name in ("alpha_layers", "ncc_layers", "correlation", "confusion"):
+    for name in ("alpha_layers", "ncc_layers", "correlation", "confusion", "noise_alpha"):
+        assert name in html, name
+    for name in ("phases_pivot", "confused_pairs", "dynamics_correlation"):
         assert name in html, name
 
 
@@ -299,35 +390,61 @@ def test_bad_config_stops_before_any_job(tmp_path, patch, message):
     assert not list(tmp_path.glob("logs/**/*.log"))
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # a model defined twice: Snakemake's YAML loading would keep the second silently
+            lambda t: t.replace("models:\n", "models:\n  mlp-d2-w16: {arch: conv}\n", 1),
+            "line 19: key 'models.mlp-d2-w16' defined again (first at line 18)",
+        ),
+        (
+            lambda t: t.split("\nsweeps:")[0] + "\nsweeps: []\n",
+            "nothing is configured: config key 'sweeps' is empty",
+        ),
+        # (the other checks of issue 9 run in the same validate_config: tests/test_config.py)
+    ],
+)
+def test_bad_config_file_stops_before_any_job(tmp_path, edit, message):
+    text = (REPO / TINY_CONFIG).read_text()
+    path = tmp_path / "bad.yaml"
+    path.write_text(edit(text))
+    proc = run_snakemake(tmp_path, "--cores", "1", configfile=path, snakefile=REPO / "Snakefile")
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
 def test_default_config_dry_run(tmp_path):
-    """The embedded default: 2 models x 3 activations x 5 folds, every stage, report inputs."""
+    """The embedded default: 2 models x 3 activations x 5 folds on MNIST-1D, the small text study
+    (2 encoders, fold 0) and the small self-supervised study (2 folds), every stage, report
+    inputs."""
     jobs = dry_run_jobs(tmp_path, snakefile=REPO / "Snakefile")
     counts = Counter(rule for rule, _ in jobs)
-    assert counts["train"] == 30 and counts["activations"] == 30
-    assert counts["probe"] == 30 and counts["ncc"] == 30
+    supervised = 30 + 2  # MNIST-1D networks + text encoders
+    assert counts["train"] == supervised and counts["train_ssl"] == 2
+    assert counts["activations"] == supervised + 2  # self-supervised runs are dumped too
+    assert counts["probe"] == supervised and counts["ncc"] == supervised
+    assert counts["ssl_eval"] == 2
     assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "data"}
     assert "mnist1d" in {w["dataset"] for rule, w in jobs if rule == "folds"}
     assert counts["aggregate"] == 1 and counts["figures"] == 1 and counts["all"] == 1
     runs = {w["run"] for rule, w in jobs if rule == "train"}
     assert "mnist1d/mlp-d4-w64/relu/ce/noise0/fold0" in runs
-    assert {r.split("/")[2] for r in runs} == {"relu", "tanh", "gelu"}
+    assert {r.split("/")[2] for r in runs if r.startswith("mnist1d/")} == {"relu", "tanh", "gelu"}
 
 
 def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
-    """A probe job that fails (unknown layer) leaves no probe table; its log names the layer."""
+    """A probe job that fails (a layer file of its dump is gone) leaves no probe table; its log
+    names the file. (A bad probe.layers never gets this far: the configuration check stops it.)"""
     wd = copy_run(tiny, tmp_path / "wd")
-    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
-    cfg["probe"]["layers"] = ["block1", "block9"]
-    path = wd / "config" / "tests" / "broken.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    proc = run_snakemake(wd, "--cores", "1", configfile=path)
+    victim = wd / "results" / "runs" / RUNS[0] / "activations" / "2" / "train" / "block1.npy"
+    victim.unlink()
+    proc = run_snakemake(wd, "--cores", "1", "--forcerun", "probe", configfile=wd / TINY_CONFIG)
     assert proc.returncode != 0
-    failed = [r for r in RUNS if not (wd / "results" / "runs" / r / "probe.csv").exists()]
-    assert failed, "the failing probe job kept an output"
-    for r in failed:
-        assert not (wd / "results" / "runs" / r / "probe_curves.json").exists()
-    logs = [wd / "logs" / "runs" / r / "probe.log" for r in failed]
-    assert any("block9" in p.read_text() for p in logs if p.is_file())
+    run = wd / "results" / "runs" / RUNS[0]
+    assert not (run / "probe.csv").exists(), "the failing probe job kept an output"
+    assert not (run / "probe_curves.json").exists()
+    assert "block1.npy" in (wd / "logs" / "runs" / RUNS[0] / "probe.log").read_text()
     assert not list((wd / "results" / "runs").glob("**/.*.tmp*"))  # no temp files left behind
 
 
@@ -418,3 +535,36 @@ def test_label_noise_run_ncc_uses_true_labels(tiny, tmp_path):
     assert row["ncc_mismatch_train"] == pytest.approx(
         np.mean(nearest != np.asarray(dump.predictions)), abs=1e-12
     )
+
+
+def test_full_training_split_run(tiny, tmp_path):
+    """`folds: full`: one run on the whole training split, evaluated on the test split, with no
+    held-out fold (NaN held-out metrics, no folds job); the reference experiment plans so."""
+    wd = copy_run(tiny, tmp_path / "wd")
+    cfg = yaml.safe_load((wd / TINY_CONFIG).read_text())
+    cfg["sweeps"][1]["folds"] = "full"  # the tanh sweep
+    path = wd / "config" / "tests" / "full.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = "mnist1d/mlp-d2-w16/tanh/ce/noise0/full"
+    run_snakemake(
+        wd, "--cores", "2", f"results/runs/{run}/activations", configfile=path, check=True
+    )
+    base = wd / "results" / "runs" / run
+    split = np.load(base / "checkpoints" / "split.npz")
+    assert len(split["train_idx"]) == 4000 and len(split["heldout_idx"]) == 0
+    metrics = pd.read_csv(base / "checkpoints" / "metrics.csv")
+    assert metrics[["heldout_loss", "heldout_acc"]].isna().all().all()  # not evaluated, not 0
+    assert metrics[["test_loss", "test_acc"]].notna().all().all()
+    sources = yaml.safe_load((base / "activations" / "sources.json").read_text())
+    assert sources["splits"]["train"]["n_samples"] == 1500  # activations.max_samples of 4000
+    assert sources["splits"]["test"]["n_samples"] == 1000
+    # the published MNIST-1D protocol: 5 full runs, no fold assignment needed
+    (tmp_path / "ref").mkdir()
+    jobs = dry_run_jobs(
+        tmp_path / "ref",
+        configfile=REPO / "config" / "experiments" / "reference-mnist1d.yaml",
+        snakefile=REPO / "Snakefile",
+    )
+    counts = Counter(rule for rule, _ in jobs)
+    assert counts["train"] == 5 and counts["probe"] == 5 and counts["folds"] == 0
+    assert all(w["run"].split("/")[-1].startswith("full") for r, w in jobs if r == "train")

@@ -19,6 +19,7 @@ rule activations:
         mem_mb=res("activations", "mem_mb"),
         runtime=res("activations", "runtime"),
     params:
+        code=activation_code,
         cfg=lambda wildcards: rule_params(config, "activations", run_of(wildcards)),
     script:
         "../scripts/activations.py"

@@ -1,5 +1,6 @@
-# Tidy tables over all runs, summaries over folds (mean, std, n) and the Spearman correlation
-# between training-data layer dynamics and test accuracy.
+# Tidy tables over all runs, summaries over folds (mean, std, n), the run-level correlations of
+# training-data layer dynamics with test accuracy, and the study tables (phases, label noise,
+# most-confused classes).
 
 
 rule aggregate:
@@ -8,25 +9,23 @@ rule aggregate:
         activations=expand("results/runs/{run}/activations", run=RUN_IDS),
         probe=expand("results/runs/{run}/probe.csv", run=RUN_IDS),
         ncc=expand("results/runs/{run}/ncc.csv", run=RUN_IDS),
-        code=script_modules("aggregate.py"),
     output:
         **{t: f"results/tables/{t}.csv" for t in TABLES if t not in REPORT_TABLES},
-        correlation=report(
-            "results/tables/correlation.csv",
-            caption="../report/table_correlation.rst",
-            category="Tables",
-        ),
-        checkpoints_summary=report(
-            "results/tables/checkpoints_summary.csv",
-            caption="../report/table_checkpoints.rst",
-            category="Tables",
-        ),
+        **{
+            t: report(
+                f"results/tables/{t}.csv",
+                caption=f"../report/table_{t}.rst",
+                category="Tables",
+            )
+            for t in REPORT_TABLES
+        },
     log:
         "logs/aggregate.log",
     localrule: True
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("aggregate.py"),
         cfg=rule_params(config, "aggregate"),
     script:
         "../scripts/aggregate.py"

@@ -1,8 +1,13 @@
-"""Which ``mfoml`` modules a rule script executes: its imports, followed transitively.
+"""Which code a rule script executes, and a version of that code that changes only with meaning.
 
-Snakemake tracks a rule's ``script:`` itself but not the modules it imports. This module reads
+Snakemake tracks a rule's ``script:`` by its modification time (a ``touch`` or a ``git checkout``
+reruns every job of the rule) and does not track the modules it imports at all. This module reads
 the import statements (at any depth: also function-level imports) of a script and of every
-``mfoml`` module it reaches, so that the rules can depend on exactly the code they run. Imported
+``mfoml`` module it reaches (:meth:`CodeDeps.script_modules`), and :meth:`CodeDeps.code_version`
+hashes the *normalized syntax tree* of the script and of those modules: comments, docstrings,
+blank lines and formatting do not enter it, every change of what the code does does. The rules
+pass it as a ``params`` entry, so Snakemake's params trigger reruns exactly the jobs whose code
+changed in meaning (``docs/pipeline.md``, reruns). Imported
 names are resolved to the module that defines them: ``from mfoml.data import folds`` is the
 module ``mfoml.data.folds``, and a name re-exported lazily by a package ``__init__``
 (``lazy_exports``, e.g. ``from mfoml.wavelets import WaveletForestClassifier``) is its defining
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +28,32 @@ from pathlib import Path
 __all__ = ["CodeDeps"]
 
 ROOT_PACKAGE = "mfoml"
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    """``tree`` with the docstring of the module and of every class and function removed."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalized_source(text: str, filename: str = "<source>") -> str:
+    """The syntax tree of Python source ``text`` without docstrings, as text.
+
+    Comments, blank lines, formatting, line numbers and docstrings do not appear in it; any
+    change of names, values, statements or their order does. (The dump depends on the Python
+    version's ``ast`` module: a new Python minor version may change it once.)
+    """
+    tree = _without_docstrings(ast.parse(text, filename=filename))
+    return ast.dump(tree, annotate_fields=True, include_attributes=False)
 
 
 def _lazy_map(tree: ast.Module) -> dict[str, str]:
@@ -124,6 +156,35 @@ class CodeDeps:
         paths = (self.module_file(n) for n in names)
         return sorted(os.path.relpath(p) for p in paths if p is not None)
 
-    def script_modules(self, script: str, skip: Iterable[str] = ()) -> list[str]:
-        """Dotted names of the ``mfoml`` modules the rule script ``script`` executes."""
-        return self.closure(self.imports(self.scripts / script), skip)
+    def script_modules(
+        self, script: str, skip: Iterable[str] = (), extra: Iterable[str] = ()
+    ) -> list[str]:
+        """Dotted names of the ``mfoml`` modules the rule script ``script`` executes.
+
+        ``skip``: modules imported only on code paths that a job does not take (left out with
+        what only they import); ``extra``: modules added (e.g. those of such a path that a job
+        does take).
+        """
+        names = [*self.imports(self.scripts / script), *extra]
+        return self.closure(names, skip)
+
+    @functools.cache  # noqa: B019
+    def source_hash(self, path: Path) -> str:
+        """sha256 of :func:`normalized_source` of the file ``path``."""
+        text = Path(path).read_text(encoding="utf-8")
+        return hashlib.sha256(normalized_source(text, str(path)).encode()).hexdigest()
+
+    def code_version(self, script: str, skip: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
+        """A short hash of the code a job of ``script`` executes, independent of formatting.
+
+        Covers the script and every ``mfoml`` module of :meth:`script_modules` (names and
+        normalized syntax trees). Equal for a touched, re-checked-out or re-commented tree;
+        different as soon as one of these files changes what it does.
+        """
+        h = hashlib.sha256()
+        h.update(f"{script}:{self.source_hash(self.scripts / script)}\n".encode())
+        for name in self.script_modules(script, skip, extra):
+            path = self.module_file(name)
+            assert path is not None
+            h.update(f"{name}:{self.source_hash(path)}\n".encode())
+        return h.hexdigest()[:20]

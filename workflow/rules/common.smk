@@ -1,13 +1,22 @@
 # Run table, path helpers and per-rule settings shared by the rule files.
 
+import re
 from pathlib import Path
 
 from codedeps import CodeDeps
 from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_params
 from mfoml.config import run_table
+from mfoml.config.text import TEXT_ARCHS, TEXT_SOURCES, pretrain_params, source_of
 
 RUNS = {run.run_id: run for run in run_table(config)}
-RUN_IDS = list(RUNS)
+# the supervised runs; self-supervised ones (ssl.smk) have their own rules and tables
+RUN_IDS = [rid for rid, run in RUNS.items() if not run.is_ssl]
+SSL_RUN_IDS = [rid for rid, run in RUNS.items() if run.is_ssl]
+SSL_SWEEPS = sorted({RUNS[rid].sweep for rid in SSL_RUN_IDS})
+# wildcard constraint of the self-supervised rules: exactly these run ids (none: never matches)
+SSL_RUN_REGEX = "|".join(re.escape(rid) for rid in SSL_RUN_IDS) or "(?!)"
+# mfoml.nets.checkpoints imports the SSL encoder only for SSL checkpoints (function level)
+SSL_MODEL = ("mfoml.nets.ssl_model",)
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 CODE = CodeDeps(SCRIPTS)
 # Training and activation jobs ask the scheduler for a GPU unless the device is the CPU; a local
@@ -19,22 +28,64 @@ FIG_EXT = config["figures"]["format"]
 wildcard_constraints:
     run=RUN_ID_PATTERN,
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    stage=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
-def module_files(names):
-    """The files of the mfoml modules ``names`` (dotted) and of everything they import."""
-    return CODE.files(CODE.closure(names))
+def code_version(script, skip=(), extra=()):
+    """Version of the code a job of rule script ``script`` executes, as a ``params`` entry.
 
-
-def script_modules(script, skip=()):
-    """The mfoml module files a rule script executes (transitively), as rule inputs.
-
-    Snakemake tracks the script itself (code trigger) but not what it imports; listing the
-    modules as inputs makes an edit of e.g. mfoml/collapse/measures.py rerun exactly the jobs
-    using it. Modules in ``skip`` (dotted names, imported only on some code paths) are left out
-    with their imports; the rule adds them for the jobs that execute them.
+    A hash of the normalized syntax trees of the script and of the mfoml modules it imports
+    (transitively; workflow/rules/codedeps.py): a job reruns when that code changes in meaning,
+    never for a touch, a checkout, or a comment, docstring or formatting edit (the profile's
+    rerun-triggers leave out Snakemake's mtime-based `code` trigger for scripts). ``skip``:
+    dotted module names imported only on code paths the job does not take (left out with what
+    only they import); ``extra``: such modules that the job does execute.
     """
-    return CODE.files(CODE.script_modules(script, skip))
+    return CODE.code_version(script, skip, extra)
+
+
+# Modules only text runs and text data sets execute: the other jobs do not depend on them.
+TEXT_NET_MODULES = ("mfoml.nets.transformer", "mfoml.nets.hf")
+TEXT_DATA_MODULES = ("mfoml.data.textsets",)
+
+
+def is_text_run(run):
+    return run.model_spec.get("arch") in TEXT_ARCHS
+
+
+def run_code(script, run, skip=(), extra=()):
+    """Code version of ``script`` for ``run`` (text modules for text runs only, the SSL
+    encoder's modules for self-supervised runs only, ``extra`` for the runs taking that path).
+    """
+    skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL)
+    if not is_text_run(run):
+        skip += TEXT_NET_MODULES
+    return code_version(script, tuple(m for m in skip if m not in extra), extra)
+
+
+def data_code(wildcards):
+    """Code version of a data job (the text modules for text sources only)."""
+    text = source_of(config, wildcards.dataset) in TEXT_SOURCES
+    return code_version("data.py", () if text else TEXT_DATA_MODULES)
+
+
+def data_inputs(wildcards):
+    """Inputs of a data set: for a text set taking its tokenizer from another set, that set."""
+    inputs = {}
+    variant = config["data"]["variants"].get(wildcards.dataset) or {}
+    other = (variant.get("text") or {}).get("tokenizer_from")
+    if other:
+        inputs["tokenizer_source"] = data_dir(other)
+    return inputs
+
+
+def pretrain_dir(stage):
+    return f"results/pretrain/{stage}/checkpoints"
+
+
+def pretrain_targets():
+    """The checkpoints of every MLM pretraining stage (also when no sweep uses it)."""
+    return [pretrain_dir(name) for name in config.get("pretrain", {})]
 
 
 def run_of(wildcards):
@@ -78,9 +129,22 @@ TABLES = [
     "confusion",
     "correlation_points",
     "correlation",
+    "dynamics",
+    "dynamics_correlation",
+    "phases",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
 ]
-# tables that also appear in the report
-REPORT_TABLES = ["correlation", "checkpoints_summary"]
+# tables that also appear in the report (caption workflow/report/table_{name}.rst)
+REPORT_TABLES = [
+    "correlation",
+    "dynamics_correlation",
+    "checkpoints_summary",
+    "phases_pivot",
+    "noise_alpha",
+    "confused_pairs",
+]
 FIGURES = [
     "alpha_layers",
     "ncc_layers",
@@ -88,7 +152,7 @@ FIGURES = [
     "accuracy_epochs",
     "confusion",
 ]
-FIGURES += ["correlation"]
+FIGURES += ["correlation", "noise_alpha"]
 
 
 def final_targets():
@@ -100,26 +164,74 @@ def final_targets():
     ]
 
 
+def train_ssl_inputs(wildcards):
+    """Inputs of a self-supervised run (no fold assignment for a ``full`` run)."""
+    run = run_of(wildcards)
+    inputs = {"data": data_dir(run.dataset)}
+    if not run.full_train:
+        inputs["folds"] = folds_file(run.dataset)
+    return inputs
+
+
+def ssl_targets():
+    """Tables and figures of the self-supervised runs (none without such runs)."""
+    if not SSL_RUN_IDS:
+        return []
+    tables = [
+        f"results/tables/ssl_{t}.csv" for t in ("layers", "layers_summary", "epochs")
+    ]
+    return tables + [f"results/figures/ssl_{s}.{FIG_EXT}" for s in SSL_SWEEPS]
+
+
 def train_inputs(wildcards):
     """Inputs of a training run (the transfer source's checkpoints when it has one)."""
     run = run_of(wildcards)
     inputs = {
         "data": data_dir(run.dataset),
-        "folds": folds_file(run.dataset),
-        "code": script_modules("train.py", skip=("mfoml.nets.losses",)),
     }
-    if run.loss_spec.get("type") == "svsl":  # only SVSL runs execute mfoml.nets.losses
-        inputs["loss_code"] = module_files(["mfoml.nets.losses"])
+    if not run.full_train:  # a run on the whole training split needs no fold assignment
+        inputs["folds"] = folds_file(run.dataset)
     if run.transfer:
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
+    if run.pretrained:  # only these runs execute mfoml.nets.pretrain
+        inputs["pretrained"] = pretrain_dir(run.pretrained["stage"])
     return inputs
 
 
-def activation_inputs(wildcards):
-    """Inputs of an activation dump (the analysis data set may differ from the training one)."""
+def train_code(wildcards):
+    """Code version of a training job: the modules of optional paths count only for the runs
+    taking them (SVSL: mfoml.nets.losses and through it the class means of mfoml.collapse;
+    sharpness: mfoml.dynamics.sharpness; pretrained: mfoml.nets.pretrain). mfoml.tracking
+    (optional W&B logging) never changes a result and is never part of it."""
     run = run_of(wildcards)
-    return {
+    extra = []
+    if run.loss_spec.get("type") == "svsl":
+        extra.append("mfoml.nets.losses")
+    if run.train.get("sharpness_every"):
+        extra.append("mfoml.dynamics.sharpness")
+    if run.pretrained:
+        extra.append("mfoml.nets.pretrain")
+    optional = (
+        "mfoml.nets.losses",
+        "mfoml.nets.pretrain",
+        "mfoml.dynamics.sharpness",
+        "mfoml.tracking",
+    )
+    return run_code("train.py", run, skip=optional, extra=tuple(extra))
+
+
+def activation_code(wildcards):
+    """Code version of an activation dump of ``wildcards.run``."""
+    return run_code("activations.py", run_of(wildcards))
+
+
+def activation_inputs(wildcards):
+    """Inputs of an activation dump (the run's data set, and its analysis data set if other)."""
+    run = run_of(wildcards)
+    inputs = {
         "checkpoints": checkpoints_dir(run.run_id),
-        "data": data_dir(run.analysis_dataset),
-        "code": script_modules("activations.py"),
+        "data": data_dir(run.dataset),
     }
+    if run.analysis_dataset != run.dataset:
+        inputs["analysis_data"] = data_dir(run.analysis_dataset)
+    return inputs

@@ -3,7 +3,7 @@
 
 rule data:
     input:
-        code=script_modules("data.py"),
+        unpack(data_inputs),
     output:
         directory("resources/data/{dataset}"),
     log:
@@ -12,6 +12,7 @@ rule data:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=data_code,
         options=lambda wildcards: canonical_json(
             dataset_options(config, wildcards.dataset)
         ),

@@ -4,7 +4,6 @@
 rule figures:
     input:
         **{t: f"results/tables/{t}.csv" for t in TABLES},
-        code=script_modules("figures.py"),
     output:
         alpha_layers=report(
             f"results/figures/alpha_layers.{FIG_EXT}",
@@ -36,12 +35,18 @@ rule figures:
             caption="../report/correlation.rst",
             category="Dynamics vs accuracy",
         ),
+        noise_alpha=report(
+            f"results/figures/noise_alpha.{FIG_EXT}",
+            caption="../report/noise_alpha.rst",
+            category="Smoothness",
+        ),
     log:
         "logs/figures.log",
     localrule: True
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("figures.py"),
         cfg=rule_params(config, "figures"),
     script:
         "../scripts/figures.py"

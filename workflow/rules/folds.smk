@@ -5,7 +5,6 @@
 rule folds:
     input:
         data=data_dir("{dataset}"),
-        code=script_modules("folds.py"),
     output:
         "results/folds/{dataset}.json",
     log:
@@ -14,6 +13,7 @@ rule folds:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("folds.py"),
         cfg=rule_params(config, "folds"),
     script:
         "../scripts/folds.py"

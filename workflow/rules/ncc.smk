@@ -5,7 +5,6 @@
 rule ncc:
     input:
         activations="results/runs/{run}/activations",
-        code=script_modules("ncc.py"),
     output:
         "results/runs/{run}/ncc.csv",
     log:
@@ -19,6 +18,7 @@ rule ncc:
         mem_mb=res("ncc", "mem_mb"),
         runtime=res("ncc", "runtime"),
     params:
+        code=code_version("ncc.py", skip=("mfoml.tracking",)),  # tracking: output-neutral
         cfg=rule_params(config, "ncc"),
     script:
         "../scripts/ncc.py"

@@ -4,7 +4,6 @@
 rule probe:
     input:
         activations="results/runs/{run}/activations",
-        code=script_modules("probe.py"),
     output:
         table="results/runs/{run}/probe.csv",
         curves="results/runs/{run}/probe_curves.json",
@@ -19,6 +18,7 @@ rule probe:
         mem_mb=res("probe", "mem_mb"),
         runtime=res("probe", "runtime"),
     params:
+        code=code_version("probe.py"),
         cfg=rule_params(config, "probe"),
     script:
         "../scripts/probe.py"

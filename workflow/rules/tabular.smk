@@ -1,12 +1,13 @@
-# Tabular track (issue 6, docs/tabular.md): per data set under the stored k-fold CV, baselines,
-# nested random-forest search, the wavelet forest with validation-chosen M, feature importances
-# and the label-noise study; then tables (mean and std over folds) and figures.
+# Tabular track (issues 6 and 15, docs/tabular.md): per data set under the stored k-fold CV,
+# baselines (XGBoost included), nested random-forest and XGBoost searches, the wavelet forest
+# with validation-chosen M, the wavelets of boosted trees beside it, feature importances and the
+# label-noise study; then tables (mean and std over folds) and figures.
 #
 # Which data sets, tables and figures a configuration asks for is decided by TabularPlan
 # (workflow/rules/tabular_plan.py). Every rule gets only its own slice of config["tabular"] as
 # canonical JSON and lists the mfoml modules its script executes as inputs (each script imports
 # only the mfoml.tabular module of its part, so editing mfoml/wavelets/ reruns the wavelet,
-# importance, noise and synthetic jobs, never the baselines or the search).
+# boosting, importance, noise and synthetic jobs, never the baselines or the searches).
 
 from tabular_plan import TabularPlan
 
@@ -20,7 +21,6 @@ rule tabular_baselines:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_baselines.py"),
     output:
         "results/tabular/{dataset}/baselines.json",
     log:
@@ -34,6 +34,7 @@ rule tabular_baselines:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_baselines.py"),
         cfg=TABULAR.params("baselines"),
     script:
         "../scripts/tabular_baselines.py"
@@ -43,7 +44,6 @@ rule tabular_rf_search:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_rf_search.py"),
     output:
         "results/tabular/{dataset}/rf_search.json",
     log:
@@ -57,16 +57,39 @@ rule tabular_rf_search:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_rf_search.py"),
         cfg=TABULAR.params("rf_search"),
     script:
         "../scripts/tabular_rf_search.py"
+
+
+rule tabular_xgb_search:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+    output:
+        "results/tabular/{dataset}/xgb_search.json",
+    log:
+        "logs/tabular/{dataset}/xgb_search.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/xgb_search.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        code=code_version("tabular_xgb_search.py"),
+        cfg=TABULAR.params("xgb_search"),
+    script:
+        "../scripts/tabular_xgb_search.py"
 
 
 rule tabular_wavelet:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_wavelet.py"),
     output:
         "results/tabular/{dataset}/wavelet.json",
     log:
@@ -80,16 +103,39 @@ rule tabular_wavelet:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_wavelet.py"),
         cfg=TABULAR.params("wavelet"),
     script:
         "../scripts/tabular_wavelet.py"
+
+
+rule tabular_boosting:
+    input:
+        data=data_dir("{dataset}"),
+        folds=folds_file("{dataset}"),
+    output:
+        "results/tabular/{dataset}/boosting.json",
+    log:
+        "logs/tabular/{dataset}/boosting.log",
+    benchmark:
+        "results/benchmarks/tabular/{dataset}/boosting.tsv"
+    conda:
+        "../../envs/mfoml.yaml"
+    threads: TAB_RES["threads"]
+    resources:
+        mem_mb=TAB_RES["mem_mb"],
+        runtime=TAB_RES["runtime"],
+    params:
+        code=code_version("tabular_boosting.py"),
+        cfg=TABULAR.params("boosting"),
+    script:
+        "../scripts/tabular_boosting.py"
 
 
 rule tabular_importance:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_importance.py"),
     output:
         "results/tabular/{dataset}/importance.json",
     log:
@@ -103,14 +149,13 @@ rule tabular_importance:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_importance.py"),
         cfg=TABULAR.params("importance"),
     script:
         "../scripts/tabular_importance.py"
 
 
 rule tabular_synthetic:
-    input:
-        code=script_modules("tabular_synthetic.py"),
     output:
         "results/tabular/synthetic.json",
     log:
@@ -124,6 +169,7 @@ rule tabular_synthetic:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_synthetic.py"),
         cfg=TABULAR.params("synthetic"),
     script:
         "../scripts/tabular_synthetic.py"
@@ -133,7 +179,6 @@ rule tabular_noise:
     input:
         data=data_dir("{dataset}"),
         folds=folds_file("{dataset}"),
-        code=script_modules("tabular_noise.py"),
     output:
         "results/tabular/{dataset}/noise.json",
     log:
@@ -147,6 +192,7 @@ rule tabular_noise:
         mem_mb=TAB_RES["mem_mb"],
         runtime=TAB_RES["runtime"],
     params:
+        code=code_version("tabular_noise.py"),
         cfg=TABULAR.params("noise"),
     script:
         "../scripts/tabular_noise.py"
@@ -156,11 +202,12 @@ rule tabular_tables:
     input:
         baselines=TABULAR.results("baselines"),
         rf_search=TABULAR.results("rf_search"),
+        xgb_search=TABULAR.results("xgb_search"),
         wavelet=TABULAR.results("wavelet"),
+        boosting=TABULAR.results("boosting"),
         importance=TABULAR.results("importance"),
         noise=TABULAR.results("noise"),
         synthetic=TABULAR.results("synthetic"),
-        code=script_modules("tabular_tables.py"),
     output:
         **TABULAR.table_paths(),
     log:
@@ -169,6 +216,7 @@ rule tabular_tables:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_tables.py"),
         cfg=TABULAR.params("tables"),
     script:
         "../scripts/tabular_tables.py"
@@ -177,7 +225,6 @@ rule tabular_tables:
 rule tabular_figures:
     input:
         **TABULAR.table_paths(),
-        code=script_modules("tabular_figures.py"),
     output:
         **{
             name: report(
@@ -193,6 +240,7 @@ rule tabular_figures:
     conda:
         "../../envs/mfoml.yaml"
     params:
+        code=code_version("tabular_figures.py"),
         cfg=canonical_json({"dpi": config["figures"]["dpi"]}),
     script:
         "../scripts/tabular_figures.py"

@@ -31,14 +31,18 @@ class TabularPlan:
     ``tabular.datasets``.
     """
 
-    PARTS = ("baselines", "rf_search", "wavelet", "importance", "noise")
+    PARTS = ("baselines", "rf_search", "xgb_search", "wavelet", "boosting", "importance", "noise")
     #: figure name -> the table it needs
     FIGURE_TABLES = {
         "baselines": "baselines",
         "confusion": "confusion",
         "hparams": "hparams",
+        "xgb_hparams": "xgb_hparams",
         "compression": "compression",
         "trees": "trees",
+        "boosting_compression": "boosting_compression",
+        "boosting_stages": "boosting_stages",
+        "boosting_importance": "boosting_rank_agreement",
         "importance": "rank_agreement",
         "synthetic": "synthetic",
         "noise": "noise",
@@ -86,10 +90,15 @@ class TabularPlan:
             names += ["baselines", "per_class", "confusion"]
         if self.datasets("rf_search"):
             names += ["rf_search", "rf_search_folds", "hparams"]
+        if self.datasets("xgb_search"):
+            names += ["xgb_search", "xgb_search_folds", "xgb_hparams"]
         if self.datasets("wavelet"):
             names += ["wavelet", "compression"]
             if self.cfg["wavelet"]["trees_grid"]:
                 names.append("trees")
+        if self.datasets("boosting"):
+            names += ["boosting", "boosting_compression", "boosting_stages", "boosting_importance"]
+            names.append("boosting_rank_agreement")
         if self.datasets("importance"):
             names += ["importance", "rank_agreement"]
         if self.synthetic_enabled:
@@ -126,9 +135,9 @@ class TabularPlan:
     def params(self, part: str) -> str:
         """The config slice rule ``part`` depends on, as canonical JSON."""
         c = self.cfg
-        if part in ("baselines", "rf_search"):
+        if part in ("baselines", "rf_search", "xgb_search"):
             sl = {part: c[part], "seed": c["seed"]}
-        elif part in ("wavelet", "noise"):
+        elif part in ("wavelet", "noise", "boosting"):
             sl = {part: c[part], "forest": c["forest"], "seed": c["seed"]}
         elif part == "importance":
             imp = {k: v for k, v in c["importance"].items() if k != "synthetic"}

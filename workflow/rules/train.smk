@@ -19,6 +19,7 @@ rule train:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
     params:
+        code=train_code,
         cfg=lambda wildcards: rule_params(config, "train", run_of(wildcards)),
     script:
         "../scripts/train.py"

@@ -1,12 +1,15 @@
-"""Rule `data`: write one data set in the normalized format (mfoml.data.catalog.prepare_dataset)."""
+"""Rule `data`: write one data set in the normalized format (mfoml.data.catalog.prepare_dataset),
+corrupted by mfoml.data.variants.corrupt_dataset when its variant sets ``corrupt``."""
 
 import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from mfoml.data.catalog import prepare_dataset  # noqa: E402
+from mfoml.data.variants import corrupt_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "data")
@@ -20,6 +23,10 @@ log.info(
     opts,
     out,
 )
+text = dict(opts.get("text") or {})  # text sets only (mfoml.data.textsets.prepare_text)
+if text.get("tokenizer_from"):
+    text["tokenizer"] = str(Path(snakemake.input.tokenizer_source) / "tokenizer.json")
+text.pop("tokenizer_from", None)
 meta = prepare_dataset(
     source,
     out,
@@ -28,7 +35,11 @@ meta = prepare_dataset(
     grayscale=opts["grayscale"],
     per_class_cap=opts["per_class_cap"],
     seed=opts["seed"],
+    **text,
 )
+if opts.get("corrupt"):
+    meta = corrupt_dataset(out, opts["corrupt"], seed=int(opts["seed"]))
+    log.info("corrupted with %s (seed %d)", opts["corrupt"], opts["seed"])
 log.info(
     "done: %s, %s train / %s test samples, task %s",
     meta.get("name"),

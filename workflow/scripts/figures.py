@@ -23,4 +23,5 @@ plots.plot_confusion(pd.read_csv(inp.confusion), out.confusion, dpi)
 plots.plot_correlation(
     pd.read_csv(inp.correlation_points), pd.read_csv(inp.correlation), out.correlation, dpi
 )
+plots.plot_noise_alpha(pd.read_csv(inp.noise_alpha), out.noise_alpha, dpi)
 log.info("wrote %d figures", len(out))

@@ -1,5 +1,5 @@
 """Rule `tabular_baselines`: cross-validated scikit-learn baselines on one data set
-(decision tree, random forest, histogram gradient boosting, linear model) with metrics."""
+(decision tree, random forest, histogram gradient boosting, linear model, XGBoost) with metrics."""
 
 import sys
 
@@ -26,6 +26,11 @@ res = run_baselines(
     model_params={
         "random_forest": {"n_estimators": b["n_estimators"]},
         "hist_gradient_boosting": {"max_iter": b["hgb_max_iter"]},
+        "xgboost": {
+            "n_estimators": b["xgb_n_estimators"],
+            "max_depth": b["xgb_max_depth"],
+            "learning_rate": b["xgb_learning_rate"],
+        },
     },
     seed=cfg["seed"],
     n_jobs=snakemake.threads,

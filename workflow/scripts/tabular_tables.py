@@ -16,7 +16,16 @@ log = setup_logging(snakemake.log[0], "tabular_tables")
 cfg = json.loads(snakemake.params.cfg)
 results = {}
 metas = {}
-for part in ("baselines", "rf_search", "wavelet", "importance", "noise", "synthetic"):
+for part in (
+    "baselines",
+    "rf_search",
+    "xgb_search",
+    "wavelet",
+    "boosting",
+    "importance",
+    "noise",
+    "synthetic",
+):
     files = snakemake.input.get(part, [])
     files = [files] if isinstance(files, str) else list(files)
     results[part] = [read_json(f) for f in files]

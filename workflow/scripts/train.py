@@ -2,9 +2,22 @@
 
 Loads the data set and the fold assignment, trains on the k-1 training folds (labels relabelled
 by the configured noise fraction), evaluates on the held-out fold and the official test split
-every epoch, and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
+every epoch (fold ``full``: trains on the whole training split, no held-out fold, ``heldout_*``
+metrics NaN), and writes checkpoints at the configured epochs plus ``metrics.csv`` (by
 mfoml.nets.training), then ``split.npz`` (train/held-out indices, the labels actually trained on, the
-relabelled mask) and ``run.json`` (run settings, probe layers, penultimate layer).
+relabelled mask), ``run.json`` (run settings, probe layers, penultimate layer) and
+``request.json`` (the job's params and code version). All of it is written into
+``.checkpoints.partial`` beside the output and renamed onto the output directory only when
+complete; a killed run resumes from the last complete checkpoint there.
+
+Training on a subset (``train.subset``: a stratified, seeded subset of the training folds, also
+what ``split.npz`` records), full-batch gradient descent (``train.full_batch``: one batch per
+epoch) and the sharpness tracked every ``train.sharpness_every`` epochs (top Hessian eigenvalue
+of the training loss, mfoml.dynamics.sharpness; columns ``sharpness`` and
+``stability_threshold`` = 2/lr for plain gradient descent, 2(1 + momentum)/lr with heavy-ball
+momentum, NaN for Adam) make the edge-of-stability study (Cohen et al. 2021). Optional W&B
+tracking (``tracking`` in the config, read here so that it never reruns a job) logs each
+epoch's row.
 
 Transfer learning (``transfer`` in the sweep): the weights of the source run's checkpoint are
 copied into the new model except the head (re-initialized for the new classes), and the
@@ -17,6 +30,8 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -24,11 +39,19 @@ import torch  # noqa: E402
 from mfoml.data.folds import load_folds, split_indices  # noqa: E402
 from mfoml.data.noise import flip_labels  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
-from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
+from mfoml.data.subsample import stratified_subsample  # noqa: E402
+from mfoml.io import (  # noqa: E402
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    partial_dir,
+    replace_dir,
+)
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
+from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
-from mfoml.nets.models import build_model  # noqa: E402
 from mfoml.nets.training import TrainConfig, train  # noqa: E402
+from mfoml.tracking import tracker_from_config  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
 log_device_environment(log)
@@ -38,6 +61,19 @@ out_dir = Path(snakemake.output[0])
 torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
 
+# Crash safety: everything is written into a partial directory beside the output and moved into
+# place only when complete, so a killed job never leaves a half-written output that a later run
+# (after `rm -rf .snakemake`, say) would trust. A rerun of the same request resumes from the
+# last complete checkpoint there; a changed request (other params, other code) starts afresh.
+work = partial_dir(out_dir)
+request = json.dumps({"params": cfg, "code": snakemake.params.code}, sort_keys=True)
+stamp = work / "request.json"
+if work.exists() and (not stamp.is_file() or stamp.read_text() != request):
+    log.info("discarding %s (left by a run of another request)", work)
+    shutil.rmtree(work)
+work.mkdir(parents=True, exist_ok=True)
+atomic_write_text(stamp, request)
+
 ds = load_dataset(snakemake.input.data)
 if ds.meta["task"] != "classification":
     raise ValueError(
@@ -45,9 +81,32 @@ if ds.meta["task"] != "classification":
         "network track needs a classification data set"
     )
 n_classes = int(ds.meta["n_classes"])
-folds = load_folds(snakemake.input.folds)
-train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
-x_train = np.asarray(ds.x_train[train_idx], dtype=np.float32)
+if np.isnan(np.asarray(ds.x_train)).any():
+    raise ValueError(
+        f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN); the network track "
+        "does not impute them (the tabular track imputes inside each fold)"
+    )
+if cfg["fold"] == "full":
+    # one run on the whole training split, evaluated on the official test split
+    if ds.x_test is None:
+        raise ValueError(
+            f"run {run_id}: sweep folds 'full' needs a data set with an official test split; "
+            f"{cfg['dataset']!r} has none (use fold indices instead)"
+        )
+    train_idx = np.arange(len(ds.y_train), dtype=np.int64)
+    heldout_idx = np.zeros(0, dtype=np.int64)
+    log.info("fold 'full': training on all %d training samples, no held-out fold", len(train_idx))
+else:
+    folds = load_folds(snakemake.input.folds)
+    train_idx, heldout_idx = split_indices(folds, int(cfg["fold"]))
+t = cfg["train"]
+if t.get("subset") is not None and int(t["subset"]) < len(train_idx):
+    keep = stratified_subsample(np.asarray(ds.y_train)[train_idx], int(t["subset"]), seed=0)
+    train_idx = np.asarray(train_idx)[keep]
+    log.info("training on a stratified subset of %d samples (train.subset)", len(train_idx))
+# token ids (text sets) stay integers; everything else is float32
+x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
+x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
 y_clean = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 y_used, changed = y_clean.copy(), np.zeros(len(y_clean), dtype=bool)
 if cfg["noise"] > 0:
@@ -61,6 +120,8 @@ if cfg["noise"] > 0:
 
 spec = dict(cfg["model"])
 arch = spec.pop("arch")
+if ds.meta.get("kind") == "text":  # vocabulary and special ids come from the data set
+    spec.update(text_model_kwargs(arch, ds.meta["tokenizer"]))
 model = build_model(
     arch,
     tuple(ds.meta["input_shape"]),
@@ -71,6 +132,37 @@ model = build_model(
 )
 
 frozen: list[str] = []
+pretrained = cfg.get("pretrained")
+if pretrained:
+    # only runs starting from an MLM stage execute (and rerun for) mfoml.nets.pretrain
+    from mfoml.io import read_json
+    from mfoml.nets.pretrain import init_from_pretrained
+
+    stage_dir = Path(snakemake.input.pretrained)
+    stage = read_json(stage_dir / "stage.json")
+    if stage["tokenizer_sha256"] != ds.meta["tokenizer"]["sha256"]:
+        raise ValueError(
+            f"run {run_id}: data set {cfg['dataset']!r} was not tokenized with the tokenizer of "
+            f"pretraining stage {pretrained['stage']!r} (data set {stage['dataset']!r}); give "
+            f"it text.tokenizer_from: {stage['dataset']}"
+        )
+    ckpts = list_checkpoints(stage_dir)
+    epoch = pretrained.get("epoch")
+    epoch = max(ckpts) if epoch is None else int(epoch)
+    if epoch not in ckpts:
+        raise FileNotFoundError(f"{stage_dir}: no checkpoint of epoch {epoch} ({sorted(ckpts)})")
+    source_model, _ = load_checkpoint(ckpts[epoch])
+    copied, frozen = init_from_pretrained(
+        model, source_model.state_dict(), freeze=bool(pretrained["freeze"])
+    )
+    log.info(
+        "encoder from MLM stage %s epoch %d: %d tensors copied, %d parameters frozen",
+        pretrained["stage"],
+        epoch,
+        len(copied),
+        len(frozen),
+    )
+
 transfer = cfg.get("transfer")
 if transfer:
     ckpts = list_checkpoints(snakemake.input.source)
@@ -99,7 +191,7 @@ if transfer:
         state[key] = value
         copied.append(key)
     model.load_state_dict(state)
-    stages = [name for name in model.probe_layers if name not in ("input", head)]
+    stages = [name for name in model.stages if name != head]  # also with pre-activation probes
     n_freeze = int(transfer.get("freeze", 0))
     if n_freeze > len(stages):
         raise ValueError(
@@ -136,10 +228,10 @@ if loss.get("type", "ce") == "svsl":
     )
     log.info("SVSL on layers %s, lambda %g, batched %s", layers, loss["lam"], loss["batched"])
 
-t = cfg["train"]
+full_batch = bool(t.get("full_batch", False))
 tc = TrainConfig(
     epochs=int(t["epochs"]),
-    batch_size=int(t["batch_size"]),
+    batch_size=max(2, len(train_idx)) if full_batch else int(t["batch_size"]),
     optimizer=t["optimizer"],
     lr=float(t["lr"]),
     momentum=float(t["momentum"]),
@@ -154,15 +246,96 @@ tc = TrainConfig(
     device=cfg["device"],
     mixed_precision=bool(t["mixed_precision"]),
     eval_batch_size=int(t["eval_batch_size"]),
+    warmup_fraction=float(t["warmup_fraction"]),
+    grad_clip=None if t["grad_clip"] is None else float(t["grad_clip"]),
 )
 evals = {
-    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]),
+    # no held-out fold for a 'full' run: its heldout_* metrics are NaN (not evaluated)
+    "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]) if len(heldout_idx) else None,
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
-metrics = train(model, x_train, y_used, tc, out_dir, evals=evals, extra_loss=extra_loss)
+
+every = int(t.get("sharpness_every", 0) or 0)
+if every:
+    # only runs that track the sharpness execute (and rerun for) mfoml.dynamics.sharpness
+    from mfoml.dynamics.sharpness import sharpness
+
+    if full_batch:  # the loss gradient descent descends: one batch, BatchNorm in training mode
+        sharp_x, sharp_y, sharp_batch, sharp_mode = x_train, y_used, None, "train"
+    else:
+        keep = stratified_subsample(y_used, t.get("sharpness_samples"), seed=0)
+        sharp_x, sharp_y, sharp_batch, sharp_mode = x_train[keep], y_used[keep], 512, "eval"
+    if tc.optimizer == "sgd":
+        beta = tc.momentum
+        threshold_factor = (2 + 2 * beta) / (1 + 2 * beta) if tc.nesterov else 2 + 2 * beta
+    else:
+        threshold_factor = math.nan
+    log.info(
+        "sharpness every %d epochs on %d samples (BatchNorm in %s mode)",
+        every,
+        len(sharp_y),
+        sharp_mode,
+    )
+tracker = tracker_from_config(
+    snakemake.config.get("tracking"),
+    name=run_id,
+    group=snakemake.config.get("name"),
+    job_type="train",
+    config=cfg,
+    default_dir="logs/wandb",
+)
+
+
+def on_epoch(net, row):
+    extra = {}
+    if every:
+        sharp = math.nan
+        if row["epoch"] % every == 0 or row["epoch"] == tc.epochs:
+            res = sharpness(
+                net,
+                sharp_x,
+                sharp_y,
+                subset_size=None,
+                n_iter=int(t.get("sharpness_iters", 20)),
+                trace_samples=0,
+                batch_size=sharp_batch,
+                mode=sharp_mode,
+                seed=int(cfg["seed"]),
+            )
+            sharp = res["top_eigenvalue"]
+        extra = {"sharpness": sharp, "stability_threshold": threshold_factor / row["lr"]}
+    tracker.log_metrics({**row, **extra}, step=int(row["epoch"]))
+    return extra
+
+
+with tracker:
+    metrics = train(
+        model,
+        x_train,
+        y_used,
+        tc,
+        work,
+        evals=evals,
+        extra_loss=extra_loss,
+        epoch_callback=on_epoch,
+        resume=True,
+    )
+speed = {}
+if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
+    pad = int(ds.meta["tokenizer"]["special_ids"]["pad"])
+    tokens = int((x_train != pad).sum()) * len(metrics)
+    seconds = float(metrics["train_seconds"].sum()) if len(metrics) else 0.0
+    speed = {"train_tokens": tokens, "train_seconds": seconds}
+    speed["train_tokens_per_second"] = tokens / seconds if seconds > 0 else None
+    log.info(
+        "training throughput: %s tokens in %.1f s (%s tokens/s)",
+        tokens,
+        seconds,
+        None if not seconds else round(tokens / seconds),
+    )
 
 atomic_save_npz(
-    out_dir / "split.npz",
+    work / "split.npz",
     train_idx=np.asarray(train_idx, dtype=np.int64),
     heldout_idx=np.asarray(heldout_idx, dtype=np.int64),
     y_train=y_used,
@@ -170,7 +343,7 @@ atomic_save_npz(
     relabelled=changed,
 )
 atomic_write_json(
-    out_dir / "run.json",
+    work / "run.json",
     {
         **cfg,
         "n_classes": n_classes,
@@ -179,7 +352,11 @@ atomic_write_json(
         "penultimate_layer": model.penultimate_layer,
         "frozen_stages": frozen,
         "n_relabelled": int(changed.sum()),
+        **speed,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "n_train": int(len(train_idx)),
     },
 )
+replace_dir(work, out_dir)  # request.json stays: the request this output answers
 last = metrics.iloc[-1].to_dict()
 log.info("finished %s: %s", run_id, {k: round(float(v), 4) for k, v in last.items()})

@@ -7,9 +7,10 @@ go down (docs/architecture.md; enforced by tests/test_layers.py):
 - base       ``io`` (atomic writes, checksums), ``logs`` (rule-script logging)
 - core       ``data`` (normalized store, sources, downloads, folds, noise, subsampling),
              ``wavelets`` (wavelet forests, smoothness, sparsity probe),
-             ``collapse`` (NCC and neural collapse, streaming), ``analysis`` (metrics,
-             statistics, aggregated tables)
-- models     ``nets`` (models, training, checkpoints, activation dumps, losses),
+             ``collapse`` (NCC and neural collapse, streaming; linear/k-NN probes),
+             ``analysis`` (metrics, statistics, aggregated tables)
+- models     ``nets`` (models, training, checkpoints, activation dumps, losses,
+             self-supervised objectives, augmentations and training),
              ``tabular`` (the tabular track's CV drivers), ``plots`` (figures)
 - config     ``config`` (validation, run table, parameter slices; torch-free)
 

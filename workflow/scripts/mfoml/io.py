@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,12 @@ __all__ = [
     "atomic_save_npz",
     "atomic_write_json",
     "atomic_write_csv",
+    "current_umask",
     "file_checksum",
+    "partial_dir",
+    "read_csv_checked",
     "read_json",
+    "replace_dir",
 ]
 
 
@@ -58,7 +63,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             os.fsync(fh.fileno())
         # mkstemp creates mode 0600; give the result the permissions an ordinary open() would,
         # so shared results/ and resources/ on a cluster stay readable by the group.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -66,7 +71,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask (read without changing it for longer than one call)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -136,3 +141,85 @@ def file_checksum(path: str | os.PathLike[str], algorithm: str = "sha256") -> st
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def replace_dir(tmp: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Rename the finished directory ``tmp`` onto ``out`` (same file system), replacing an old
+    ``out``: the old one is moved aside first and removed only after the rename succeeded."""
+    tmp, out = Path(tmp), Path(out)
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def partial_dir(out: str | os.PathLike[str]) -> Path:
+    """Where a job builds the output directory ``out`` before :func:`replace_dir` moves it into
+    place: ``.{name}.partial`` beside it (same file system; hidden, never an output itself).
+
+    A killed job leaves only this directory, never a half-written ``out`` that a later run could
+    trust; a job that can resume (training) continues from what it holds.
+    """
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def read_csv_checked(
+    path: str | os.PathLike[str],
+    required: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+) -> Any:
+    """Read a CSV table of the pipeline (a pandas DataFrame) and check it, naming the file.
+
+    Parameters
+    ----------
+    path : the file (e.g. ``results/runs/{run}/probe.csv``).
+    required : columns that must be present.
+    numeric : columns (where present) whose every non-empty value must be a number.
+
+    Raises
+    ------
+    ValueError
+        ``"{path}: ..."`` saying what is wrong (unreadable, empty, missing columns, a value that
+        is not a number, with its row and column) and how to recompute the file.
+    """
+    import pandas as pd  # local: the base layer stays light
+
+    p = Path(path)
+    fix = "delete the file (or use --forcerun on the rule that writes it) to recompute it"
+    try:
+        frame = pd.read_csv(p)
+    except FileNotFoundError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: not a readable CSV table ({exc}); {fix}") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{p}: column(s) {missing} missing (found {list(frame.columns)}); the file is "
+            f"truncated, corrupted or from another version; {fix}"
+        )
+    if frame.empty:
+        raise ValueError(f"{p}: the table has no rows; {fix}")
+    for col in numeric:
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(
+                f"{p}: column {col!r}, row {row + 1}: {frame[col].iloc[row]!r} is not a number; "
+                f"the file is corrupted; {fix}"
+            )
+        frame[col] = values
+    return frame

@@ -1,4 +1,4 @@
-"""Aggregation of per-run results into tidy tables, fold summaries and correlations.
+"""Aggregation of per-run results into tidy tables, fold summaries and correlation points.
 
 All tables are tidy (one observation per row) and carry the run description columns
 :data:`RUN_COLUMNS`. Summaries over folds group by :data:`VARIANT_COLUMNS` (+ the table's own
@@ -6,15 +6,16 @@ keys) and give ``{value}_mean``, ``{value}_std`` (sample standard deviation, ddo
 ``n = 1``) and ``{value}_n`` (number of folds with a finite value).
 
 The correlation analysis follows the course's question: do layer dynamics measured on the
-training data predict test accuracy? For every (run, checkpoint) it computes
+training data predict test accuracy? :func:`correlation_points` gives, for every (run,
+checkpoint),
 
 - ``alpha_last_inner``: alpha of the last inner (penultimate) layer,
 - ``alpha_depth_slope``: least-squares slope of alpha over the inner layers' depth index
   (layers strictly between ``input`` and ``logits``; NaN with fewer than 2 finite values),
 - ``ncc_mismatch_penultimate``: train NCC mismatch at the penultimate layer,
 
-and the Spearman rank correlation (rho, two-sided p-value) of each with the accuracy target
-across all runs and checkpoints of an experiment (sweep), and over all experiments together.
+with the accuracy target. The inference over these points, whose unit is the run (never the
+pooled checkpoints), is :mod:`mfoml.analysis.runstats`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from mfoml.analysis.metrics import classification_metrics
-from mfoml.analysis.statistics import fold_statistics, slope, spearman
+from mfoml.analysis.statistics import fold_statistics, slope
 
 __all__ = [
+    "RESULT_TABLES",
     "RUN_COLUMNS",
     "VARIANT_COLUMNS",
     "FEATURES",
@@ -38,9 +40,41 @@ __all__ = [
     "checkpoint_metrics",
     "summarize",
     "correlation_points",
-    "correlation_table",
     "missing_penultimate",
+    "penultimate_gaps",
 ]
+
+#: The per-run result tables the aggregation reads: ``{file name: (required columns, numeric
+#: columns)}`` (for :func:`mfoml.io.read_csv_checked`, so that a corrupted file is named).
+RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "probe.csv": (
+        ("epoch", "split", "layer", "layer_index", "alpha", "alpha_min", "alpha_max", "status"),
+        ("epoch", "layer_index", "dim", "n_samples", "alpha", "alpha_min", "alpha_max", "n_tau"),
+    ),
+    "ncc.csv": (
+        ("epoch", "layer", "layer_index", "ncc_mismatch_train", "ncc_accuracy_test", "nc1"),
+        (
+            "epoch",
+            "layer_index",
+            "dim",
+            "n_train",
+            "n_test",
+            "ncc_mismatch_train",
+            "ncc_mismatch_test",
+            "ncc_accuracy_train",
+            "ncc_accuracy_test",
+            "nc1",
+            "nc2_equinorm",
+            "nc2_equiangularity",
+            "nc3",
+            "nc4",
+        ),
+    ),
+    "metrics.csv": (
+        ("epoch", "train_loss", "train_acc", "heldout_acc", "test_acc"),
+        ("epoch", "train_loss", "train_acc", "heldout_loss", "heldout_acc", "test_loss"),
+    ),
+}
 
 #: Columns describing a run (first columns of every per-run table).
 RUN_COLUMNS = [
@@ -78,8 +112,10 @@ def layers_table(
     ----------
     runs : run descriptions (dicts with :data:`RUN_COLUMNS`).
     probe : run id -> probe table (``epoch, split, layer, layer_index, alpha, alpha_min,
-        alpha_max, status, ...``); the ``train`` split gives the columns ``alpha, alpha_min,
-        alpha_max, alpha_status``, any other split ``alpha_{split}`` etc.
+        alpha_max, status, n_tau, n_wavelets`` and, with the random-label baseline,
+        ``alpha_random, alpha_random_status, n_wavelets_random``); the ``train`` split gives
+        these columns (``status`` as ``alpha_status``), any other split the same with the suffix
+        ``_{split}`` (``alpha_test``, ``alpha_status_test``, ``n_wavelets_test`` ...).
     ncc : run id -> NCC table (``epoch, layer, layer_index, ncc_mismatch_train, ...``).
 
     Returns
@@ -93,25 +129,18 @@ def layers_table(
         wide = None
         for split, part in p.groupby("split", sort=False):
             suffix = "" if split == "train" else f"_{split}"
-            part = part.rename(
-                columns={
-                    "alpha": f"alpha{suffix}",
-                    "alpha_min": f"alpha_min{suffix}",
-                    "alpha_max": f"alpha_max{suffix}",
-                    "status": f"alpha_status{suffix}",
-                    "n_tau": f"n_tau{suffix}",
-                }
+            part = part.rename(columns={"status": "alpha_status"})
+            values = [c for c in part.columns if c.startswith(("alpha", "n_tau", "n_wavelets"))]
+            part = part[["epoch", "layer", "layer_index", *values]].rename(
+                columns={c: f"{c}{suffix}" for c in values}
             )
-            keep = ["epoch", "layer", "layer_index"] + [
-                c for c in part.columns if c.startswith(("alpha", "n_tau"))
-            ]
-            part = part[keep]
             wide = (
                 part
                 if wide is None
                 else wide.merge(part, on=["epoch", "layer", "layer_index"], how="outer")
             )
         n = ncc[rid].drop(columns=["reduction"], errors="ignore")
+        n = n.rename(columns={"status": "collapse_status"})  # beside the probe's alpha_status
         merged = (
             n.merge(wide, on=["epoch", "layer", "layer_index"], how="outer")
             if wide is not None
@@ -158,7 +187,7 @@ def checkpoint_metrics(
     labels: np.ndarray,
     predictions: np.ndarray,
     n_classes: int,
-    loss: float = math.nan,
+    cross_entropy: float | None = math.nan,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Classification metrics of one checkpoint on one split, and its confusion matrix.
 
@@ -168,12 +197,13 @@ def checkpoint_metrics(
     epoch, split : checkpoint epoch and split name.
     labels, predictions : int arrays (N,).
     n_classes : C.
-    loss : the split's loss at that epoch from the metrics table (NaN when not recorded).
+    cross_entropy : mean cross-entropy of the same eval-mode pass against the same labels (the
+        dump's manifest; ``None``/NaN when not recorded).
 
     Returns
     -------
     (row, confusion) : the row ``{run columns, epoch, split, accuracy, precision_macro,
-    recall_macro, f1_macro, loss_value, n_samples}`` and the confusion matrix in long format
+    recall_macro, f1_macro, cross_entropy, n_samples}`` and the confusion matrix in long format
     (``true, predicted, count``; C*C rows).
     """
     m = classification_metrics(np.asarray(labels), np.asarray(predictions), n_classes)
@@ -186,7 +216,7 @@ def checkpoint_metrics(
             "precision_macro": m["precision_macro"],
             "recall_macro": m["recall_macro"],
             "f1_macro": m["f1_macro"],
-            "loss_value": float(loss),
+            "cross_entropy": math.nan if cross_entropy is None else float(cross_entropy),
             "n_samples": m["n_samples"],
         }
     )
@@ -325,42 +355,36 @@ def missing_penultimate(
     return missing
 
 
-def correlation_table(points: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
-    """Spearman rho and two-sided p-value of each feature with ``accuracy``.
+def penultimate_gaps(
+    layers: pd.DataFrame, penultimate: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Why the penultimate layer of a run lacks a result: ``{run: {"probe"|"ncc": reason}}``.
 
-    Computed per experiment and over all experiments (``experiment = "all"``, only when there
-    is more than one), across runs and checkpoints, on the rows where both are finite.
-
-    Returns
-    -------
-    DataFrame ``experiment, feature, target, rho, p_value, n, status`` where ``status`` is
-    ``ok``, ``no_data`` (no point has both values, e.g. the penultimate layer was not analysed;
-    see :func:`missing_penultimate`), ``too_few_points`` (0 < n < ``min_points``) or
-    ``constant`` (a constant input); rho and p are NaN unless ``ok``.
+    The reason says whether the layer was not analysed (left out by ``probe.layers`` /
+    ``ncc.layers``) or was analysed without a finite value (then with the probe's status, e.g.
+    ``no_wavelets`` when a subsample keeps too few samples per class); see
+    :func:`missing_penultimate` for which runs are listed.
     """
-    groups: list[tuple[str, pd.DataFrame]] = [
-        (str(name), part) for name, part in points.groupby("experiment", sort=False)
-    ]
-    if len(groups) > 1:
-        groups.append(("all", points))
-    rows = []
-    for name, part in groups:
-        targets = sorted(set(part["target"].dropna()))
-        for feature in FEATURES:
-            x = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
-            y = pd.to_numeric(part["accuracy"], errors="coerce").to_numpy(float)
-            rho, p, n, status = spearman(x, y, min_points)
-            rows.append(
-                {
-                    "experiment": name,
-                    "feature": feature,
-                    "target": "+".join(targets),
-                    "rho": rho,
-                    "p_value": p,
-                    "n": n,
-                    "status": status,
-                }
-            )
-    return pd.DataFrame(
-        rows, columns=["experiment", "feature", "target", "rho", "p_value", "n", "status"]
-    )
+    out: dict[str, dict[str, str]] = {}
+    marks = {"probe": ("alpha", "alpha_status"), "ncc": ("ncc_mismatch_train", "nc1")}
+    for rid, lacks in missing_penultimate(layers, penultimate).items():
+        rows = layers[(layers["run"] == rid) & (layers["layer"] == penultimate[rid])]
+        out[rid] = {}
+        for what in lacks:
+            value, mark = marks[what]
+            analysed = any(c in rows and rows[c].notna().any() for c in (value, mark))
+            if not analysed:
+                out[rid][what] = f"not analysed: config key '{what}.layers' leaves it out"
+            else:
+                status = (
+                    sorted(set(rows[mark].dropna().astype(str)))
+                    if what == "probe" and mark in rows
+                    else []
+                )
+                out[rid][what] = (
+                    f"analysed, but {value} is not finite"
+                    + (f" (probe status {', '.join(status)})" if status else "")
+                    + "; too few samples per class? (config keys 'activations.max_samples', "
+                    "'probe.max_samples')"
+                )
+    return out

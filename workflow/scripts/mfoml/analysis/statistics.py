@@ -2,9 +2,10 @@
 
 - :func:`fold_statistics`: mean, sample standard deviation and count of finite values per group
   (the one fold-summary core of ``results/tables/*_summary.csv`` and the tabular tables);
-- :func:`slope`: least-squares slope over the finite points;
-- :func:`spearman`: Spearman's rank correlation with a status instead of a warning when it is not
-  defined (no data, too few points, a constant input).
+- :func:`slope`: least-squares slope over the finite points.
+
+Correlations across runs (permutation p-values, bootstrap intervals) are in
+:mod:`mfoml.analysis.runstats`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["fold_statistics", "slope", "spearman"]
+__all__ = ["fold_statistics", "slope"]
 
 
 def fold_statistics(frame: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
@@ -48,26 +49,3 @@ def slope(x: np.ndarray, y: np.ndarray) -> float:
     xs, ys = x[ok], y[ok]
     xc = xs - xs.mean()
     return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
-
-
-def spearman(x: np.ndarray, y: np.ndarray, min_points: int = 3) -> tuple[float, float, int, str]:
-    """Spearman rho and two-sided p-value of ``x`` and ``y`` (N,) over the finite pairs.
-
-    Returns
-    -------
-    ``(rho, p_value, n, status)``: ``status`` is ``ok``, ``no_data`` (n = 0),
-    ``too_few_points`` (0 < n < ``min_points``) or ``constant`` (a constant input); rho and p
-    are NaN unless ``ok``.
-    """
-    from scipy.stats import spearmanr
-
-    ok = np.isfinite(x) & np.isfinite(y)
-    n = int(ok.sum())
-    if n == 0:
-        return math.nan, math.nan, n, "no_data"
-    if n < min_points:
-        return math.nan, math.nan, n, "too_few_points"
-    if np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return math.nan, math.nan, n, "constant"
-    res = spearmanr(x[ok], y[ok])
-    return float(res.statistic), float(res.pvalue), n, "ok"

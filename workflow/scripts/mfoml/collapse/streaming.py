@@ -238,6 +238,7 @@ class Scan:
 
     def _torch_consts(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         import torch
+
         if device not in self._torch_cache:
             a = torch.as_tensor(self.a, device=device)
             sq = torch.as_tensor(self.sq_norms if self.n_scores else np.zeros(0), device=device)
@@ -361,6 +362,7 @@ class Scan:
         self, chunk: torch.Tensor, start: int, lab: Any, pred: Any, keep: bool
     ) -> dict[str, Any]:
         import torch
+
         dev = chunk.device
         a, sq, ci, pm = self._torch_consts(dev)
         k = int(chunk.shape[0])
@@ -392,6 +394,7 @@ class Scan:
 def int_tensor(x: Any, device: torch.device) -> torch.Tensor:
     """Labels (numpy, memmap or tensor) as an int64 tensor on ``device``."""
     import torch
+
     if is_torch(x):
         return x.to(device=device, dtype=torch.int64)
     return torch.from_numpy(np.array(x, dtype=np.int64)).to(device)

@@ -25,9 +25,13 @@ from mfoml.collapse.streaming import (
     as_label_array,
     check_chunk_size,
     is_torch,
+    iter_feature_chunks,
 )
 
-__all__ = ["ActivationDumpLike", "layer_table"]
+__all__ = ["ActivationDumpLike", "LAYER_STATUSES", "layer_table"]
+
+#: Values of the ``status`` column of :func:`layer_table` (see there).
+LAYER_STATUSES = ("ok", "one_class", "constant_layer", "class_means_degenerate")
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,27 @@ def _dump_source(dump: ActivationDumpLike, name: str) -> Features:
     if hasattr(dump, "layer"):
         return dump.layer(name)
     return lambda cs: dump.iter_chunks(name, cs)
+
+
+def _is_constant(features: Features, chunk_size: int) -> bool:
+    """Every row of ``features`` equals the first one (one streaming pass)."""
+    first = None
+    for _, chunk in iter_feature_chunks(features, chunk_size):
+        block = np.asarray(chunk)
+        if first is None:
+            first = block[:1]
+        if not np.array_equal(block, np.broadcast_to(first, block.shape)):
+            return False
+    return True
+
+
+def _layer_status(met: dict[str, Any], features: Features, chunk_size: int) -> str:
+    """Why NC1/NC2 of a layer are undefined (``"ok"`` when they are defined)."""
+    if met["n_classes_present"] < 2:
+        return "one_class"
+    if np.isfinite(met["nc1"]) and np.isfinite(met["nc2_equinorm"]):
+        return "ok"
+    return "constant_layer" if _is_constant(features, chunk_size) else "class_means_degenerate"
 
 
 def _manifest_layers(dump: ActivationDumpLike) -> dict[str, dict[str, Any]]:
@@ -108,7 +133,12 @@ def layer_table(
     pandas.DataFrame, one row per layer in probe order, columns ``layer, layer_index, dim,
     reduction (JSON text or None), n_train, n_test, n_classes, n_classes_present, ncc_mismatch_train,
     ncc_mismatch_test, ncc_accuracy_train, ncc_accuracy_test, nc1, nc2_equinorm,
-    nc2_equiangularity, nc2_mean_angle_dev, nc2_max_angle_dev, nc3, nc4, is_penultimate``.
+    nc2_equiangularity, nc2_mean_angle_dev, nc2_max_angle_dev, nc3, nc4, is_penultimate,
+    status``. ``status`` says why NC1/NC2 are NaN, as the probe's status does for alpha:
+    ``ok``; ``one_class`` (fewer than two classes in the train dump); ``constant_layer`` (every
+    sample has the same representation, e.g. dead ReLUs: NCC then picks the lowest class for
+    every sample); ``class_means_degenerate`` (the layer varies but the class means coincide,
+    or one equals the global mean).
     ``nc3`` and ``nc4`` (= the train NCC mismatch, Papyan's definition) are filled on the
     penultimate row only and NaN elsewhere (``nc3`` also NaN, with a log line, when the dump
     stores a pooled version of the penultimate layer, since ``W`` does not act on it);
@@ -260,8 +290,11 @@ def layer_table(
                 "nc3": met["nc3"],
                 "nc4": met["nc4"],
                 "is_penultimate": is_pen,
+                "status": _layer_status(met, _dump_source(train_dump, name), chunk_size),
             }
         )
+        if rows[-1]["status"] != "ok":
+            log.warning("layer %r: status %s (NC1/NC2 undefined)", name, rows[-1]["status"])
         log.info(
             "layer %d/%d %r (D=%d): mismatch train=%.4f test=%.4f nc1=%.4g (%.1fs)",
             pos + 1,

@@ -5,13 +5,16 @@ Torch-free and light (PyYAML, jsonschema): imported by the Snakefile before any 
 - :mod:`mfoml.config.schema`: :func:`validate_config`, :func:`load_config` (JSON schema with
   defaults), then :mod:`mfoml.config.references` (cross references);
 - :mod:`mfoml.config.runs`: :class:`Run`, :func:`run_table`, run ids;
-- :mod:`mfoml.config.params`: :func:`canonical_json`, :func:`rule_params`.
+- :mod:`mfoml.config.params`: :func:`canonical_json`, :func:`rule_params`;
+- :mod:`mfoml.config.ssl`: the self-supervised loss types and their checks.
 """
 
 from __future__ import annotations
 
 from mfoml.config.errors import ConfigError
+from mfoml.config.files import check_yaml_file
 from mfoml.config.params import canonical_json, rule_params
+from mfoml.config.references import check_work
 from mfoml.config.runs import (
     RUN_ID_PATTERN,
     Run,
@@ -31,6 +34,8 @@ __all__ = [
     "Run",
     "SCHEMA_PATH",
     "canonical_json",
+    "check_work",
+    "check_yaml_file",
     "dataset_options",
     "datasets_used",
     "format_noise",

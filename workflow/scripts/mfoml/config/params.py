@@ -24,8 +24,10 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
     Parameters
     ----------
     config : validated configuration.
-    rule : ``data`` (needs ``run`` = None; use :func:`dataset_options`), ``folds``, ``train``,
-        ``activations``, ``probe``, ``ncc``, ``aggregate``, ``figures``.
+    rule : ``data`` (needs ``run`` = None; use :func:`dataset_options`), ``folds``, ``train``
+        (also the self-supervised runs' ``train_ssl``: with ``ssl_augment``), ``activations``,
+        ``probe``, ``ncc``, ``aggregate`` (the supervised runs), ``figures``, ``ssl_eval``,
+        ``ssl_aggregate`` (the self-supervised runs).
     run : the run (for ``train`` and ``activations``).
     """
     if rule == "folds":
@@ -33,8 +35,10 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
     if rule == "train":
         if run is None:
             raise ValueError("rule_params('train') needs a run")
+        ssl = {"ssl_augment": config["ssl"]["augment"]} if run.is_ssl else {}
         return canonical_json(
             {
+                **ssl,
                 "run": run.run_id,
                 "dataset": run.dataset,
                 "model": run.model_spec,
@@ -45,6 +49,7 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
                 "fold": run.fold,
                 "train": run.train,
                 "transfer": run.transfer,
+                "pretrained": run.pretrained,
                 "device": config["device"],
             }
         )
@@ -54,8 +59,8 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
         return canonical_json(
             {
                 **config["activations"],
+                "dataset": run.dataset,
                 "analysis_dataset": run.analysis_dataset,
-                "own_folds": run.analysis_dataset == run.dataset,
                 "fold": run.fold,
                 "device": config["device"],
             }
@@ -67,7 +72,14 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
             {
                 **config["aggregate"],
                 "name": config["name"],
-                "runs": [r.metadata() for r in run_table(config)],
+                # the supervised runs (self-supervised ones are summarised by ssl_aggregate)
+                "runs": [r.metadata() for r in run_table(config) if not r.is_ssl],
             }
+        )
+    if rule == "ssl_eval":
+        return canonical_json({**config["ssl"]["eval"], "probe": config["probe"]})
+    if rule == "ssl_aggregate":
+        return canonical_json(
+            {"name": config["name"], "runs": [r.metadata() for r in run_table(config) if r.is_ssl]}
         )
     raise ValueError(f"rule_params: unknown rule {rule!r}")

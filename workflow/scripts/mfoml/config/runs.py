@@ -2,7 +2,9 @@
 
 The run table expands every sweep (datasets x models x activations x losses x noise x seeds x
 folds) into :class:`Run` rows with readable ids such as
-``mnist1d/mlp-d4-w100/relu/ce/noise0/fold0`` (``fold0-seed1`` for seed 1).
+``mnist1d/mlp-d4-w100/relu/ce/noise0/fold0`` (``fold0-seed1`` for seed 1). A sweep with
+``folds: full`` trains one run per setting on the whole training split and evaluates it on the
+official test split: its id ends in ``full`` (``full-seed1``) and its ``fold`` is ``"full"``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfoml.config.errors import ConfigError
+from mfoml.config.ssl import is_ssl_loss
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
 #: Regular expression of a run id (used as the Snakemake wildcard constraint of ``{run}``).
 RUN_ID_PATTERN = (
     rf"{_NAME}/{_NAME}/(?:relu|gelu|prelu|sigmoid|tanh|heaviside)/{_NAME}"
-    r"/noise[0-9]+(?:\.[0-9]+)?/fold[0-9]+(?:-seed[0-9]+)?"
+    r"/noise[0-9]+(?:\.[0-9]+)?/(?:fold[0-9]+|full)(?:-seed[0-9]+)?"
 )
+#: The ``fold`` of a run trained on the whole training split (sweep ``folds: full``).
+FULL = "full"
 
 
 # --------------------------------------------------------------------------------------------
@@ -33,14 +38,18 @@ class Run:
 
     Attributes
     ----------
-    run_id : readable id, ``{dataset}/{model}/{activation}/{loss}/noise{pct}/fold{k}[-seed{s}]``.
+    run_id : readable id, ``{dataset}/{model}/{activation}/{loss}/noise{pct}/fold{k}[-seed{s}]``
+        (``.../full[-seed{s}]`` for a run on the whole training split).
     sweep : name of the sweep it comes from (the "experiment" of the tables).
     dataset, model, activation, loss : names (dataset id, model name, nonlinearity, loss name).
     noise : label-noise fraction in [0, 1].
-    seed, fold : training seed and held-out fold index.
+    seed, fold : training seed and held-out fold index (``"full"``: no held-out fold, trained on
+        the whole training split, evaluated on the official test split).
     model_spec, loss_spec, train : the resolved model/loss/training settings.
     transfer : transfer-learning settings or ``None``.
     analysis_dataset : data set the activations are dumped on.
+    pretrained : the MLM pretraining stage the text encoder starts from
+        (``{stage, epoch, freeze}``) or ``None``.
     """
 
     run_id: str
@@ -51,12 +60,18 @@ class Run:
     loss: str
     noise: float
     seed: int
-    fold: int
+    fold: int | str
     model_spec: dict = field(hash=False, compare=False)
     loss_spec: dict = field(hash=False, compare=False)
     train: dict = field(hash=False, compare=False)
     transfer: dict | None = field(hash=False, compare=False)
     analysis_dataset: str = ""
+    pretrained: dict | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def is_ssl(self) -> bool:
+        """Whether the run trains a self-supervised objective (no labels, rule ``train_ssl``)."""
+        return is_ssl_loss(self.loss_spec)
 
     def metadata(self) -> dict[str, Any]:
         """Columns describing the run in the tables."""
@@ -72,6 +87,11 @@ class Run:
             "fold": self.fold,
         }
 
+    @property
+    def full_train(self) -> bool:
+        """Trained on the whole training split (no held-out fold)."""
+        return self.fold == FULL
+
 
 def format_noise(fraction: float) -> str:
     """``0.1 -> 'noise10'``, ``0 -> 'noise0'``, ``0.125 -> 'noise12.5'`` (percent)."""
@@ -82,19 +102,19 @@ def format_noise(fraction: float) -> str:
 
 
 def format_run_id(
-    dataset: str, model: str, activation: str, loss: str, noise: float, fold: int, seed: int
+    dataset: str, model: str, activation: str, loss: str, noise: float, fold: int | str, seed: int
 ) -> str:
-    """The readable run id (see :class:`Run`)."""
-    tail = f"fold{fold}" + (f"-seed{seed}" if seed else "")
+    """The readable run id (see :class:`Run`); ``fold="full"`` for a whole-training-split run."""
+    tail = (FULL if fold == FULL else f"fold{int(fold)}") + (f"-seed{seed}" if seed else "")
     return f"{dataset}/{model}/{activation}/{loss}/{format_noise(noise)}/{tail}"
 
 
 def parse_run_id(run_id: str) -> dict[str, Any]:
-    """Inverse of :func:`format_run_id` (noise as a fraction)."""
+    """Inverse of :func:`format_run_id` (noise as a fraction; ``fold`` an int or ``"full"``)."""
     if not re.fullmatch(RUN_ID_PATTERN, run_id):
         raise ValueError(f"not a run id: {run_id!r}")
     dataset, model, activation, loss, noise, tail = run_id.split("/")
-    m = re.fullmatch(r"fold([0-9]+)(?:-seed([0-9]+))?", tail)
+    m = re.fullmatch(r"(?:fold([0-9]+)|full)(?:-seed([0-9]+))?", tail)
     assert m is not None
     return {
         "dataset": dataset,
@@ -102,7 +122,7 @@ def parse_run_id(run_id: str) -> dict[str, Any]:
         "activation": activation,
         "loss": loss,
         "noise": float(noise[len("noise") :]) / 100.0,
-        "fold": int(m.group(1)),
+        "fold": FULL if m.group(1) is None else int(m.group(1)),
         "seed": int(m.group(2) or 0),
     }
 
@@ -116,8 +136,10 @@ def _resolved_train(config: dict, sweep: dict) -> dict[str, Any]:
     return train
 
 
-def _sweep_folds(config: dict, sweep: dict) -> list[int]:
+def _sweep_folds(config: dict, sweep: dict) -> list[int | str]:
     folds = sweep.get("folds", "all")
+    if folds == FULL:
+        return [FULL]
     if folds == "all":
         return list(range(int(config["folds"]["n_splits"])))
     return sorted(int(k) for k in folds)
@@ -144,7 +166,7 @@ def _iter_runs(config: dict) -> Iterator[Run]:
                                         loss=loss,
                                         noise=float(noise),
                                         seed=int(seed),
-                                        fold=int(fold),
+                                        fold=fold,
                                         model_spec=dict(config["models"].get(model, {})),
                                         loss_spec=dict(config["losses"].get(loss, {})),
                                         train=train,
@@ -154,6 +176,11 @@ def _iter_runs(config: dict) -> Iterator[Run]:
                                             else None
                                         ),
                                         analysis_dataset=sweep.get("analysis_dataset") or dataset,
+                                        pretrained=(
+                                            dict(sweep["pretrained"])
+                                            if sweep.get("pretrained")
+                                            else None
+                                        ),
                                     )
 
 

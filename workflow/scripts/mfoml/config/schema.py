@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from mfoml.config.errors import ConfigError
+from mfoml.config.files import load_yaml_file
 from mfoml.config.references import check_references
 
 #: The main schema, next to the embedded default configuration.
@@ -194,15 +195,9 @@ def validate_config(
 
 
 def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
-    """Read a YAML configuration file and validate it (defaults filled)."""
+    """Read a YAML configuration file (duplicate keys are an error) and validate it."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            config = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({exc})") from exc
+    config = load_yaml_file(path) or {}
     try:
         return validate_config(config, schema_path)
     except ConfigError as exc:

@@ -8,6 +8,7 @@
 - :mod:`mfoml.data.formats`: parsers of the raw IDX and CIFAR files.
 - :mod:`mfoml.data.sources`: the embedded and vision sets; :mod:`mfoml.data.openml`: OpenML.
 - :mod:`mfoml.data.folds`, :mod:`mfoml.data.noise`, :mod:`mfoml.data.subsample`.
+- :mod:`mfoml.data.variants`: random labels and random pixels (Zhang et al. 2017).
 
 Names are loaded on first use (``import mfoml.data`` imports nothing else).
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 import mfoml.data.openml.prepare  # noqa: F401  (registers the openml- family)
 import mfoml.data.sources  # noqa: F401  (registers the built-in sets)
+import mfoml.data.textsets  # noqa: F401  (registers the text sets)
 from mfoml.data.store import SourceInfo, registered_sources
 
 __all__ = ["check_dataset_id", "find_source", "known_datasets", "prepare_dataset"]

@@ -146,26 +146,31 @@ def _batch_arrays(batch: dict[str, Any], label_key: str, where: str) -> tuple[np
 
 
 def read_cifar_archive(
-    path: str | os.PathLike[str], variant: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    path: str | os.PathLike[str], variant: str, *, coarse: bool = False
+) -> tuple[Any, ...]:
     """Read the CIFAR-10 or CIFAR-100 "python version" tar.gz.
 
     CIFAR-10: ``cifar-10-batches-py/data_batch_1..5``, ``test_batch`` (keys ``data`` uint8
     ``(n, 3072)`` as R, G, B planes of 32x32 row-major, ``labels``) and ``batches.meta``
-    (``label_names``). CIFAR-100: ``cifar-100-python/train``, ``test`` (``fine_labels``) and
-    ``meta`` (``fine_label_names``).
+    (``label_names``). CIFAR-100: ``cifar-100-python/train``, ``test`` (``fine_labels``, and
+    ``coarse_labels``, the 20 superclasses) and ``meta`` (``fine_label_names``,
+    ``coarse_label_names``).
 
     Parameters
     ----------
     path : the archive.
     variant : ``"cifar10"`` or ``"cifar100"``.
+    coarse : CIFAR-100 only: also return the coarse labels (from the same parse).
 
     Returns
     -------
     ``(x_train, y_train, x_test, y_test, class_names)`` with images uint8 ``(N, 3, 32, 32)``
-    and labels int64 ``(N,)``.
+    and labels int64 ``(N,)`` (CIFAR-100: the fine labels); with ``coarse`` a sixth element
+    ``(y_train_coarse, y_test_coarse, coarse_class_names)``.
     """
     path = Path(path)
+    if coarse and variant != "cifar100":
+        raise ValueError(f"coarse labels exist for cifar100 only, not {variant!r}")
     if variant == "cifar10":
         folder, train, test = (
             "cifar-10-batches-py",
@@ -200,29 +205,44 @@ def read_cifar_archive(
     if missing:
         raise DataFormatError(f"{path}: archive lacks {', '.join(missing)}")
 
-    def read_split(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
+    coarse_key = "coarse_labels"
+
+    def read_split(names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        xs, ys, cs = [], [], []
         for n in names:
             where = f"{path}:{folder}/{n}"
-            x, y = _batch_arrays(_unpickle_batch(members[f"{folder}/{n}"], where), label_key, where)
+            batch = _unpickle_batch(members[f"{folder}/{n}"], where)
+            x, y = _batch_arrays(batch, label_key, where)
             xs.append(x)
             ys.append(y)
-        return np.concatenate(xs).reshape(-1, 3, 32, 32), np.concatenate(ys)
+            if coarse:
+                cs.append(_batch_arrays(batch, coarse_key, where)[1])
+        c = np.concatenate(cs) if coarse else None
+        return np.concatenate(xs).reshape(-1, 3, 32, 32), np.concatenate(ys), c
 
-    x_train, y_train = read_split(train)
-    x_test, y_test = read_split(test)
+    x_train, y_train, c_train = read_split(train)
+    x_test, y_test, c_test = read_split(test)
     where = f"{path}:{folder}/{meta_name}"
     meta = _unpickle_batch(members[f"{folder}/{meta_name}"], where)
-    if names_key not in meta:
-        raise DataFormatError(f"{where}: key {names_key!r} missing (keys: {sorted(meta)})")
-    class_names = [str(n) for n in meta[names_key]]
-    for split, y in (("train", y_train), ("test", y_test)):
-        if y.size and (y.min() < 0 or y.max() >= len(class_names)):
-            raise DataFormatError(
-                f"{path}: {split} labels outside [0, {len(class_names)}) "
-                f"(min {y.min()}, max {y.max()})"
-            )
-    return x_train, y_train, x_test, y_test, class_names
+
+    def names_of(key: str, y_tr: np.ndarray, y_te: np.ndarray) -> list[str]:
+        if key not in meta:
+            raise DataFormatError(f"{where}: key {key!r} missing (keys: {sorted(meta)})")
+        names = [str(n) for n in meta[key]]
+        for split, y in (("train", y_tr), ("test", y_te)):
+            if y.size and (y.min() < 0 or y.max() >= len(names)):
+                raise DataFormatError(
+                    f"{path}: {split} labels outside [0, {len(names)}) "
+                    f"(min {y.min()}, max {y.max()})"
+                )
+        return names
+
+    class_names = names_of(names_key, y_train, y_test)
+    if not coarse:
+        return x_train, y_train, x_test, y_test, class_names
+    assert c_train is not None and c_test is not None
+    coarse_names = names_of("coarse_label_names", c_train, c_test)
+    return x_train, y_train, x_test, y_test, class_names, (c_train, c_test, coarse_names)
 
 
 def parse_or_discard(path: Path, parse: Callable[[], Any]) -> Any:

@@ -18,7 +18,9 @@ Per data set
 ``mnist``, ``fashionmnist``   the four IDX gzip files, from torchvision's mirrors and with
                    torchvision's md5 checksums; ``(N, 1, 28, 28)`` in [0, 1] (pixel / 255).
 ``cifar10``, ``cifar100``   the "python version" tar.gz (pickled batches), torchvision's URL and
-                   md5; ``(N, 3, 32, 32)`` in [0, 1]; CIFAR-100 uses the 100 fine labels.
+                   md5; ``(N, 3, 32, 32)`` in [0, 1]; CIFAR-100 uses the 100 fine labels
+                   (label set ``fine``) and keeps the 20 coarse ones as a second label set
+                   (``y_train_coarse.npy``, ``y_test_coarse.npy``, label set ``coarse``).
 
 (``openml-<name-or-id>`` is the source :mod:`mfoml.data.openml`.)
 
@@ -88,6 +90,10 @@ class _Raw:
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
     raw_files: list[dict[str, str]] | None = None
+    #: name of the primary label set (``y_train``/``y_test``), e.g. ``"fine"`` for CIFAR-100
+    label_set: str | None = None
+    #: further label sets of the same samples: ``{name: (y_train, y_test, class_names)}``
+    extra_labels: dict[str, tuple[np.ndarray, np.ndarray | None, list[str]]] | None = None
 
 
 def _load_mnist1d() -> _Raw:
@@ -226,15 +232,16 @@ def _load_cifar(
     import torchvision.datasets as tvd
 
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
+    coarse = name == "cifar100"
     fname = cls.filename
     default_base = cls.url[: -len(fname)]
     bases = [mirror] if mirror else [default_base]
     expected = expected_checksum(fname, cls.tgz_md5, checksums)
     path, url = fetch(fname, bases, dest_dir, expected, timeout=timeout)
     log.info("%s: parsing", fname)
-    x_train, y_train, x_test, y_test, class_names = parse_or_discard(
-        path, lambda: read_cifar_archive(path, name)
-    )
+    parsed = parse_or_discard(path, lambda: read_cifar_archive(path, name, coarse=coarse))
+    x_train, y_train, x_test, y_test, class_names = parsed[:5]
+    extra = {"coarse": parsed[5]} if coarse else None  # CIFAR-100's 20 superclasses
     scale = np.float32(255.0)
     return _Raw(
         x_train=x_train.astype(np.float32) / scale,
@@ -247,6 +254,8 @@ def _load_cifar(
         n_classes=len(class_names),
         class_names=class_names,
         raw_files=[{"file": fname, "url": url, "checksum": expected}],
+        label_set="fine" if coarse else None,
+        extra_labels=extra,
     )
 
 
@@ -350,6 +359,18 @@ def prepare_builtin(
         "y_test.npy": raw.y_test,
         "train_source_index.npy": source_index,
     }
+    label_sets: dict[str, Any] = {}
+    for set_name, (ytr_set, yte_set, set_names) in (raw.extra_labels or {}).items():
+        files = {"train": f"y_train_{set_name}.npy", "test": f"y_test_{set_name}.npy"}
+        arrays[files["train"]] = ytr_set if source_index is None else ytr_set[source_index]
+        arrays[files["test"]] = yte_set
+        if yte_set is None:
+            del files["test"]
+        label_sets[set_name] = {
+            "n_classes": len(set_names),
+            "class_names": set_names,
+            "files": files,
+        }
     meta = {
         "name": name,
         "source": raw.source,
@@ -365,12 +386,30 @@ def prepare_builtin(
         "raw_files": raw.raw_files,
         "format_version": FORMAT_VERSION,
     }
+    if label_sets:
+        meta["label_set"] = raw.label_set
+        meta["label_sets"] = label_sets
     return write_normalized(out_dir, arrays, meta)
 
 
-#: Training samples per class of the official training split of each classification set
-#: (known without loading the data; the configuration checks ``folds.n_splits`` against them).
-_CLASS_COUNTS: dict[str, tuple[int, ...]] = {}
+#: Training samples per class of the official training split of each classification set, known
+#: without loading the data, so that the configuration can check ``folds.n_splits`` and the
+#: sample minimums before any job. Embedded sets: counted from the data (tests/test_datasets.py
+#: checks them); MNIST: the published counts of its 60000 training images; FashionMNIST, CIFAR10
+#: and CIFAR100 are balanced (6000, 5000 and 500 per class).
+CLASS_COUNTS: dict[str, tuple[int, ...]] = {
+    "mnist1d": (398, 396, 411, 394, 394, 402, 401, 404, 402, 398),
+    "digits": (178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
+    "wine": (59, 71, 48),
+    "breast_cancer": (212, 357),
+    "iris": (50, 50, 50),
+    "mnist": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    "fashionmnist": (6000,) * 10,
+    "cifar10": (5000,) * 10,
+    "cifar100": (500,) * 100,
+}
+#: Training samples of the official training split.
+N_TRAIN = {name: sum(c) for name, c in CLASS_COUNTS.items()} | {"diabetes": 442}
 
 _KIND = {"mnist1d": "signal", "digits": "image", "wine": "tabular", "breast_cancer": "tabular"}
 _KIND |= {"iris": "tabular", "diabetes": "tabular"} | {n: "image" for n in DOWNLOADED}
@@ -381,6 +420,7 @@ for _name in DATASETS:
             prepare=prepare_builtin,
             task="regression" if _name == "diabetes" else "classification",
             kind=_KIND[_name],
-            class_counts=_CLASS_COUNTS.get(_name),
+            class_counts=CLASS_COUNTS.get(_name),
+            n_train=N_TRAIN[_name],
         )
     )

@@ -16,11 +16,16 @@ Normalized format (``resources/data/{dataset}/``, see ``docs/architecture.md``)
 ``x_test.npy``, ``y_test.npy``   the same for the official test split, only when the set has one
 ``train_source_index.npy``       int64 ``(N,)``: only with ``per_class_cap``; for every stored
                   training sample, its row in the original (uncapped) training split
+``y_train_{set}.npy``, ``y_test_{set}.npy``   int64 ``(N,)``: further label sets of the same
+                  samples (e.g. CIFAR-100's ``coarse`` superclasses), listed in ``meta.json``
 ``meta.json``     written **last**: ``name, source, task, n_classes, input_shape, n_train, n_test,
                   checksums {file: sha256}, options {grayscale, per_class_cap, seed}`` plus
                   ``kind`` (``"image"``, ``"signal"`` or ``"tabular"``), ``class_names``,
                   ``feature_names`` (tabular), ``raw_files`` (downloads: file, url, checksum) and
-                  ``format_version``.
+                  ``format_version``; with further label sets also ``label_set`` (the name of
+                  the primary labels ``y_*.npy``, e.g. ``"fine"``) and ``label_sets {set:
+                  {n_classes, class_names, files {train, test}}}``. The label-set files are
+                  covered by the checksums like every other file.
 
 ``n_classes`` is ``null`` and ``n_test`` is ``0`` where they do not apply. A directory without
 ``meta.json`` or whose files do not match its checksums is never trusted by :func:`load_dataset`.
@@ -80,7 +85,9 @@ class SourceInfo:
     task : ``"classification"`` or ``"regression"`` when known without loading the data.
     kind : ``"image"``, ``"signal"`` or ``"tabular"`` when known.
     class_counts : training samples per class of the official training split, when known
-        without loading the data (embedded and vision sets).
+        without loading the data (embedded and vision sets); ``len(class_counts)`` is the
+        number of classes.
+    n_train : samples of the official training split, when known.
     """
 
     name: str
@@ -90,6 +97,7 @@ class SourceInfo:
     task: str | None = None
     kind: str | None = None
     class_counts: tuple[int, ...] | None = None
+    n_train: int | None = None
 
 
 _SOURCES: dict[str, SourceInfo] = {}
@@ -120,6 +128,7 @@ class Dataset:
     y_train : int64 ``(N,)`` (classification) or float64 ``(N,)`` (regression).
     x_test, y_test : the same for the official test split, or ``None``.
     meta : the content of ``meta.json``.
+    extra_labels : further label sets ``{name: (y_train, y_test or None)}`` (int64).
     """
 
     x_train: np.ndarray
@@ -127,6 +136,23 @@ class Dataset:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     meta: dict[str, Any] = field(default_factory=dict)
+    extra_labels: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+
+    @property
+    def label_set(self) -> str:
+        """Name of the primary label set ``y_train``/``y_test`` (``"class"`` unless named)."""
+        return str(self.meta.get("label_set") or "class")
+
+    def label_sets(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Every label set ``{name: (y_train, y_test)}``, the primary one first."""
+        return {self.label_set: (self.y_train, self.y_test), **self.extra_labels}
+
+    def label_set_classes(self) -> dict[str, int]:
+        """Number of classes of every label set (classification data sets)."""
+        out = {self.label_set: int(self.meta["n_classes"])}
+        for name, info in (self.meta.get("label_sets") or {}).items():
+            out[name] = int(info["n_classes"])
+        return out
 
     @property
     def name(self) -> str:
@@ -267,4 +293,22 @@ def load_dataset(
                 f"{path}: {split} arrays have shapes {x.shape}, {y.shape}; meta.json says "
                 f"{(n, *shape)} and ({n},)"
             )
-    return Dataset(x_train, y_train, x_test, y_test, meta)
+    extra: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for set_name, info in (meta.get("label_sets") or {}).items():
+        files = info.get("files", {}) if isinstance(info, dict) else {}
+        arrs = {}
+        for split, n in (("train", meta["n_train"]), ("test", meta["n_test"])):
+            fname = files.get(split)
+            arr = None if fname is None else load(fname)
+            if fname is not None and arr is None:
+                raise IntegrityError(f"{meta_path}: label set {set_name!r}: {fname} not listed")
+            if arr is not None and (arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer)):
+                raise IntegrityError(
+                    f"{path / fname}: label set {set_name!r} ({split}) has {arr.dtype} "
+                    f"{arr.shape}, expected integer ({n},)"
+                )
+            if split == "train" and arr is None:
+                raise IntegrityError(f"{meta_path}: label set {set_name!r} has no train file")
+            arrs[split] = arr
+        extra[str(set_name)] = (arrs["train"], arrs["test"])
+    return Dataset(x_train, y_train, x_test, y_test, meta, extra)

@@ -2,12 +2,24 @@
 training objectives.
 
 - :mod:`mfoml.nets.models`: MLP, Conv, Conv1D and ResNet18 with named probe layers;
-- :mod:`mfoml.nets.spec`: layer names of a model spec without torch (configuration checks);
+- :mod:`mfoml.nets.transformer`, :mod:`mfoml.nets.hf`: the text encoders (from scratch, and
+  HuggingFace ``transformers``); :mod:`mfoml.nets.architectures`: ``build_model`` for every
+  architecture; :mod:`mfoml.nets.pretrain`: masked-language-model pretraining;
+  :mod:`mfoml.nets.optim`: AdamW parameter groups and the warm-up + linear-decay schedule;
+- :mod:`mfoml.nets.models`: MLP, Conv, Conv1D (and :mod:`mfoml.nets.resnet`'s ResNet18) with
+  named probe layers, on the base class of :mod:`mfoml.nets.probed`; nonlinearities in
+  :mod:`mfoml.nets.nonlinearities`;
+- :mod:`mfoml.nets.layernames`: the probe-layer naming rule, without torch;
 - :mod:`mfoml.nets.training`: the training loop (per-epoch metrics, resumable);
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
 - :mod:`mfoml.nets.dumps`: reading those dumps (numpy only, no torch);
-- :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`).
+- :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`);
+- :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL) and the
+  projection head;
+- :mod:`mfoml.nets.augment`: seeded two-view augmentations per data kind (images, 1-D signals);
+- :mod:`mfoml.nets.ssl_model`: SSL encoders (backbone stages + projector stages);
+- :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels).
 
 Names are loaded on first use (``import mfoml.nets`` does not import torch).
 """
@@ -18,9 +30,15 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "activations": ("dump_activations",),
+        "architectures": ("ARCHITECTURES",),
         "dumps": ("ActivationDump", "open_activations"),
         "checkpoints": ("CheckpointError", "list_checkpoints", "load_checkpoint"),
         "losses": ("SVSLLoss",),
+        "layernames": ("probe_layer_names",),
+        "augment": ("make_augmenter", "two_views"),
+        "ssl": ("build_objective",),
+        "ssl_model": ("SSLNet", "build_ssl_model"),
+        "ssl_training": ("train_ssl",),
         "models": ("ProbedModel", "build_model"),
         "training": ("ExtraLoss", "TrainConfig", "train"),
     },

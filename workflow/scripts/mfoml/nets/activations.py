@@ -11,12 +11,24 @@ mode, and writes into ``out_dir``:
 ``labels_true.npy``
     int64 ``(N,)``, only when ``true_labels`` is given: the true labels of a split whose
     ``labels`` are noisy (the training split of a label-noise run); NCC means use them.
+``labels_{set}.npy``
+    int64 ``(N,)``, only when ``label_sets`` is given: further label sets of the same samples
+    (e.g. CIFAR-100's ``coarse`` superclasses beside the ``fine`` labels), listed in the
+    manifest's ``label_sets``; ``label_set`` names the primary labels.
 ``classifier_weight.npy``
     float32 ``(n_classes, D_penultimate)``: the final linear classifier (NC3 and NCC jobs read
-    it from the dump, so they need neither the checkpoint nor torch).
+    it from the dump, so they need neither the checkpoint nor torch). Absent for a network
+    without a classifier (``model.has_classifier`` false: a self-supervised encoder), whose
+    ``predictions.npy`` then holds -1, whose manifest says ``predictions: false`` and has
+    ``n_classes`` and ``cross_entropy`` null.
 ``manifest.json``
     ``{layers: [{name, index, shape, dim, reduction}], n_samples, split, epoch, checkpoint,
-    max_features, dtype, true_labels, penultimate_layer, n_classes}``: ``index`` is the position in ``model.probe_layers``, ``shape`` the
+    max_features, dtype, true_labels, penultimate_layer, n_classes, cross_entropy, label_set,
+    label_sets, predictions}``:
+    ``cross_entropy`` is the mean cross-entropy of the (float32) logits against ``labels`` in
+    the same eval-mode pass, i.e. the loss that belongs with the accuracy of ``predictions``
+    (``null`` when a label is not a class of the logits); ``index`` is the position in
+    ``model.probe_layers``, ``shape`` the
     original per-sample shape, ``dim`` the stored width, ``reduction`` ``null`` or a dict
     (below).
 
@@ -40,14 +52,14 @@ torch: :mod:`mfoml.nets.dumps` (re-exported here).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +67,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mfoml.io import current_umask, replace_dir
 from mfoml.nets.dumps import ActivationDump, open_activations
 from mfoml.nets.models import ProbedModel, resolve_device
 
@@ -136,6 +149,8 @@ def dump_activations(
     checkpoint: str | os.PathLike[str] | None = None,
     overwrite: bool = True,
     true_labels: Any = None,
+    label_set: str = "class",
+    label_sets: Mapping[str, Any] | None = None,
 ) -> dict:
     """Dump the per-layer representations of ``x`` (one ordered pass, eval mode).
 
@@ -143,7 +158,8 @@ def dump_activations(
     ----------
     model : :class:`~mfoml.nets.models.ProbedModel`; moved to ``device`` (it stays there), its
         training flag is restored afterwards.
-    x : array ``(N, *input_shape)`` (cast to float32 batch by batch; a memmap is fine).
+    x : array ``(N, *input_shape)`` (cast to float32 batch by batch, integer token ids to
+        int64; a memmap is fine).
     y : int labels ``(N,)``.
     out_dir : destination directory (must not be inside a directory being renamed).
     layers : probe-layer names (``None``: all of ``model.probe_layers``), stored in model order.
@@ -155,6 +171,9 @@ def dump_activations(
         existing ``out_dir`` is a ``FileExistsError``.
     true_labels : int labels ``(N,)``, the true classes when ``y`` holds noisy labels (written
         as ``labels_true.npy``; ``ActivationDump.true_labels`` falls back to ``labels``).
+    label_set : name of the label set of ``y`` (recorded in the manifest).
+    label_sets : further label sets ``{name: int labels (N,)}`` of the same samples (written
+        as ``labels_{name}.npy``).
 
     Returns
     -------
@@ -188,11 +207,24 @@ def dump_activations(
             raise ValueError(f"true_labels must have shape ({n},), got {y_true.shape}")
         if not np.issubdtype(y_true.dtype, np.integer):
             raise ValueError(f"true_labels must be integer labels, got dtype {y_true.dtype}")
+    extra: dict[str, np.ndarray] = {}
+    for set_name, arr in (label_sets or {}).items():
+        a = np.asarray(arr)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", str(set_name)) or set_name == label_set:
+            raise ValueError(
+                f"label set name {set_name!r}: letters, digits, _ only, not {label_set!r}"
+            )
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(
+                f"label set {set_name!r} must be integer labels ({n},), got {a.dtype} {a.shape}"
+            )
+        extra[str(set_name)] = a.astype(np.int64)
+    has_classifier = bool(getattr(model, "has_classifier", True))
     dev = resolve_device(device)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it the usual mode
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; give it the usual mode
     was_training = model.training
     arrays: dict[str, np.memmap] = {}
     try:
@@ -205,10 +237,13 @@ def dump_activations(
             tmp / "predictions.npy", mode="w+", dtype=np.int64, shape=(n,)
         )
         entries: list[dict[str, Any]] = []
+        ce_sum, n_classes = 0.0, None
+        labels_fit = True
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
-                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32)).to(dev)
+                dtype = np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=dtype)).to(dev)
                 logits, feats = model.forward_features(xb, wanted)
                 if not arrays:  # first batch: shapes, reductions, output files
                     for name in wanted:
@@ -247,13 +282,28 @@ def dump_activations(
                     raise FloatingPointError(
                         f"layer 'logits': NaN or inf in samples {start}..{stop - 1}"
                     )
-                preds[start:stop] = logits.argmax(1).cpu().numpy()
                 labels[start:stop] = y_arr[start:stop]
+                if not has_classifier:  # predicts nothing: -1, no cross-entropy
+                    preds[start:stop] = -1
+                    labels_fit = False
+                    log.info("activations %s: %d/%d samples", split, stop, n)
+                    continue
+                preds[start:stop] = logits.argmax(1).cpu().numpy()
+                n_classes = int(logits.shape[1])
+                yb = y_arr[start:stop]
+                labels_fit = labels_fit and int(yb.min()) >= 0 and int(yb.max()) < n_classes
+                if labels_fit:
+                    target = torch.from_numpy(np.asarray(yb, dtype=np.int64)).to(logits.device)
+                    ce_sum += float(F.cross_entropy(logits, target, reduction="sum"))
                 log.info("activations %s: %d/%d samples", split, stop, n)
         if y_true is not None:  # plain write: the whole directory is temporary
             np.save(tmp / "labels_true.npy", y_true.astype(np.int64))
+        for set_name, arr in extra.items():
+            np.save(tmp / f"labels_{set_name}.npy", arr)
         # the final linear classifier, so that NCC / NC3 jobs need no checkpoint (nor torch)
-        np.save(tmp / "classifier_weight.npy", model.classifier_weight().float().cpu().numpy())
+        if has_classifier:
+            weight = model.classifier_weight().float().cpu().numpy()
+            np.save(tmp / "classifier_weight.npy", weight)
         for arr in (*arrays.values(), labels, preds):
             arr.flush()
         del labels, preds
@@ -268,13 +318,17 @@ def dump_activations(
             "dtype": "float16",
             "true_labels": y_true is not None,
             "penultimate_layer": model.penultimate_layer,
-            "n_classes": int(model.spec["n_classes"]),
+            "n_classes": int(model.spec["n_classes"]) if has_classifier else None,
+            "cross_entropy": ce_sum / n if labels_fit else None,
+            "label_set": str(label_set),
+            "label_sets": sorted(extra),
+            "predictions": has_classifier,
         }
         # plain write: the whole directory is temporary until the rename below
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         arrays.clear()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -282,26 +336,3 @@ def dump_activations(
     finally:
         model.train(was_training)
     return manifest
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` directory onto ``out`` (replacing an old one)."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    old.rmdir()
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Checkpoint files of a training run: names, reading with clear errors, resuming.
 
 A checkpoint ``epoch_{e:04d}.pt`` is a ``torch.save`` dict with ``model_spec`` (the kwargs of
-:func:`mfoml.nets.models.build_model`), ``state_dict``, ``epoch``, ``train_config``, ``metrics``
-(the rows so far) and, for resuming, ``optimizer_state``, ``scheduler_state``, ``scaler_state``,
+:func:`mfoml.nets.architectures.build_model`, or a self-supervised encoder's spec ``{"kind":
+"ssl", ...}`` rebuilt by :func:`mfoml.nets.ssl_model.build_from_spec`), ``state_dict``,
+``epoch``, ``train_config``, ``metrics`` (the rows so far) and, for resuming, ``optimizer_state``, ``scheduler_state``, ``scaler_state``,
 ``rng_state``, ``shuffle_rng_state`` (written by :func:`mfoml.nets.training.train`, atomically).
 Every reader raises :class:`CheckpointError` naming the file when it is missing, truncated,
 corrupted or inconsistent.
@@ -19,7 +20,8 @@ from typing import Any
 
 import torch
 
-from mfoml.nets.models import ProbedModel, build_model
+from mfoml.nets.architectures import build_model
+from mfoml.nets.models import ProbedModel
 
 __all__ = [
     "CheckpointError",
@@ -99,7 +101,13 @@ def load_checkpoint(
     """
     ckpt = read_checkpoint(path, map_location)
     try:
-        model = build_model(**ckpt["model_spec"])
+        spec = ckpt["model_spec"]
+        if spec.get("kind") == "ssl":  # a self-supervised encoder (mfoml.nets.ssl_model)
+            from mfoml.nets.ssl_model import build_from_spec
+
+            model = build_from_spec(spec)
+        else:
+            model = build_model(**spec)
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: weights do not match model_spec ({exc})") from exc

@@ -29,6 +29,11 @@ class ActivationDump:
     labels, predictions : int64 arrays ``(N,)`` (memory-mapped).
     true_labels : int64 ``(N,)``: ``labels_true.npy`` when the dump has it (noisy ``labels``),
         else ``labels``.
+    label_set : name of the primary label set (``"class"`` unless the manifest names it).
+    label_sets : ``{name: int64 (N,)}``, every label set: the primary one (``true_labels``)
+        first, then the further ones (``labels_{set}.npy``).
+    has_predictions : false for a network without a classifier (a self-supervised encoder:
+        ``predictions`` are -1 and there is no classifier weight).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -50,6 +55,13 @@ class ActivationDump:
             if self.manifest.get("true_labels")
             else self.labels
         )
+        self.label_set = str(self.manifest.get("label_set") or "class")
+        self.label_sets: dict[str, np.ndarray] = {self.label_set: self.true_labels}
+        for set_name in self.manifest.get("label_sets") or []:
+            self.label_sets[str(set_name)] = self._load(
+                f"labels_{set_name}.npy", (self.n_samples,), np.int64
+            )
+        self.has_predictions = bool(self.manifest.get("predictions", True))
 
     def _load(self, fname: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
         p = self.path / fname

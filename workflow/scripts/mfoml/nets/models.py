@@ -2,27 +2,37 @@
 
 Every model built by :func:`build_model` is a :class:`ProbedModel`: an ``nn.Module`` whose
 computation is an ordered chain of named stages. The probe layers are ``"input"``, the stage
-names, and ``"logits"`` (the last stage), so that analyses can address layers by name and
-:meth:`ProbedModel.forward_features` returns any subset of them from one forward pass.
+names (or their pre-activation outputs, below), and ``"logits"`` (the last stage), so that
+analyses can address layers by name and :meth:`ProbedModel.forward_features` returns any subset
+of them from one forward pass. The names follow one rule, :mod:`mfoml.nets.layernames`
+(torch-free, for configuration checks).
 
 Architectures (``L`` = ``depth``, ``H`` = ``width``)
 ----------------------------------------------------
+A block is ``linear map -> [BatchNorm] -> activation``; ``batch_norm=False`` drops the
+BatchNorm of every block (and of the conv stem). ``stride`` (conv, conv1d) is one integer for
+every block or a list of ``L`` integers; ``kernel_size`` (conv, conv1d) is the blocks' kernel
+``k`` with padding ``k // 2``, so a block maps a length ``l`` to ``(l + 2 (k // 2) - k) // s + 1``.
+
 ``mlp``
     The input is flattened; ``L`` blocks ``Linear -> BatchNorm1d -> activation`` of width ``H``
     (probe layers ``block1..blockL``, per-sample shape ``(H,)``), then a linear head.
-    Defaults ``L=4, H=100``.
+    Defaults ``L=4, H=100``. ``stride``/``kernel_size`` do not apply.
 ``conv`` (images ``(C, Hi, Wi)``)
     A stem of two 2x2 stride-2 convolutions, each followed by BatchNorm2d and the activation
     (probe layer ``"stem"``, shape ``(H, Hi//4, Wi//4)``), then ``L`` blocks
-    ``3x3 conv (padding 1) -> BatchNorm2d -> activation`` (``block1..blockL``, same shape),
-    then a linear head on the flattened last block (so ``D_penultimate = H * Hi//4 * Wi//4``).
-    Defaults ``L=3, H=32``. Needs ``Hi, Wi >= 4``.
+    ``k x k conv (stride s) -> BatchNorm2d -> activation`` (``block1..blockL``; default
+    ``k=3, s=1``: same shape as the stem), then a linear head on the flattened last block (so
+    ``D_penultimate = H * h * w`` of the last map). Defaults ``L=3, H=32``. Needs
+    ``Hi, Wi >= 4``.
 ``conv1d`` (MNIST-1D: input ``(N, 40)`` or ``(N, 1, 40)``; both are accepted, a 2-D input
     is read as one channel; ``input_shape`` may be ``(40,)`` or ``(1, 40)``)
-    ``L`` blocks ``Conv1d(kernel 3, padding 1) -> BatchNorm1d -> activation`` of ``H``
-    channels; blocks 1-3 have stride 2 (length ``40 -> 20 -> 10 -> 5``), later blocks stride 1
-    (probe layers ``block1..blockL``, shape ``(H, length)``); then a linear head on the
-    flattened last block. Defaults ``L=3, H=32``.
+    ``L`` blocks ``Conv1d(kernel k, padding k//2, stride s) -> BatchNorm1d -> activation`` of
+    ``H`` channels (probe layers ``block1..blockL``, shape ``(H, length)``); then a linear head
+    on the flattened last block. Defaults ``L=3, H=32, k=3`` and strides 2 for blocks 1-3, 1
+    later (length ``40 -> 20 -> 10 -> 5``). The published MNIST-1D network of the reference is
+    ``depth=5, width=80, stride=2, batch_norm=False, probe_point="pre"``: lengths
+    ``40 -> 20 -> 10 -> 5 -> 3 -> 2``, probed on each conv's output before the ReLU.
 ``resnet18``
     ``torchvision.models.resnet18(weights=None, num_classes=n_classes)`` with its BasicBlocks
     wrapped so that ``residual=False`` drops the skip branch (identity and downsample) and the
@@ -33,15 +43,21 @@ Architectures (``L`` = ``depth``, ``H`` = ``width``)
     channels) and 3x3 stride-2 max-pool (32x32 -> 8x8 after the stem). ``stem="auto"``
     (default) picks ``cifar`` for inputs of side <= 64 and ``imagenet`` otherwise. Probe layers
     ``stem, layer1..layer4`` (maps), ``pool`` (global average pool, ``(512,)``), ``logits``.
-    ``depth``/``width`` do not apply.
+    ``depth``, ``width``, ``stride``, ``kernel_size``, ``batch_norm=False`` and
+    ``probe_point="pre"`` do not apply.
 
-Activations
------------
-``relu, gelu, prelu`` (one learned slope per layer instance, init 0.25), ``sigmoid, tanh``, and
-``heaviside``: forward ``1[x > 0]`` (values 0/1); backward uses the surrogate gradient of a
-steep sigmoid, ``d/dx sigmoid(k x) = k s (1 - s)`` with ``s = sigmoid(k x)`` and slope
-``k = heaviside_slope`` (default 4, so the surrogate equals 1 at ``x = 0`` like a
-straight-through estimator, and decays away from 0). See :class:`HeavisideSurrogate`.
+Probe points
+------------
+``probe_point="post"`` (default): a block's probe layer is its output after the activation.
+``probe_point="pre"`` (mlp, conv, conv1d): each block is probed *before* its activation (after
+its BatchNorm when it has one), as ``<block>_pre`` (``stem_pre`` for the conv stem); the true
+penultimate layer (the last block's post-activation output, which feeds the classifier) stays a
+probe layer, so ``penultimate_layer``, :meth:`ProbedModel.classifier_weight`, NC3 and NC4 keep
+their meaning: the layers are ``input, block1_pre, ..., blockL_pre, blockL, logits``. The
+weights (``state_dict``) do not depend on the probe point.
+
+Activations: :mod:`mfoml.nets.nonlinearities` (``relu, gelu, prelu, sigmoid, tanh, heaviside``
+with a surrogate gradient).
 """
 
 from __future__ import annotations
@@ -49,10 +65,23 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
+
+from mfoml.nets.layernames import (
+    DEFAULT_DEPTH_WIDTH,
+    PROBE_POINTS,
+    probe_layer_names,
+)
+from mfoml.nets.nonlinearities import (
+    ACTIVATIONS,
+    Heaviside,
+    HeavisideSurrogate,
+    make_activation,
+)
+from mfoml.nets.probed import ProbedModel, flatten_linear, resolve_device
+from mfoml.nets.resnet import ResNet18
 
 __all__ = [
     "ACTIVATIONS",
@@ -66,197 +95,25 @@ __all__ = [
 ]
 
 ARCHITECTURES = ("mlp", "conv", "conv1d", "resnet18")
-ACTIVATIONS = ("relu", "gelu", "prelu", "sigmoid", "tanh", "heaviside")
-_DEFAULTS = {"mlp": (4, 100), "conv": (3, 32), "conv1d": (3, 32)}
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Resolve ``"auto"`` to CUDA when available, else CPU; other values are passed through.
-
-    Raises ``ValueError`` when CUDA is requested but not available.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as exc:
-            raise ValueError(f"device: unknown device {device!r} ({exc})") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
-    return dev
+def _strides(stride: int | Sequence[int] | None, depth: int, default: list[int]) -> list[int]:
+    """Per-block strides from one integer or a list of ``depth`` integers (``None``: default)."""
+    if stride is None:
+        return list(default)
+    out = [int(stride)] * depth if isinstance(stride, int) else [int(s) for s in stride]
+    if len(out) != depth or any(s < 1 for s in out):
+        raise ValueError(f"stride: need one integer >= 1 or {depth} of them, got {stride!r}")
+    return out
 
 
-# --------------------------------------------------------------------------------------------
-# activations
-
-
-class HeavisideSurrogate(torch.autograd.Function):
-    """Step function with a sigmoid surrogate gradient.
-
-    Forward: ``y = 1[x > 0]`` (same dtype as ``x``). Backward:
-    ``dL/dx = dL/dy * k * s * (1 - s)``, ``s = sigmoid(k * x)``.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, slope: float) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
-        (x,) = ctx.saved_tensors
-        s = torch.sigmoid(ctx.slope * x)
-        return grad_out * ctx.slope * s * (1 - s), None
-
-
-class Heaviside(nn.Module):
-    """``nn.Module`` wrapper of :class:`HeavisideSurrogate` with surrogate slope ``slope``."""
-
-    def __init__(self, slope: float = 4.0) -> None:
-        super().__init__()
-        if not slope > 0:
-            raise ValueError(f"heaviside_slope must be > 0, got {slope}")
-        self.slope = float(slope)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return HeavisideSurrogate.apply(x, self.slope)
-
-    def extra_repr(self) -> str:
-        return f"slope={self.slope}"
-
-
-def make_activation(name: str, *, heaviside_slope: float = 4.0) -> nn.Module:
-    """Return a new activation module by name (one of :data:`ACTIVATIONS`)."""
-    name = str(name).lower()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "gelu":
-        return nn.GELU()
-    if name == "prelu":
-        return nn.PReLU()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "heaviside":
-        return Heaviside(heaviside_slope)
-    raise ValueError(f"activation: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
-
-
-# --------------------------------------------------------------------------------------------
-# the probed-model base class
-
-
-class ProbedModel(nn.Module):
-    """A network computed as an ordered chain of named stages.
-
-    Subclasses fill ``self.stages`` (an ``nn.ModuleDict`` whose last entry is ``"logits"``),
-    ``self.penultimate_layer`` and ``self.spec``; the head (last stage) must end with an
-    ``nn.Linear`` acting on the flattened penultimate representation.
-
-    Attributes
-    ----------
-    probe_layers : list[str]
-        ``["input", *stage names]``; the last is ``"logits"``.
-    penultimate_layer : str
-        The layer whose flattened output feeds the final linear classifier.
-    spec : dict
-        Keyword arguments of :func:`build_model` that rebuild this architecture.
-    """
-
-    stages: nn.ModuleDict
-    penultimate_layer: str
-    spec: dict[str, Any]
-
-    @property
-    def probe_layers(self) -> list[str]:
-        """Ordered probe-layer names: ``"input"``, the blocks, ``"logits"``."""
-        return ["input", *self.stages.keys()]
-
-    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` for a batch ``x`` of shape ``(B, *input_shape)``."""
-        h = self._prepare_input(x)
-        for stage in self.stages.values():
-            h = stage(h)
-        return h
-
-    def forward_features(
-        self, x: torch.Tensor, layers: Sequence[str] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Run one forward pass and return the logits and the requested layer outputs.
-
-        Parameters
-        ----------
-        x : Tensor ``(B, *input_shape)``.
-        layers : names from :attr:`probe_layers` (``None``: all of them).
-
-        Returns
-        -------
-        logits : Tensor ``(B, n_classes)``.
-        features : dict name -> Tensor ``(B, *layer_shape)``, not flattened, in the order
-            requested; tensors keep their autograd graph (``"input"`` is ``x`` itself).
-        """
-        known = self.probe_layers
-        wanted = list(known) if layers is None else list(layers)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
-        want = set(wanted)
-        got: dict[str, torch.Tensor] = {}
-        if "input" in want:
-            got["input"] = x
-        h = self._prepare_input(x)
-        for name, stage in self.stages.items():
-            h = stage(h)
-            if name in want:
-                got[name] = h
-        return h, {name: got[name] for name in wanted}
-
-    def _head_linear(self) -> nn.Linear:
-        head = self.stages["logits"]
-        linear = head if isinstance(head, nn.Linear) else [m for m in head.modules()][-1]
-        if not isinstance(linear, nn.Linear):  # pragma: no cover - guarded by construction
-            raise TypeError("the logits stage does not end with nn.Linear")
-        return linear
-
-    def classifier_weight(self) -> torch.Tensor:
-        """Weight of the final linear classifier, ``(n_classes, D_penultimate)`` (detached).
-
-        ``logits = flatten(penultimate) @ W.T + b``.
-        """
-        return self._head_linear().weight.detach()
-
-    def classifier_bias(self) -> torch.Tensor:
-        """Bias of the final linear classifier, ``(n_classes,)`` (detached)."""
-        return self._head_linear().bias.detach()
-
-    @torch.no_grad()
-    def probe_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per-sample output shape of every probe layer (from a dummy pass in eval mode)."""
-        was_training = self.training
-        device = next(self.parameters()).device
-        x = torch.zeros((2, *self.spec["input_shape"]), device=device)
-        try:
-            self.eval()
-            _, feats = self.forward_features(x)
-        finally:
-            self.train(was_training)
-        return {name: tuple(t.shape[1:]) for name, t in feats.items()}
-
-
-def _flatten_linear(in_features: int, n_classes: int) -> nn.Sequential:
-    return nn.Sequential(nn.Flatten(1), nn.Linear(in_features, n_classes))
+def _out_length(length: int, kernel: int, stride: int) -> int:
+    """Output length of a convolution with padding ``kernel // 2``."""
+    return (length + 2 * (kernel // 2) - kernel) // stride + 1
 
 
 class MLP(ProbedModel):
-    """MLP-L-H: flatten, ``L`` x (Linear, BatchNorm1d, activation), linear head."""
+    """MLP-L-H: flatten, ``L`` x (Linear, [BatchNorm1d], activation), linear head."""
 
     def __init__(
         self,
@@ -265,21 +122,23 @@ class MLP(ProbedModel):
         depth: int,
         width: int,
         act: Callable[[], nn.Module],
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         d_in = math.prod(input_shape)
         stages: dict[str, nn.Module] = {}
         for i in range(depth):
             layers: list[nn.Module] = [nn.Flatten(1)] if i == 0 else []
-            layers += [nn.Linear(d_in if i == 0 else width, width), nn.BatchNorm1d(width), act()]
-            stages[f"block{i + 1}"] = nn.Sequential(*layers)
-        stages["logits"] = _flatten_linear(width, n_classes)
+            layers.append(nn.Linear(d_in if i == 0 else width, width))
+            layers += [nn.BatchNorm1d(width)] if batch_norm else []
+            stages[f"block{i + 1}"] = nn.Sequential(*layers, act())
+        stages["logits"] = flatten_linear(width, n_classes)
         self.stages = nn.ModuleDict(stages)
         self.penultimate_layer = f"block{depth}"
 
 
 class ConvNet(ProbedModel):
-    """Conv-L-H: two 2x2 stride-2 convs (stem), ``L`` 3x3 conv blocks, linear head."""
+    """Conv-L-H: two 2x2 stride-2 convs (stem), ``L`` k x k conv blocks, linear head."""
 
     def __init__(
         self,
@@ -288,26 +147,35 @@ class ConvNet(ProbedModel):
         depth: int,
         width: int,
         act: Callable[[], nn.Module],
+        batch_norm: bool = True,
+        strides: Sequence[int] | None = None,
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
         c, hi, wi = input_shape
         h, w = hi // 4, wi // 4
         if h < 1 or w < 1:
             raise ValueError(f"conv: input_shape {tuple(input_shape)} too small (needs H, W >= 4)")
+
+        def norm() -> list[nn.Module]:
+            return [nn.BatchNorm2d(width)] if batch_norm else []
+
         stem = nn.Sequential(
             nn.Conv2d(c, width, 2, stride=2),
-            nn.BatchNorm2d(width),
+            *norm(),
             act(),
             nn.Conv2d(width, width, 2, stride=2),
-            nn.BatchNorm2d(width),
+            *norm(),
             act(),
         )
         stages: dict[str, nn.Module] = {"stem": stem}
+        strides = [1] * depth if strides is None else list(strides)
         for i in range(depth):
-            stages[f"block{i + 1}"] = nn.Sequential(
-                nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), act()
-            )
-        stages["logits"] = _flatten_linear(width * h * w, n_classes)
+            conv = nn.Conv2d(width, width, kernel_size, stride=strides[i], padding=kernel_size // 2)
+            stages[f"block{i + 1}"] = nn.Sequential(conv, *norm(), act())
+            h = _out_length(h, kernel_size, strides[i])
+            w = _out_length(w, kernel_size, strides[i])
+        stages["logits"] = flatten_linear(width * h * w, n_classes)
         self.stages = nn.ModuleDict(stages)
         self.penultimate_layer = f"block{depth}" if depth > 0 else "stem"
 
@@ -322,20 +190,24 @@ class Conv1DNet(ProbedModel):
         depth: int,
         width: int,
         act: Callable[[], nn.Module],
+        batch_norm: bool = True,
+        strides: Sequence[int] | None = None,
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
         c, length = (1, input_shape[0]) if len(input_shape) == 1 else input_shape
         self._in_channels = c
+        strides = [2 if i < 3 else 1 for i in range(depth)] if strides is None else list(strides)
         stages: dict[str, nn.Module] = {}
         for i in range(depth):
-            stride = 2 if i < 3 else 1
-            stages[f"block{i + 1}"] = nn.Sequential(
-                nn.Conv1d(c if i == 0 else width, width, 3, stride=stride, padding=1),
-                nn.BatchNorm1d(width),
-                act(),
+            stride = strides[i]
+            conv = nn.Conv1d(
+                c if i == 0 else width, width, kernel_size, stride=stride, padding=kernel_size // 2
             )
-            length = (length - 1) // stride + 1
-        stages["logits"] = _flatten_linear(width * length, n_classes)
+            norm = [nn.BatchNorm1d(width)] if batch_norm else []
+            stages[f"block{i + 1}"] = nn.Sequential(conv, *norm, act())
+            length = _out_length(length, kernel_size, stride)
+        stages["logits"] = flatten_linear(width * length, n_classes)
         self.stages = nn.ModuleDict(stages)
         self.penultimate_layer = f"block{depth}"
 
@@ -347,60 +219,6 @@ class Conv1DNet(ProbedModel):
                 )
             return x.unsqueeze(1)
         return x
-
-
-class _Block(nn.Module):
-    """A torchvision BasicBlock with a chosen activation and an optional skip connection."""
-
-    def __init__(self, basic: nn.Module, residual: bool, act: Callable[[], nn.Module]) -> None:
-        super().__init__()
-        self.conv1, self.bn1 = basic.conv1, basic.bn1
-        self.conv2, self.bn2 = basic.conv2, basic.bn2
-        self.act1, self.act2 = act(), act()
-        self.residual = residual
-        self.downsample = basic.downsample if residual else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.act2(out)
-
-    def extra_repr(self) -> str:
-        return f"residual={self.residual}"
-
-
-class ResNet18(ProbedModel):
-    """torchvision ResNet18 with a switchable skip connection and a small-image stem."""
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        n_classes: int,
-        residual: bool,
-        stem: str,
-        act: Callable[[], nn.Module],
-    ) -> None:
-        super().__init__()
-        from torchvision.models import resnet18
-
-        c = input_shape[0]
-        net = resnet18(weights=None, num_classes=n_classes)
-        if stem == "cifar":
-            conv1 = nn.Conv2d(c, 64, kernel_size=3, stride=1, padding=1, bias=False)
-            stem_mod = nn.Sequential(conv1, net.bn1, act())
-        else:
-            conv1 = nn.Conv2d(c, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            stem_mod = nn.Sequential(conv1, net.bn1, act(), net.maxpool)
-        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
-        stages: dict[str, nn.Module] = {"stem": stem_mod}
-        for k in range(1, 5):
-            layer = getattr(net, f"layer{k}")
-            stages[f"layer{k}"] = nn.Sequential(*[_Block(b, residual, act) for b in layer])
-        stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        stages["logits"] = net.fc
-        self.stages = nn.ModuleDict(stages)
-        self.penultimate_layer = "pool"
 
 
 def build_model(
@@ -415,6 +233,10 @@ def build_model(
     stem: str = "auto",
     heaviside_slope: float = 4.0,
     seed: int | None = None,
+    stride: int | Sequence[int] | None = None,
+    kernel_size: int | None = None,
+    batch_norm: bool = True,
+    probe_point: str = "post",
 ) -> ProbedModel:
     """Build a :class:`ProbedModel`.
 
@@ -433,10 +255,19 @@ def build_model(
     heaviside_slope : slope ``k`` of the heaviside surrogate gradient.
     seed : when given, the weights are initialized under ``torch.manual_seed(seed)`` without
         disturbing the global RNG state.
+    stride : ``conv``/``conv1d`` only: the blocks' stride, one integer or a list of ``depth``
+        (``None``: conv 1, conv1d 2 for blocks 1-3 and 1 later); stored resolved (a list).
+    kernel_size : ``conv``/``conv1d`` only: the blocks' kernel (``None``: 3), padding
+        ``kernel_size // 2``.
+    batch_norm : ``False`` drops every BatchNorm (mlp, conv, conv1d; resnet18 keeps its own).
+    probe_point : ``"post"`` (after each block's activation) or ``"pre"`` (before it; mlp,
+        conv, conv1d); see the module docstring and :mod:`mfoml.nets.layernames`.
 
     Returns
     -------
-    ProbedModel whose ``spec`` rebuilds it: ``build_model(**model.spec)``.
+    ProbedModel whose ``spec`` rebuilds it: ``build_model(**model.spec)``. With the defaults
+    the model is the same (same modules, same initialization under a seed) as before the
+    ``stride``, ``kernel_size``, ``batch_norm`` and ``probe_point`` settings existed.
     """
     arch = str(arch).lower()
     if arch not in ARCHITECTURES:
@@ -453,9 +284,20 @@ def build_model(
     def act() -> nn.Module:
         return make_activation(activation, heaviside_slope=heaviside_slope)
 
+    if probe_point not in PROBE_POINTS:
+        raise ValueError(f"probe_point: must be one of {PROBE_POINTS}, got {probe_point!r}")
+    if arch in ("mlp", "resnet18") and (stride is not None or kernel_size is not None):
+        raise ValueError(f"stride/kernel_size do not apply to arch {arch!r}; leave them unset")
+    if kernel_size is not None and int(kernel_size) < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    strides: list[int] | None = None
     if arch == "resnet18":
         if depth is not None or width is not None:
             raise ValueError("depth/width do not apply to arch 'resnet18'; leave them unset")
+        if not batch_norm or probe_point != "post":
+            raise ValueError(
+                "batch_norm=False and probe_point='pre' do not apply to arch 'resnet18'"
+            )
         if len(shape) != 3:
             raise ValueError(f"input_shape: resnet18 needs (C, H, W), got {tuple(shape)}")
         if stem == "auto":
@@ -467,7 +309,7 @@ def build_model(
             raise ValueError(f"residual=False only applies to arch 'resnet18', not {arch!r}")
         if stem != "auto":
             raise ValueError(f"stem only applies to arch 'resnet18', not {arch!r}")
-        d0, w0 = _DEFAULTS[arch]
+        d0, w0 = DEFAULT_DEPTH_WIDTH[arch]
         depth = d0 if depth is None else int(depth)
         width = w0 if width is None else int(width)
         if depth < 1 and arch != "conv":
@@ -478,20 +320,48 @@ def build_model(
             raise ValueError(f"input_shape: conv needs (C, H, W), got {tuple(shape)}")
         if arch == "conv1d" and len(shape) not in (1, 2):
             raise ValueError(f"input_shape: conv1d needs (L,) or (C, L), got {tuple(shape)}")
+        if arch != "mlp":
+            default = [1] * depth if arch == "conv" else [2 if i < 3 else 1 for i in range(depth)]
+            strides = _strides(stride, depth, default)
+            kernel_size = 3 if kernel_size is None else int(kernel_size)
 
     fork = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with fork:
         if seed is not None:
             torch.manual_seed(int(seed))
         model: ProbedModel
+        bn = bool(batch_norm)
         if arch == "mlp":
-            model = MLP(shape, n_classes, depth, width, act)  # type: ignore[arg-type]
+            model = MLP(shape, n_classes, depth, width, act, bn)  # type: ignore[arg-type]
         elif arch == "conv":
-            model = ConvNet(shape, n_classes, depth, width, act)  # type: ignore[arg-type]
+            model = ConvNet(
+                shape,
+                n_classes,
+                depth,
+                width,
+                act,
+                bn,
+                strides,
+                kernel_size,  # type: ignore[arg-type]
+            )
         elif arch == "conv1d":
-            model = Conv1DNet(shape, n_classes, depth, width, act)  # type: ignore[arg-type]
+            model = Conv1DNet(
+                shape,
+                n_classes,
+                depth,
+                width,
+                act,
+                bn,
+                strides,
+                kernel_size,  # type: ignore[arg-type]
+            )
         else:
             model = ResNet18(shape, n_classes, bool(residual), stem, act)
+    names = probe_layer_names(arch, depth, probe_point)
+    if probe_point == "pre":
+        model.set_probe_layers(names)
+    if model.probe_layers != names or model.penultimate_layer not in names:  # pragma: no cover
+        raise AssertionError(f"{arch}: probe layers {model.probe_layers} break the naming rule")
     model.spec = {
         "arch": arch,
         "input_shape": shape,
@@ -503,5 +373,9 @@ def build_model(
         "stem": stem,
         "heaviside_slope": float(heaviside_slope),
         "seed": seed,
+        "stride": strides,
+        "kernel_size": kernel_size,
+        "batch_norm": bool(batch_norm),
+        "probe_point": probe_point,
     }
     return model

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from mfoml.nets.optim import make_adamw, warmup_linear
+
 __all__ = ["ExtraLoss", "TrainConfig", "make_optimizer", "make_scheduler"]
 
 
@@ -48,15 +50,20 @@ class TrainConfig:
     ----------
     epochs : number of epochs (>= 0).
     batch_size : mini-batch size.
-    optimizer : ``"adam"`` or ``"sgd"``.
+    optimizer : ``"adam"``, ``"sgd"`` or ``"adamw"`` (decoupled weight decay on the weight
+        matrices only, :mod:`mfoml.nets.optim`; for transformers).
     lr : initial learning rate.
     momentum : SGD momentum (ignored by Adam).
     nesterov : SGD Nesterov momentum.
     weight_decay : L2 weight decay (both optimizers; Adam's coupled form).
     schedule : ``"none"``, ``"step"`` (multiply by ``gamma`` every ``step_size`` epochs) or
-        ``"multistep"`` (multiply by ``gamma`` at each epoch in ``milestones``); stepped once
-        per epoch.
-    step_size, gamma, milestones : schedule parameters.
+        ``"multistep"`` (multiply by ``gamma`` at each epoch in ``milestones``), stepped once
+        per epoch; or ``"warmup_linear"`` (linear warm-up over ``warmup_fraction`` of all
+        optimizer steps, then linear decay to zero at the last step; stepped after every
+        batch; :func:`mfoml.nets.optim.warmup_linear`).
+    step_size, gamma, milestones, warmup_fraction : schedule parameters.
+    grad_clip : clip the global gradient norm to this value before each step (``None``: no
+        clipping).
     seed : seed of the shuffling generator and of the global torch RNG.
     checkpoint_epochs : epochs after which a checkpoint is written (``0`` = before training);
         ``None`` means ``[epochs]``.
@@ -81,6 +88,8 @@ class TrainConfig:
     device: str = "auto"
     mixed_precision: bool = True
     eval_batch_size: int = 1024
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,16 +121,22 @@ class TrainConfig:
             raise bad("epochs", "must be >= 0")
         if int(self.batch_size) < 2:
             raise bad("batch_size", "must be >= 2 (BatchNorm needs two samples)")
-        if self.optimizer not in ("adam", "sgd"):
-            raise bad("optimizer", "must be 'adam' or 'sgd'")
+        if self.optimizer not in ("adam", "sgd", "adamw"):
+            raise bad("optimizer", "must be 'adam', 'sgd' or 'adamw'")
         if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
             raise bad("lr", "must be a finite number > 0")
         if not 0 <= float(self.momentum) < 1:
             raise bad("momentum", "must be in [0, 1)")
         if float(self.weight_decay) < 0:
             raise bad("weight_decay", "must be >= 0")
-        if self.schedule not in ("none", "step", "multistep"):
-            raise bad("schedule", "must be 'none', 'step' or 'multistep'")
+        if self.schedule not in ("none", "step", "multistep", "warmup_linear"):
+            raise bad("schedule", "must be 'none', 'step', 'multistep' or 'warmup_linear'")
+        if not 0 <= float(self.warmup_fraction) <= 1:
+            raise bad("warmup_fraction", "must be in [0, 1]")
+        if self.grad_clip is not None and (
+            isinstance(self.grad_clip, bool) or not float(self.grad_clip) > 0
+        ):
+            raise bad("grad_clip", "must be a number > 0 or None")
         if int(self.step_size) < 1:
             raise bad("step_size", "must be >= 1")
         if not 0 < float(self.gamma) <= 1:
@@ -176,11 +191,15 @@ _FIELD_TYPES = {
     "device": "str",
     "mixed_precision": "bool",
     "eval_batch_size": "int",
+    "warmup_fraction": "float",
 }
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` (``adam`` or ``sgd``) over the model's parameters."""
+    """The optimizer ``cfg.optimizer`` (``adam``, ``sgd`` or ``adamw``) over the model's
+    parameters (``adamw``: the trainable ones, in :func:`mfoml.nets.optim.adamw_param_groups`)."""
+    if cfg.optimizer == "adamw":
+        return make_adamw(model, cfg.lr, cfg.weight_decay)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
@@ -192,8 +211,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     )
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
-    """The learning-rate schedule ``cfg.schedule`` of ``opt`` (stepped once per epoch)."""
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int = 1) -> Any:
+    """The learning-rate schedule ``cfg.schedule`` of ``opt``: stepped once per epoch, except
+    ``warmup_linear`` (after every batch; ``steps_per_epoch`` batches per epoch)."""
+    if cfg.schedule == "warmup_linear":
+        total = max(1, int(steps_per_epoch) * int(cfg.epochs))
+        return warmup_linear(opt, total, round(float(cfg.warmup_fraction) * total))
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.schedule == "multistep":

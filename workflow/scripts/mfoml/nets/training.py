@@ -3,7 +3,8 @@
 :func:`train` fits a :class:`~mfoml.nets.models.ProbedModel` with cross-entropy plus an optional
 extra loss computed from intermediate features of the *same* forward pass (the
 :class:`ExtraLoss` protocol, implemented e.g. by ``mfoml.nets.losses.SVSLLoss``). Inputs are numpy
-arrays: ``x`` float32 ``(N, *input_shape)``, ``y`` int64 ``(N,)``.
+arrays: ``x`` float32 ``(N, *input_shape)`` (integer arrays, the token ids of text data, are kept
+as int64), ``y`` int64 ``(N,)``.
 
 Outputs in ``out_dir``
 ----------------------
@@ -15,11 +16,16 @@ Outputs in ``out_dir``
     (:func:`mfoml.io.atomic_path`), so a killed job leaves either a complete checkpoint or none.
 ``metrics.csv``
     one row per epoch, rewritten atomically after each epoch: ``epoch, train_loss, train_acc,
-    heldout_loss, heldout_acc, test_loss, test_acc, lr, seconds`` (+ ``{name}_loss/_acc`` for
-    other evaluation sets, + ``train_extra_loss`` when an extra loss is used). ``train_loss``
-    and ``train_acc`` are the means over the epoch's mini-batches in training mode (the
-    cross-entropy alone); the evaluation columns are computed in eval mode after the epoch
-    (NaN when that set is not given). ``lr`` is the learning rate used during the epoch,
+    heldout_loss, heldout_acc, test_loss, test_acc, grad_norm_mean, grad_norm_max,
+    n_parameters, lr, seconds`` (+ ``{name}_loss/_acc`` for other evaluation sets, +
+    ``train_extra_loss`` when an extra loss is used, + ``train_seconds``, the time of the epoch's
+    training batches alone, evaluation excluded, + the columns an ``epoch_callback`` returns). ``train_loss`` and ``train_acc`` are the means over the epoch's mini-batches in
+    training mode (the cross-entropy alone); the evaluation columns are computed in eval mode
+    after the epoch (NaN when that set is not given). ``grad_norm_mean``/``grad_norm_max`` are
+    the mean and maximum over the epoch's optimiser steps of the L2 norm of the full gradient
+    vector (all parameters with a gradient, after unscaling under mixed precision; steps whose
+    gradient is not finite, which the ``GradScaler`` skips, are left out). ``n_parameters`` is
+    the model's total parameter count. ``lr`` is the learning rate used during the epoch,
     ``seconds`` the epoch's wall time.
 
 Determinism
@@ -40,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +83,9 @@ METRIC_COLUMNS = [
     "heldout_acc",
     "test_loss",
     "test_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "n_parameters",
     "lr",
     "seconds",
 ]
@@ -91,12 +100,12 @@ def _as_arrays(x: Any, y: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{what}: y must have shape ({xa.shape[0]},), got {ya.shape}")
     if not np.issubdtype(ya.dtype, np.integer):
         raise ValueError(f"{what}: y must hold integer class labels, got dtype {ya.dtype}")
+    labels = torch.from_numpy(np.ascontiguousarray(ya, dtype=np.int64))
+    if np.issubdtype(xa.dtype, np.integer):  # token ids (text): kept as integers
+        return torch.from_numpy(np.ascontiguousarray(xa, dtype=np.int64)), labels
     if not np.isfinite(xa).all():
         raise ValueError(f"{what}: x contains NaN or inf")
-    return (
-        torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(ya, dtype=np.int64)),
-    )
+    return torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)), labels
 
 
 def _batches(n: int, batch_size: int, perm: torch.Tensor | None) -> list[torch.Tensor]:
@@ -182,6 +191,7 @@ def train(
     evals: Mapping[str, tuple[Any, Any] | None] | None = None,
     extra_loss: ExtraLoss | None = None,
     resume: bool = False,
+    epoch_callback: Callable[[ProbedModel, dict[str, Any]], Mapping[str, Any] | None] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place; write checkpoints and ``metrics.csv`` into ``out_dir``.
 
@@ -202,6 +212,10 @@ def train(
         there is nothing to resume from, the run starts from scratch and first deletes the
         checkpoints, ``metrics.csv`` and temp files that an earlier run left in ``out_dir``
         (other files there are not touched).
+    epoch_callback : called after each epoch's row is complete (before it is written) with the
+        model and the row; the mapping it returns (e.g. ``{"sharpness": ...}``) is added to the
+        row. It must not change the model's weights, buffers or the global random state (the
+        run would no longer be reproducible on resume).
 
     Returns
     -------
@@ -251,8 +265,10 @@ def train(
         # the whole training set lives on the device (no copy on CPU); batches are gathered there
         xt_dev, yt_dev = xt.to(device), yt.to(device)
         opt = make_optimizer(model, cfg)
-        sched = make_scheduler(opt, cfg)
+        per_batch = cfg.schedule == "warmup_linear"
+        sched = make_scheduler(opt, cfg, len(_batches(len(yt), cfg.batch_size, None)))
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        n_parameters = sum(p.numel() for p in model.parameters())
         rows: list[dict[str, Any]] = []
         start = 1
 
@@ -308,6 +324,10 @@ def train(
             perm = torch.randperm(len(yt), generator=gen)
             sum_loss = sum_extra = 0.0
             correct = seen = 0
+            # gradient norms are accumulated on the device (no synchronisation per step)
+            gn_sum = torch.zeros((), device=device, dtype=torch.float64)
+            gn_max = torch.zeros((), device=device, dtype=torch.float64)
+            gn_count = torch.zeros((), device=device, dtype=torch.float64)
             for b, idx in enumerate(_batches(len(yt), cfg.batch_size, perm)):
                 idx = idx.to(device)
                 xb, yb = xt_dev[idx], yt_dev[idx]
@@ -327,15 +347,30 @@ def train(
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if amp:
+                    scaler.unscale_(opt)  # true gradients for the norm; step() knows it is done
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                if grads:
+                    gn = torch.nn.utils.get_total_norm(grads).to(torch.float64)
+                    ok = torch.isfinite(gn)
+                    gn = torch.where(ok, gn, torch.zeros_like(gn))
+                    gn_sum += gn
+                    gn_max = torch.maximum(gn_max, gn)
+                    gn_count += ok.to(torch.float64)
+                if cfg.grad_clip is not None:  # clips the unscaled gradients (unscaled above)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
                 scaler.step(opt)
                 scaler.update()
+                if per_batch:
+                    sched.step()
                 nb = len(idx)
                 sum_loss += float(ce.detach()) * nb
                 if extra is not None:
                     sum_extra += float(extra.detach()) * nb
                 correct += int((logits.detach().argmax(1) == yb).sum())
                 seen += nb
-            if sched is not None:
+            train_seconds = time.perf_counter() - t0
+            if sched is not None and not per_batch:
                 sched.step()
             row: dict[str, Any] = {
                 "epoch": epoch,
@@ -351,7 +386,14 @@ def train(
                 row[f"{name}_loss"], row[f"{name}_acc"] = el, ea
             if extra_loss is not None:
                 row["train_extra_loss"] = sum_extra / seen
+            row["train_seconds"] = train_seconds
+            n_ok = float(gn_count)
+            row["grad_norm_mean"] = float(gn_sum) / n_ok if n_ok else math.nan
+            row["grad_norm_max"] = float(gn_max) if n_ok else math.nan
+            row["n_parameters"] = n_parameters
             row["lr"] = lr
+            if epoch_callback is not None:
+                row.update(epoch_callback(model, dict(row)) or {})
             row["seconds"] = time.perf_counter() - t0
             rows.append({k: _plain(v) for k, v in row.items()})
             atomic_write_csv(out / "metrics.csv", _frame(rows))
@@ -377,10 +419,10 @@ def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _progress_line(row: Mapping[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for key in row:
-        if key in ("epoch", "seconds", "lr"):
+        if key in ("epoch", "seconds", "lr", "train_seconds", "n_parameters"):
             continue
         val = row[key]
-        if isinstance(val, float) and math.isnan(val):
+        if not isinstance(val, float) or math.isnan(val):
             continue
         parts.append(f"{key}={val:.4f}")
     parts.append(f"lr={row['lr']:.3g}")

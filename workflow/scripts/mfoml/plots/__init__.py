@@ -2,7 +2,11 @@
 
 - :mod:`mfoml.plots.common`: colours, variant labels, :func:`save_figure`, :func:`empty_figure`;
 - :mod:`mfoml.plots.pipeline`: the deep-network track's figures (rule ``figures``);
-- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``).
+- :mod:`mfoml.plots.studies`: the run-level correlations and the label-noise study (rule
+  ``figures``);
+- :mod:`mfoml.plots.tabular`: the tabular track's figures (rule ``tabular_figures``);
+- :mod:`mfoml.plots.dynamics`: training dynamics and class geometry (rule ``dynamics_figures``).
+- :mod:`mfoml.plots.ssl`: the self-supervised experiments' figure (rule ``ssl_figures``).
 
 Names are loaded on first use (``import mfoml.plots`` does not import matplotlib).
 """
@@ -25,8 +29,9 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "plot_alpha_layers",
             "plot_collapse_layers",
             "plot_confusion",
-            "plot_correlation",
             "plot_ncc_layers",
         ),
+        "studies": ("plot_correlation", "plot_noise_alpha"),
+        "ssl": ("plot_ssl_layers",),
     },
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,10 +24,13 @@ import seaborn as sns  # noqa: E402
 from mfoml.io import atomic_path  # noqa: E402
 
 __all__ = [
+    "ANNOTATE_MAX_CLASSES",
     "ACTIVATION_COLORS",
     "FEATURE_LABELS",
     "add_variant",
+    "confusion_layout",
     "empty_figure",
+    "legend_with_headings",
     "save_figure",
     "variant_palette",
 ]
@@ -118,3 +122,48 @@ def empty_figure(
     ax.set_title(title)
     ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
     save_figure(fig, path, dpi)
+
+
+#: Largest class count whose confusion matrix shows numbers (percent of the true class);
+#: larger matrices show colours only, with a colour bar.
+ANNOTATE_MAX_CLASSES = 15
+
+
+def confusion_layout(n_classes: int) -> tuple[float, float | None]:
+    """``(side in inches of one matrix, annotation font size in points or None)``.
+
+    Cells are at least 0.38 in wide while numbers are shown, and the font is sized so that a
+    three-digit percentage fits a cell with a margin (no overlapping numbers).
+    """
+    if n_classes > ANNOTATE_MAX_CLASSES:
+        return 2.2 + 0.12 * n_classes, None
+    side = max(2.6, 0.38 * n_classes + 1.0)
+    cell_pt = (side - 1.0) / n_classes * 72  # the axes take about side - 1 in (labels)
+    return side, float(min(8.0, 0.4 * cell_pt))
+
+
+def legend_with_headings(
+    fig: plt.Figure, sections: Sequence[tuple[str, Sequence[Any]]], **kwargs: Any
+) -> Any:
+    """A figure legend in sections, each under a bold heading (what colour, marker or line
+    style means), e.g. ``[("colour: activation", handles), ("marker: data set / model", ...)]``.
+
+    ``kwargs`` go to ``fig.legend``. Returns the legend.
+    """
+    from matplotlib.lines import Line2D
+
+    handles: list[Any] = []
+    headings = set()
+    for heading, items in sections:
+        if not items:
+            continue
+        if handles:
+            handles.append(Line2D([], [], linestyle="", marker="", label=" "))
+        handles.append(Line2D([], [], linestyle="", marker="", label=heading))
+        headings.add(heading)
+        handles.extend(items)
+    legend = fig.legend(handles=handles, **kwargs)
+    for text in legend.get_texts():
+        if text.get_text() in headings:
+            text.set_fontweight("bold")
+    return legend

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -24,46 +25,73 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mfoml.plots.common import (  # noqa: E402
-    FEATURE_LABELS,
     add_variant,
+    confusion_layout,
     empty_figure,
     save_figure,
     variant_palette,
 )
 
 __all__ = [
+    "MAX_CHECKPOINTS",
+    "checkpoint_subset",
     "plot_accuracy_epochs",
     "plot_alpha_layers",
     "plot_collapse_layers",
     "plot_confusion",
-    "plot_correlation",
     "plot_ncc_layers",
 ]
 
 
-def _layer_ticks(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
-    """Label each panel's x axis with the layer names of its own model (models differ)."""
+#: Most checkpoints drawn in a per-layer figure; more are thinned to an evenly spaced subset
+#: (first and last kept), stated in the figure's title.
+MAX_CHECKPOINTS = 12
+#: Panels per row of a per-layer figure (the checkpoints of one model wrap onto further rows).
+PANELS_PER_ROW = 4
+_SEP = " | epoch "
 
-    def names_of(part: pd.DataFrame) -> pd.Series:
-        return (
-            part[["layer_index", "layer"]]
-            .drop_duplicates()
-            .sort_values("layer_index")
-            .groupby("layer_index")["layer"]
-            .first()
-        )
 
-    for key, ax in grid.axes_dict.items():
-        row = key[0] if isinstance(key, tuple) else key
-        part = (
-            frame[frame["panel"] == row]
-            if "panel" in frame and row in set(frame["panel"])
-            else frame
-        )
-        names = names_of(part)
-        ax.set_xticks(list(names.index))
-        ax.set_xticklabels(list(names.values), rotation=45, ha="right", fontsize=8)
-    grid.tight_layout()
+def checkpoint_subset(epochs: Sequence[int], limit: int = MAX_CHECKPOINTS) -> list[int]:
+    """At most ``limit`` of the sorted ``epochs``: all of them, or an evenly spaced subset that
+    keeps the first and the last."""
+    epochs = sorted(epochs)
+    if len(epochs) <= limit:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, limit)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def _layer_ticks(ax: plt.Axes, part: pd.DataFrame) -> None:
+    """Label the x axis with the layer names of the panel's own model (models differ)."""
+    names = (
+        part[["layer_index", "layer"]]
+        .drop_duplicates()
+        .sort_values("layer_index")
+        .groupby("layer_index")["layer"]
+        .first()
+    )
+    ax.set_xticks(list(names.index))
+    ax.set_xticklabels(list(names.values), rotation=45, ha="right", fontsize=8)
+
+
+def runs_per_variant(data: pd.DataFrame) -> dict[str, int]:
+    """Number of runs (folds, seeds) behind each variant's line: ``{variant: n}``."""
+    key = "run" if "run" in data else "fold" if "fold" in data else None
+    if key is None:
+        return {str(v): 1 for v in data["variant"].unique()}
+    return {str(v): int(n) for v, n in data.groupby("variant")[key].nunique().items()}
+
+
+def label_with_n(legend: object, n_runs: dict[str, int]) -> None:
+    """Append ``(n=k)`` to each variant entry of a legend: a line of one run (no band) must not
+    look like a mean over folds."""
+    if legend is None:
+        return
+    for text in legend.get_texts():  # type: ignore[attr-defined]
+        label = text.get_text()
+        if label in n_runs:
+            n = n_runs[label]
+            text.set_text(f"{label} (n={n}{', one run' if n == 1 else ''})")
 
 
 def _per_layer_grid(
@@ -80,9 +108,25 @@ def _per_layer_grid(
     logy: bool = False,
     **line_kws: object,
 ) -> None:
-    """One line per variant of ``y`` over the layer index (mean +- sd over folds), one row of
-    panels per model and one column per checkpoint epoch, saved to ``path``."""
+    """One line per variant of ``y`` over the layer index (mean +- sd over the runs, ``n`` in
+    the legend), one panel per model and checkpoint, saved to ``path``.
+
+    The checkpoints of a model fill rows of :data:`PANELS_PER_ROW` panels (each model starts a
+    new row); more than :data:`MAX_CHECKPOINTS` checkpoints are thinned to an evenly spaced
+    subset, said in the title. The figure stays readable for any number of checkpoints.
+    """
     pal = variant_palette(data["variant"] if variants is None else variants, kind)
+    n_runs = runs_per_variant(data)
+    epochs = sorted(int(e) for e in data["epoch"].unique())
+    shown = checkpoint_subset(epochs)
+    data = data[data["epoch"].isin(shown)].copy()
+    ncols = min(len(shown), PANELS_PER_ROW)
+    panels = sorted(data["panel"].astype(str).unique())
+    data["facet"] = data["panel"].astype(str) + _SEP + data["epoch"].astype(int).astype(str)
+    order: list[str] = []
+    for panel in panels:
+        cells = [f"{panel}{_SEP}{e}" for e in shown]
+        order += cells + [f"{panel} (empty {i})" for i in range(-len(cells) % ncols)]
     facet_kws: dict[str, bool] = {"sharex": False}
     if sharey is not None:
         facet_kws["sharey"] = sharey
@@ -93,8 +137,9 @@ def _per_layer_grid(
         hue="variant",
         hue_order=sorted(pal),
         palette=pal,
-        row="panel",
-        col="epoch",
+        col="facet",
+        col_order=order,
+        col_wrap=ncols,
         kind="line",
         marker="o",
         errorbar="sd",
@@ -106,9 +151,20 @@ def _per_layer_grid(
     if logy:
         g.set(yscale="log")
     g.set_axis_labels("layer", ylabel)
-    g.set_titles(row_template="{row_name}", col_template="epoch {col_name}")
-    _layer_ticks(g, data)
+    for name, ax in g.axes_dict.items():
+        if _SEP not in name:
+            ax.set_visible(False)
+            continue
+        panel, epoch = name.rsplit(_SEP, 1)
+        ax.set_title(f"{panel}\nepoch {epoch}", fontsize=9)
+        _layer_ticks(ax, data[data["facet"] == name])
+    label_with_n(g.legend, n_runs)
+    if g.legend is not None:  # re-placed outside the panels, now that the labels are longer
+        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.97), frameon=False)
+    if len(shown) < len(epochs):
+        title += f" ({len(shown)} of {len(epochs)} checkpoints, evenly spaced)"
     g.figure.suptitle(title, y=1.02)
+    g.tight_layout()
     save_figure(g.figure, path, dpi)
 
 
@@ -152,8 +208,9 @@ def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int
         empty_figure(path, title, "no NCC results", dpi)
         return
     data, kind = add_variant(layers)
+    ids = ["variant", "panel", "epoch", "layer", "layer_index", "fold", "run"]
     long = data.melt(
-        id_vars=["variant", "panel", "epoch", "layer", "layer_index", "fold"],
+        id_vars=[c for c in ids if c in data],
         value_vars=cols,
         var_name="split",
         value_name="mismatch",
@@ -225,8 +282,11 @@ def plot_accuracy_epochs(
         height=3.0,
         aspect=1.3,
     )
-    g.set_axis_labels("epoch", "test accuracy (mean +- sd over folds)")
+    g.set_axis_labels("epoch", "test accuracy (mean +- sd over runs)")
     g.set_titles(col_template="{col_name}")
+    label_with_n(g.legend, runs_per_variant(data))
+    if g.legend is not None:
+        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.97), frameon=False)
     for ax in g.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     g.figure.suptitle(title, y=1.03)
@@ -234,10 +294,14 @@ def plot_accuracy_epochs(
 
 
 def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
-    """Row-normalized confusion matrices of the final models, summed over folds."""
-    title = "Confusion matrices of the final models (rows: true class, normalized)"
+    """Row-normalized confusion matrices of the final models, summed over folds.
+
+    Up to :data:`mfoml.plots.common.ANNOTATE_MAX_CLASSES` classes each cell shows its percentage of the true class
+    (font sized to the cell); larger matrices show colours only, with a colour bar.
+    """
+    title = "Confusion matrices of the final models (rows: true class, normalized"
     if confusion.empty:
-        empty_figure(path, title, "no predictions", dpi)
+        empty_figure(path, title + ")", "no predictions", dpi)
         return
     data, _ = add_variant(confusion)
     keys = sorted(data.groupby(["panel", "variant"]).groups)
@@ -245,10 +309,12 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
     ncol = min(4, n)
     nrow = math.ceil(n / ncol)
     n_classes = int(data["true"].max()) + 1
-    side = 2.2 + 0.12 * n_classes
+    side, fontsize = confusion_layout(n_classes)
+    title += ", numbers in %)" if fontsize else ")"
     fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol, side * nrow), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
+    runs = "run" in data
     for ax, (panel, variant) in zip(axes.flat, keys, strict=False):
         part = data[(data["panel"] == panel) & (data["variant"] == variant)]
         mat = part.groupby(["true", "predicted"])["count"].sum().unstack(fill_value=0)
@@ -261,90 +327,24 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
             vmin=0,
             vmax=1,
             cmap="Blues",
-            cbar=False,
+            cbar=fontsize is None,
             square=True,
-            annot=n_classes <= 10,
-            fmt=".2f",
-            annot_kws={"fontsize": 6},
+            annot=(100 * norm).round().astype(int) if fontsize else False,
+            fmt="d",
+            annot_kws={"fontsize": fontsize or 6},
         )
         epoch = int(part["epoch"].max()) if "epoch" in part else None
+        k = part["run"].nunique() if runs else None
         ax.set_title(
-            f"{panel}\n{variant}" + (f" (epoch {epoch})" if epoch is not None else ""), fontsize=8
+            f"{panel}\n{variant}"
+            + (f" (epoch {epoch}" if epoch is not None else " (")
+            + (f", n={k} run{'s' if k != 1 else ''})" if k is not None else ")"),
+            fontsize=8,
         )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi)
-
-
-def plot_correlation(
-    points: pd.DataFrame,
-    correlation: pd.DataFrame,
-    path: str | os.PathLike[str],
-    dpi: int = 110,
-) -> None:
-    """Scatter of each layer-dynamics feature against test accuracy (one point per run and
-    checkpoint), annotated with the per-experiment Spearman rho and p-value."""
-    title = "Training-data layer dynamics vs test accuracy"
-    features = [f for f in FEATURE_LABELS if f in points]
-    if points.empty or not features:
-        empty_figure(path, title, "no (run, checkpoint) points", dpi)
-        return
-    data, kind = add_variant(points)
-    pal = variant_palette(data["variant"], kind)
-    experiments = list(dict.fromkeys(data["experiment"].astype(str)))
-    if len(experiments) > 1:
-        experiments.append("all")
-    fig, axes = plt.subplots(
-        len(experiments),
-        len(features),
-        figsize=(4.2 * len(features) + 2.5, 3.4 * len(experiments)),
-        squeeze=False,
-    )
-    panels = sorted(data["panel"].unique())
-    markers = dict(zip(panels, "osD^vP*Xh" * (len(panels) // 9 + 1), strict=False))
-    for i, exp in enumerate(experiments):
-        part = data if exp == "all" else data[data["experiment"].astype(str) == exp]
-        for j, feat in enumerate(features):
-            ax = axes[i, j]
-            ok = np.isfinite(part[feat].astype(float)) & np.isfinite(part["accuracy"].astype(float))
-            sub = part[ok]
-            for (variant, panel), pts in sub.groupby(["variant", "panel"]):
-                ax.scatter(
-                    pts[feat],
-                    pts["accuracy"],
-                    color=pal[variant],
-                    marker=markers[panel],
-                    s=22,
-                    alpha=0.85,
-                    linewidths=0,
-                )
-            row = correlation[
-                (correlation["experiment"].astype(str) == exp) & (correlation["feature"] == feat)
-            ]
-            if len(row):
-                r = row.iloc[0]
-                txt = (
-                    f"Spearman rho = {r['rho']:.2f}, p = {r['p_value']:.2g}, n = {int(r['n'])}"
-                    if r["status"] == "ok"
-                    else f"{r['status']} (n = {int(r['n'])})"
-                )
-                ax.set_title(f"{exp}\n{txt}", fontsize=9)
-            else:
-                ax.set_title(exp, fontsize=9)
-            ax.set_xlabel(FEATURE_LABELS[feat])
-            ax.set_ylabel("test accuracy")
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], linestyle="", marker="o", color=pal[v], label=v) for v in sorted(pal)]
-    if len(panels) > 1:
-        handles += [
-            Line2D([], [], linestyle="", marker=markers[p], color="0.35", label=p) for p in panels
-        ]
-    fig.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False
-    )
+        if n_classes > 10:
+            ax.tick_params(labelsize=max(4, min(8, 160 / n_classes)))
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi)

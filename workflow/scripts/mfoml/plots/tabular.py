@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mfoml.plots.common import empty_figure, save_figure  # noqa: E402
+from mfoml.plots.common import confusion_layout, empty_figure, save_figure  # noqa: E402
 
 __all__ = ["FIGURES", "plot_all"]
 
@@ -106,7 +106,9 @@ def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
     model = "random_forest" if "random_forest" in set(c["model"]) else c["model"].iloc[0]
     c = c[c["model"] == model]
     datasets = list(dict.fromkeys(c["dataset"]))
-    fig, axes = _grid(len(datasets), 3, (4.0, 3.6))
+    n_max = int(max(c["true"].max(), c["predicted"].max())) + 1
+    side, fontsize = confusion_layout(n_max)
+    fig, axes = _grid(len(datasets), 3, (max(4.0, side), max(3.6, side)))
     for ax, ds in zip(axes, datasets, strict=False):
         sub = c[c["dataset"] == ds]
         n = int(max(sub["true"].max(), sub["predicted"].max())) + 1
@@ -120,12 +122,12 @@ def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
             vmax=1,
             cmap="Blues",
             ax=ax,
-            cbar=False,
-            annot=n <= 10,
-            fmt=".2f",
-            annot_kws={"fontsize": 6},
+            cbar=fontsize is None,
+            annot=np.round(100 * norm).astype(int) if fontsize else False,
+            fmt="d",
+            annot_kws={"fontsize": fontsize or 6},
         )
-        ax.set_title(f"{ds} ({model})")
+        ax.set_title(f"{ds} ({model}" + (", %)" if fontsize else ")"))
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     _save(fig, path, dpi)
@@ -317,12 +319,108 @@ def plot_noise(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None
     _save(fig, path, dpi)
 
 
+_LABELS = {
+    "wavelet_forest": "wavelet forest",
+    "gradient_boosting": "gradient boosting (sklearn)",
+    "xgboost": "XGBoost",
+}
+
+
+def plot_xgb_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+    """:func:`plot_hparams` of the nested XGBoost search (table ``xgb_hparams``)."""
+    h = t.get("xgb_hparams")
+    if h is None or h.empty:
+        _empty(path, "XGBoost hyper-parameters", "no XGBoost search results", dpi)
+        return
+    plot_hparams({**t, "hparams": h}, path, dpi)
+
+
+def plot_boosting_compression(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+    """Held-out error vs number of wavelets M: forest and boosted models, M* marked."""
+    c = t.get("boosting_compression")
+    if c is None or c.empty:
+        _empty(path, "Forest vs boosting compression", "no boosting results", dpi)
+        return
+    rows = t.get("boosting")
+    datasets = list(dict.fromkeys(c["dataset"]))
+    models = list(dict.fromkeys(c["model"]))
+    colors = dict(zip(models, sns.color_palette(n_colors=len(models)), strict=True))
+    fig, axes = _grid(len(datasets), 3, (4.2, 3.3))
+    for ax, ds in zip(axes, datasets, strict=False):
+        for model in models:
+            g = c[(c["dataset"] == ds) & (c["model"] == model)]
+            if g.empty:
+                continue
+            m, mu, sd = g["n_terms"], g["test_error_mean"], g["test_error_std"].fillna(0.0)
+            ax.plot(m, mu, "-", color=colors[model], label=_LABELS.get(model, model))
+            ax.fill_between(m, mu - sd, mu + sd, color=colors[model], alpha=0.15)
+            if rows is not None:
+                r = rows[(rows["dataset"] == ds) & (rows["model"] == model)]
+                if not r.empty:
+                    ax.axvline(
+                        float(r["n_terms_mean"].iloc[0]), color=colors[model], lw=0.8, ls=":"
+                    )
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("number of wavelets M")
+        ax.set_ylabel(
+            str(c[c["dataset"] == ds]["error_kind"].iloc[0]) if "error_kind" in c else "error"
+        )
+        ax.set_title(ds)
+    axes[0].legend(fontsize=7)
+    _save(fig, path, dpi)
+
+
+def plot_boosting_stages(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+    """Held-out error of the boosted models vs the number of stages (all wavelets of them)."""
+    s = t.get("boosting_stages")
+    if s is None or s.empty:
+        _empty(path, "Boosting: error vs stages", "no boosting results", dpi)
+        return
+    datasets = list(dict.fromkeys(s["dataset"]))
+    fig, axes = _grid(len(datasets), 3, (4.2, 3.3))
+    for ax, ds in zip(axes, datasets, strict=False):
+        g = s[s["dataset"] == ds]
+        for model in dict.fromkeys(g["model"]):
+            h = g[g["model"] == model]
+            ax.errorbar(
+                h["n_stages"], h["test_error_mean"], yerr=h["test_error_std"].fillna(0.0),
+                marker=".", capsize=2, label=_LABELS.get(model, model),
+            )  # fmt: skip
+        ax.set_xlabel("number of stages")
+        ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
+        ax.set_title(ds)
+    axes[0].legend(fontsize=7)
+    _save(fig, path, dpi)
+
+
+def plot_boosting_importance(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+    """Rank agreement of the wavelet importances of the forest and the boosted models."""
+    a = t.get("boosting_rank_agreement")
+    if a is None or a.empty:
+        _empty(path, "Wavelet importance: forest vs boosting", "no boosting results", dpi)
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
+    for ax, stat in zip(axes.flat, ("spearman", "kendall"), strict=True):
+        _errorbars(ax, a, "dataset", f"{stat}_mean", "pair", f"{stat}_std")
+        ax.set_ylabel(f"{stat} rank correlation")
+        ax.set_ylim(-1, 1.05)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"wavelet importance, {stat}: mean ± std over folds")
+    axes.flat[0].legend(fontsize=7)
+    _save(fig, path, dpi)
+
+
 FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame], str, int], None]] = {
     "baselines": plot_baselines,
     "confusion": plot_confusion,
     "hparams": plot_hparams,
+    "xgb_hparams": plot_xgb_hparams,
     "compression": plot_compression,
     "trees": plot_trees,
+    "boosting_compression": plot_boosting_compression,
+    "boosting_stages": plot_boosting_stages,
+    "boosting_importance": plot_boosting_importance,
     "importance": plot_importance,
     "synthetic": plot_synthetic,
     "noise": plot_noise,

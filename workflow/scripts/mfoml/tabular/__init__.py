@@ -1,5 +1,6 @@
-"""The tabular track: cross-validated baselines, nested random-forest search, the wavelet forest,
-feature importances and the label-noise study (issue 6; METHODS.md sections 3, 4, 10).
+"""The tabular track: cross-validated baselines (XGBoost included), nested random-forest and
+XGBoost searches, the wavelet forest, the wavelets of boosted trees beside it, feature
+importances and the label-noise study (issues 6 and 15; METHODS.md sections 3, 4, 10, 13).
 
 Every driver takes the full training set ``(X, y)`` and the stored fold assignment (``folds``,
 an int array ``(N,)`` as written by :mod:`mfoml.data.folds`) and returns plain records (lists of
@@ -20,7 +21,7 @@ Leakage
 In :func:`nested_rf_search` the inner search only ever sees the outer training indices of the
 fold: the inner K-fold split is made on ``train_idx`` and every inner fit/evaluation indexes
 ``X[train_idx[...]]``. In :func:`wavelet_cv` the validation split that chooses M is carved out of
-the outer training fold. Label / target noise is applied to the training part only; test labels
+the outer training fold, and :func:`boosting_cv` uses the same split. Label / target noise is applied to the training part only; test labels
 stay clean.
 """
 
@@ -41,7 +42,14 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ),
         "models": ("BASELINES", "evaluate", "make_baseline"),
         "noise": ("noise_study",),
-        "search": ("SEARCH_PARAMS", "hparam_effects", "nested_rf_search"),
+        "boosting": ("BOOSTED_MODELS", "boosting_cv"),
+        "search": (
+            "SEARCH_PARAMS",
+            "XGB_SEARCH_PARAMS",
+            "hparam_effects",
+            "nested_rf_search",
+            "nested_xgb_search",
+        ),
         "tables": ("aggregate", "mean_std"),
         "wavelet": ("n_terms_grid", "wavelet_cv"),
     },

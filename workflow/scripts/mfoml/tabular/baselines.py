@@ -12,7 +12,13 @@ from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
-from mfoml.tabular.models import BASELINES, evaluate, make_baseline, scalar_metrics
+from mfoml.tabular.models import (
+    BASELINES,
+    data_options,
+    evaluate,
+    make_baseline,
+    scalar_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,12 @@ def run_baselines(
         for k in range(n_splits):
             tr, te = split_indices(fold_arr, k)
             est = make_baseline(
-                name, data.task, seed=seed, n_jobs=n_jobs, **model_params.get(name, {})
+                name,
+                data.task,
+                seed=seed,
+                n_jobs=n_jobs,
+                **data_options(data),  # imputation fitted in the fold, one-hot for linear
+                **model_params.get(name, {}),
             )
             t0 = time.perf_counter()
             with threadpool_limits(n_jobs):

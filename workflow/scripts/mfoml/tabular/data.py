@@ -18,11 +18,14 @@ class TabularData:
 
     Attributes
     ----------
-    X : float64 ``(N, d)`` (images and signals are flattened).
+    X : float64 ``(N, d)`` (images and signals are flattened); NaN marks a missing value (OpenML
+        ``?``), imputed inside each training fold by the models (:mod:`mfoml.tabular.models`).
     y : int64 ``(N,)`` class labels in ``[0, n_classes)``, or float64 ``(N,)`` targets.
     task : ``"classification"`` or ``"regression"``.
     n_classes : number of classes (0 for regression).
     name : data-set name; ``feature_names`` : d names.
+    nominal : sorted indices of the nominal (categorical, integer-coded) features.
+    has_missing : whether ``X`` has a missing value.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class TabularData:
         n_classes: int,
         name: str = "",
         feature_names: Sequence[str] | None = None,
+        nominal: Sequence[int] = (),
     ) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -41,8 +45,12 @@ class TabularData:
         self.y = np.asarray(y, dtype=np.int64 if task == "classification" else np.float64)
         if self.y.shape != (self.X.shape[0],):
             raise ValueError(f"{name}: y has shape {self.y.shape}, expected ({self.X.shape[0]},)")
-        if not np.all(np.isfinite(self.X)):
-            raise ValueError(f"{name}: X contains NaN or inf")
+        if np.isinf(self.X).any():
+            raise ValueError(f"{name}: X contains inf")
+        self.has_missing = bool(np.isnan(self.X).any())
+        self.nominal = sorted({int(i) for i in nominal})
+        if any(i < 0 or i >= self.X.shape[1] for i in self.nominal):
+            raise ValueError(f"{name}: nominal feature indices {self.nominal} out of range")
         self.task = task
         self.n_classes = int(n_classes) if task == "classification" else 0
         self.name = name
@@ -62,6 +70,7 @@ def load_tabular(path: str, name: str | None = None) -> TabularData:
 
     The training split only (the folds are defined on it); inputs flattened to ``(N, d)``.
     ``name`` (default: the meta's name) labels the results, e.g. the config's data-set id.
+    Missing values stay NaN; nominal features are ``meta["options"]["nominal_features"]``.
     """
     ds = load_dataset(path)
     meta = ds.meta
@@ -73,6 +82,7 @@ def load_tabular(path: str, name: str | None = None) -> TabularData:
         int(meta.get("n_classes") or 0),
         name=name if name is not None else str(meta.get("name", "")),
         feature_names=meta.get("feature_names"),
+        nominal=(meta.get("options") or {}).get("nominal_features") or (),
     )
 
 

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
-from mfoml.tabular.models import inner_cv
+from mfoml.tabular.models import impute_in_fold, inner_cv
 from mfoml.tabular.wavelet import make_wavelet_forest
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ def _importances(
     n_jobs: int,
 ) -> dict[str, np.ndarray]:
     wf = make_wavelet_forest(data.task, {**params, "importance_tau": tau}, seed, n_jobs)
+    X = impute_in_fold(data, fit_idx)  # missing values: statistics of the fit rows only
     with threadpool_limits(n_jobs):
-        wf.fit(data.X[fit_idx], data.y[fit_idx])
+        wf.fit(X[fit_idx], data.y[fit_idx])
     scoring = "accuracy" if data.is_classification else "r2"
     with threadpool_limits(n_jobs):
         perm = permutation_importance(
             wf,
-            data.X[test_idx],
+            X[test_idx],
             data.y[test_idx],
             scoring=scoring,
             n_repeats=n_repeats,

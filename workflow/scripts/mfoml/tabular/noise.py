@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from mfoml.data.folds import split_indices
 from mfoml.data.noise import flip_labels, gaussian_target_noise
 from mfoml.tabular.data import TabularData, check_folds, folds_array
-from mfoml.tabular.models import evaluate, scalar_metrics
+from mfoml.tabular.models import evaluate, impute_in_fold, scalar_metrics
 from mfoml.tabular.wavelet import make_wavelet_forest
 from mfoml.wavelets.probe import sparsity_probe
 from mfoml.wavelets.smoothness import alpha_star
@@ -66,10 +66,11 @@ def noise_study(
                 y_noisy = gaussian_target_noise(y_tr, sigma, noise_seed)
                 extra["noise_sigma"] = sigma
             wf = make_wavelet_forest(data.task, params, seed + k, n_jobs)
+            X = impute_in_fold(data, tr)  # missing values: statistics of the training fold only
             with threadpool_limits(n_jobs):
-                wf.fit(data.X[tr], y_noisy)
-                m = evaluate(data, data.y[te], wf.predict(data.X[te], n_terms="all"))
-                res = sparsity_probe(data.X[tr], y_noisy, task=data.task, **alpha_params)
+                wf.fit(X[tr], y_noisy)
+                m = evaluate(data, data.y[te], wf.predict(X[te], n_terms="all"))
+                res = sparsity_probe(X[tr], y_noisy, task=data.task, **alpha_params)
             a = res.to_dict()
             fa = alpha_star(wf.wavelet_norms_, len(wf.forest_.estimators_)).to_dict()
             rows.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from mfoml.analysis.metrics import primary_score
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
 from mfoml.tabular.models import (
+    data_options,
     evaluate,
     inner_cv,
     jsonable_params,
@@ -27,12 +29,22 @@ log = logging.getLogger(__name__)
 
 
 SEARCH_PARAMS = ("n_estimators", "max_depth", "max_features", "min_samples_leaf")
+#: Hyper-parameters of the XGBoost search (``tabular.xgb_search.grid``).
+XGB_SEARCH_PARAMS = ("n_estimators", "max_depth", "learning_rate", "subsample", "min_child_weight")
+#: The searched model -> (its hyper-parameters, the config key of its search).
+SEARCHES = {
+    "random_forest": (SEARCH_PARAMS, "rf_search"),
+    "xgboost": (XGB_SEARCH_PARAMS, "xgb_search"),
+}
 
 
-def _candidates(grid: Mapping[str, Sequence[Any]], n_iter: int | None, seed: int) -> list[dict]:
-    unknown = set(grid) - set(SEARCH_PARAMS)
+def _candidates(
+    grid: Mapping[str, Sequence[Any]], n_iter: int | None, seed: int, model: str = "random_forest"
+) -> list[dict]:
+    allowed, key = SEARCHES[model]
+    unknown = set(grid) - set(allowed)
     if unknown:
-        raise ValueError(f"rf_search grid: unknown hyper-parameters {sorted(unknown)}")
+        raise ValueError(f"{key} grid: unknown hyper-parameters {sorted(unknown)}")
     cands = [dict(p) for p in ParameterGrid({k: list(v) for k, v in sorted(grid.items())})]
     if n_iter is not None and n_iter < len(cands):
         rng = np.random.default_rng(seed)
@@ -51,8 +63,9 @@ def nested_rf_search(
     seed: int = 0,
     n_jobs: int = 1,
     estimator_factory: Callable[[str, dict[str, Any], int], Any] | None = None,
+    model: str = "random_forest",
 ) -> dict[str, Any]:
-    """Random-forest hyper-parameter search with nested cross-validation.
+    """Random-forest (or XGBoost) hyper-parameter search with nested cross-validation.
 
     For each outer fold k the candidates are scored by an inner (stratified) K-fold on the outer
     training indices only; the best candidate (highest mean inner score, first on ties) is refit
@@ -63,11 +76,12 @@ def nested_rf_search(
     ----------
     data : the data set; folds : outer fold assignment ``(N,)`` (or the load_folds dict).
     grid : ``{hyper-parameter: values}`` over ``n_estimators, max_depth, max_features,
-        min_samples_leaf``.
+        min_samples_leaf`` (random forest) or :data:`XGB_SEARCH_PARAMS` (XGBoost).
     inner_splits : inner folds; n_iter : score a seeded random subset of this many candidates
         (None = the whole grid).
-    estimator_factory : ``(task, params, seed) -> estimator``; default a random forest of the
-        task. Tests pass a recording forest here.
+    estimator_factory : ``(task, params, seed) -> estimator``; default the baseline ``model``
+        of the task. Tests pass a recording forest here.
+    model : ``"random_forest"`` or ``"xgboost"`` (:func:`nested_xgb_search`).
 
     Returns
     -------
@@ -77,14 +91,19 @@ def nested_rf_search(
     """
     fold_arr, n_splits = folds_array(folds)
     check_folds(data, fold_arr)
-    cands = _candidates(grid, n_iter, seed)
+    if model not in SEARCHES:
+        raise ValueError(f"unknown searched model {model!r}; known: {', '.join(SEARCHES)}")
+    params_of_model, key = SEARCHES[model]
+    cands = _candidates(grid, n_iter, seed, model)
     if not cands:
-        raise ValueError("rf_search: empty grid")
+        raise ValueError(f"{key}: empty grid")
 
     def factory(params: dict[str, Any]) -> Any:
         if estimator_factory is not None:
             return estimator_factory(data.task, params, seed)
-        return make_baseline("random_forest", data.task, seed=seed, n_jobs=n_jobs, **params)
+        return make_baseline(
+            model, data.task, seed=seed, n_jobs=n_jobs, **data_options(data), **params
+        )
 
     inner_rows, outer_rows, details = [], [], []
     for k in range(n_splits):
@@ -109,7 +128,8 @@ def nested_rf_search(
                     "candidate": ci,
                     **param_values(params),
                     "inner_mean": means[-1],
-                    "inner_std": float(np.std(scores)),
+                    # the one convention of every summary: ddof = 1, NaN below two values
+                    "inner_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
                 }
             )
         best = int(np.argmax(means))
@@ -125,13 +145,13 @@ def nested_rf_search(
                 "best_candidate": best,
                 "best_params": param_label(cands[best]),
                 "inner_best": means[best],
-                **{f"best_{p}": param_values(cands[best]).get(p, "") for p in SEARCH_PARAMS},
+                **{f"best_{p}": param_values(cands[best]).get(p, "") for p in params_of_model},
                 **scalar_metrics(m),
             }
         )
         details.append({"fold": k, "metrics": m})
         log.info(
-            f"{data.name}: nested search fold {k}: best {param_label(cands[best])} "
+            f"{data.name}: nested {model} search fold {k}: best {param_label(cands[best])} "
             f"inner {means[best]:.4f} outer {m['score']:.4f}"
         )
     return {
@@ -142,6 +162,17 @@ def nested_rf_search(
     }
 
 
+def nested_xgb_search(
+    data: TabularData,
+    folds: np.ndarray | Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`nested_rf_search` of the XGBoost baseline (grid over :data:`XGB_SEARCH_PARAMS`),
+    with the same folds, inner splits and scores."""
+    return nested_rf_search(data, folds, grid, model="xgboost", **kwargs)
+
+
 def param_label(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={params[k]}" for k in sorted(params))
 
@@ -150,7 +181,8 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
     """How each hyper-parameter moves the inner CV score.
 
     For each outer fold, parameter and value: the mean inner score over the candidates having
-    that value (a marginal mean); then mean and std over outer folds.
+    that value (a marginal mean); then mean and std over outer folds (ddof = 1, NaN with a
+    single fold).
 
     Returns
     -------
@@ -172,7 +204,7 @@ def hparam_effects(inner: pd.DataFrame, params: Sequence[str] = SEARCH_PARAMS) -
                     "param": p,
                     "value": r["value"],
                     "score_mean": r["mean"],
-                    "score_std": 0.0 if pd.isna(r["std"]) else r["std"],
+                    "score_std": r["std"],  # ddof = 1; NaN with one outer fold, not 0
                     "n_folds": int(r["count"]),
                 }
             )

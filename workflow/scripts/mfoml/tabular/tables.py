@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mfoml.analysis.statistics import fold_statistics
-from mfoml.tabular.search import SEARCH_PARAMS, hparam_effects, param_label
+from mfoml.tabular.search import SEARCH_PARAMS, XGB_SEARCH_PARAMS, hparam_effects, param_label
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ def aggregate(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, p
 
     Parameters
     ----------
-    results : ``{"baselines": [...], "rf_search": [...], "wavelet": [...], "importance": [...],
-        "noise": [...], "synthetic": [...], "meta": [...]}``, each a list of the dicts the drivers
+    results : ``{"baselines": [...], "rf_search": [...], "xgb_search": [...], "wavelet": [...],
+        "boosting": [...], "importance": [...], "noise": [...], "synthetic": [...],
+        "meta": [...]}``, each a list of the dicts the drivers
         returned (one per data set; ``meta`` entries are ``{dataset, task, n_samples,
         n_features, n_classes}``). Missing keys are skipped.
 
@@ -91,30 +92,12 @@ def aggregate(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, p
                 .sum()
                 .reset_index()
             )
-    if results.get("rf_search"):
-        outer = pd.DataFrame([r for res in results["rf_search"] for r in res["outer"]])
-        inner = pd.DataFrame([r for res in results["rf_search"] for r in res["inner"]])
-        t["rf_search_folds"] = outer
-        summ = mean_std(outer.drop(columns=["best_candidate"]), ["dataset"])
-        summ = summ[[c for c in summ.columns if not c.startswith("best_")]]
-        consensus = []
-        for ds, grp in inner.groupby("dataset", sort=False):
-            by_c = grp.groupby("candidate")["inner_mean"].mean()
-            best_c = int(by_c.idxmax())
-            row = grp[grp["candidate"] == best_c].iloc[0]
-            label = param_label({p: row[p] for p in SEARCH_PARAMS if p in grp.columns})
-            chosen = outer[outer["dataset"] == ds]["best_params"]
-            consensus.append(
-                {
-                    "dataset": ds,
-                    "best_config": label,
-                    "best_config_inner_mean": float(by_c.max()),
-                    "most_chosen": chosen.mode().iloc[0],
-                    "most_chosen_folds": int((chosen == chosen.mode().iloc[0]).sum()),
-                }
+    for part, params in (("rf_search", SEARCH_PARAMS), ("xgb_search", XGB_SEARCH_PARAMS)):
+        if results.get(part):
+            prefix = "" if part == "rf_search" else "xgb_"
+            t[part], t[f"{part}_folds"], t[f"{prefix}hparams"] = _search_tables(
+                results[part], params
             )
-        t["rf_search"] = summ.merge(pd.DataFrame(consensus), on="dataset")
-        t["hparams"] = hparam_effects(inner)
     if results.get("wavelet"):
         rows = pd.DataFrame([r for res in results["wavelet"] for r in res["rows"]])
         t["wavelet"] = mean_std(rows, ["dataset"])
@@ -131,6 +114,8 @@ def aggregate(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, p
         for name in ("compression", "trees"):
             if name in t:
                 t[name]["error_kind"] = t[name]["dataset"].map(kinds)
+    if results.get("boosting"):
+        t.update(_boosting_tables(results["boosting"]))
     if results.get("importance"):
         rows = pd.DataFrame([r for res in results["importance"] for r in res["rows"]])
         t["importance"] = mean_std(
@@ -171,6 +156,66 @@ def aggregate(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, p
     return t
 
 
+def _search_tables(
+    results: Sequence[Mapping[str, Any]], params: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, per-fold, hyper-parameter effects) tables of a nested search."""
+    outer = pd.DataFrame([r for res in results for r in res["outer"]])
+    inner = pd.DataFrame([r for res in results for r in res["inner"]])
+    summ = mean_std(outer.drop(columns=["best_candidate"]), ["dataset"])
+    summ = summ[[c for c in summ.columns if not c.startswith("best_")]]
+    consensus = []
+    for ds, grp in inner.groupby("dataset", sort=False):
+        by_c = grp.groupby("candidate")["inner_mean"].mean()
+        best_c = int(by_c.idxmax())
+        row = grp[grp["candidate"] == best_c].iloc[0]
+        label = param_label({p: row[p] for p in params if p in grp.columns})
+        chosen = outer[outer["dataset"] == ds]["best_params"]
+        consensus.append(
+            {
+                "dataset": ds,
+                "best_config": label,
+                "best_config_inner_mean": float(by_c.max()),
+                "most_chosen": chosen.mode().iloc[0],
+                "most_chosen_folds": int((chosen == chosen.mode().iloc[0]).sum()),
+            }
+        )
+    summary = summ.merge(pd.DataFrame(consensus), on="dataset")
+    return summary, outer, hparam_effects(inner, params)
+
+
+def _boosting_tables(results: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Tables of the boosted-wavelet part (forest beside): per model, curves, importances."""
+
+    def frame(key: str) -> pd.DataFrame:
+        return pd.DataFrame([r for res in results for r in res[key]])
+
+    t = {
+        "boosting": mean_std(frame("rows"), ["dataset", "model"]),
+        "boosting_compression": mean_std(
+            frame("curve"), ["dataset", "model", "n_terms"], ["test_error", "val_error"]
+        ),
+        "boosting_stages": mean_std(
+            frame("stages"), ["dataset", "model", "n_stages"], ["n_wavelets", "test_error"]
+        ),
+        "boosting_importance": mean_std(
+            frame("importance"),
+            ["dataset", "model", "feature", "feature_index"],
+            ["importance", "rank"],
+        ),
+    }
+    agree = frame("agreement")
+    t["boosting_rank_agreement"] = (
+        mean_std(agree, ["dataset", "pair"], ["spearman", "kendall"])
+        if not agree.empty
+        else pd.DataFrame()
+    )
+    kinds = {_ds(res): res["error_kind"] for res in results}
+    for name in ("boosting_compression", "boosting_stages"):
+        t[name]["error_kind"] = t[name]["dataset"].map(kinds)
+    return t
+
+
 def _ds(res: Mapping[str, Any]) -> str:
     for key in ("rows", "outer"):
         if res.get(key):
@@ -203,15 +248,21 @@ def _dataset_summary(t: Mapping[str, pd.DataFrame], meta: pd.DataFrame) -> pd.Da
                 rf = b[b["model"] == "random_forest"]
                 if not rf.empty:
                     rec["rf_score"] = float(rf["score_mean"].iloc[0])
-        if "rf_search" in t:
-            s = t["rf_search"][t["rf_search"]["dataset"] == ds]
-            if not s.empty:
-                rec["nested_rf_score"] = float(s["score_mean"].iloc[0])
+        for part, col in (("rf_search", "nested_rf_score"), ("xgb_search", "nested_xgb_score")):
+            if part in t:
+                s = t[part][t[part]["dataset"] == ds]
+                if not s.empty:
+                    rec[col] = float(s["score_mean"].iloc[0])
         if "wavelet" in t:
             w = t["wavelet"][t["wavelet"]["dataset"] == ds]
             if not w.empty:
                 rec["wavelet_score"] = float(w["score_mean"].iloc[0])
                 rec["wavelet_kept_fraction"] = float(w["kept_fraction_mean"].iloc[0])
+        if "boosting" in t:
+            bo = t["boosting"][t["boosting"]["dataset"] == ds]
+            for _, r in bo[bo["model"] != "wavelet_forest"].iterrows():
+                rec[f"{r['model']}_wavelet_score"] = float(r["score_mean"])
+                rec[f"{r['model']}_kept_fraction"] = float(r["kept_fraction_mean"])
         noise = t.get("noise")
         if noise is not None and not noise[noise["dataset"] == ds].empty:
             nd = noise[noise["dataset"] == ds]

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
 from mfoml.tabular.data import TabularData, check_folds, folds_array
-from mfoml.tabular.models import evaluate, scalar_metrics
+from mfoml.tabular.models import evaluate, impute_in_fold, scalar_metrics
 from mfoml.wavelets.forest import WaveletForestClassifier, WaveletForestRegressor
 
 log = logging.getLogger(__name__)
@@ -88,13 +88,14 @@ def wavelet_cv(
         tr, te = split_indices(fold_arr, k)
         fit_idx, val_idx = _split_validation(data, tr, val_fraction, seed + k)
         wf = make_wavelet_forest(data.task, params, seed + k, n_jobs)
+        X = impute_in_fold(data, fit_idx)  # missing values: statistics of the fit rows only
         t0 = time.perf_counter()
         with threadpool_limits(n_jobs):
-            wf.fit(data.X[fit_idx], data.y[fit_idx])
+            wf.fit(X[fit_idx], data.y[fit_idx])
         fit_s = time.perf_counter() - t0
-        m_star, thr = wf.select_n_terms(data.X[val_idx], data.y[val_idx], **sel_kw)
-        m_sel = evaluate(data, data.y[te], wf.predict(data.X[te], n_terms=m_star))
-        m_all = evaluate(data, data.y[te], wf.predict(data.X[te], n_terms="all"))
+        m_star, thr = wf.select_n_terms(X[val_idx], data.y[val_idx], **sel_kw)
+        m_sel = evaluate(data, data.y[te], wf.predict(X[te], n_terms=m_star))
+        m_all = evaluate(data, data.y[te], wf.predict(X[te], n_terms="all"))
         rows.append(
             {
                 "dataset": data.name,
@@ -108,16 +109,16 @@ def wavelet_cv(
                 **{f"full_{key}": v for key, v in scalar_metrics(m_all).items()},
             }
         )
-        fitted.append((k, wf, te, val_idx))
+        fitted.append((k, wf, te, val_idx, X))
         log.info(
             f"{data.name}: wavelet fold {k}: M*={m_star}/{wf.n_wavelets_} "
             f"score {m_sel['score']:.4f} (all wavelets {m_all['score']:.4f})"
         )
     # one M grid for all folds (M beyond a fold's K is that fold's full forest)
-    grid = n_terms_grid(max(int(wf.n_wavelets_) for _, wf, _, _ in fitted), curve_points)
-    for k, wf, te, val_idx in fitted:
-        test_c = wf.mterm_curve(data.X[te], data.y[te], grid)
-        val_c = wf.mterm_curve(data.X[val_idx], data.y[val_idx], grid)
+    grid = n_terms_grid(max(int(wf.n_wavelets_) for _, wf, _, _, _ in fitted), curve_points)
+    for k, wf, te, val_idx, X in fitted:
+        test_c = wf.mterm_curve(X[te], data.y[te], grid)
+        val_c = wf.mterm_curve(X[val_idx], data.y[val_idx], grid)
         for M, et, ev in zip(
             grid, _curve_error(data.task, test_c), _curve_error(data.task, val_c), strict=True
         ):
@@ -133,14 +134,15 @@ def wavelet_cv(
     for k in range(n_splits):
         tr, te = split_indices(fold_arr, k)
         fit_idx, val_idx = _split_validation(data, tr, val_fraction, seed + k)
+        X = impute_in_fold(data, fit_idx)
         for J in trees_grid:
             wf = make_wavelet_forest(
                 data.task, {**params, "n_estimators": int(J)}, seed + k, n_jobs
             )
             with threadpool_limits(n_jobs):
-                wf.fit(data.X[fit_idx], data.y[fit_idx])
-            m_star, _ = wf.select_n_terms(data.X[val_idx], data.y[val_idx], **sel_kw)
-            c = wf.mterm_curve(data.X[te], data.y[te], np.array([m_star, wf.n_wavelets_]))
+                wf.fit(X[fit_idx], data.y[fit_idx])
+            m_star, _ = wf.select_n_terms(X[val_idx], data.y[val_idx], **sel_kw)
+            c = wf.mterm_curve(X[te], data.y[te], np.array([m_star, wf.n_wavelets_]))
             err = _curve_error(data.task, c)
             tree_rows.append(
                 {

@@ -7,7 +7,8 @@ See ``docs/methods.md`` (smoothness estimators). Given the norms
 - the *angle* estimator (reference convention, the default) uses
   ``D(τ) = (1/J) (Σ n^τ)^(1/τ − 1) Σ n^(τ−1)`` (this is ``Σ_k ∂N_τ/∂n_k``, not ``dN_τ/dτ``),
   ``angle(τ) = degrees(arctan(−D(τ)))`` on the grid ``τ ∈ [0.3, 2)`` step 0.01 and, for each of
-  ``K = 10`` tolerances ``ε ∈ [0.1°, 0.4°]``, ``τ*(ε)`` = the largest grid τ with
+  the reference's ``K = 10`` tolerances ``ε = 0.1° + k·0.03°`` (``k = 0..9``: 0.10 … 0.37,
+  :func:`epsilon_grid`), ``τ*(ε)`` = the largest grid τ with
   ``|angle(τ) + 90| ≤ ε``; ``α`` is the mean of ``1/τ*(ε) − 1/2`` and ``[min, max]`` the band.
 
 ``D`` is homogeneous of degree 0 in the norms (``D(c n) = D(n)``), so the computation factors out
@@ -136,10 +137,26 @@ def tau_grid(tau_min: float = 0.3, tau_max: float = 2.0, tau_step: float = 0.01)
 
 
 def epsilon_grid(eps_min: float = 0.1, eps_max: float = 0.4, n_eps: int = 10) -> np.ndarray:
-    """Angle tolerances in degrees, ``linspace(eps_min, eps_max, n_eps)``, shape (K,)."""
-    if n_eps < 1 or eps_min <= 0 or eps_max < eps_min:
-        raise ValueError(f"bad epsilon grid: eps_min={eps_min}, eps_max={eps_max}, n_eps={n_eps}")
-    return np.linspace(eps_min, eps_max, n_eps)
+    """Angle tolerances in degrees (the reference's grid), shape (K,).
+
+    ``eps_min + k (eps_max − eps_min)/n_eps`` for ``k = 0 .. n_eps − 1``: ``eps_max`` is
+    excluded (default 0.10, 0.13, …, 0.37). The reference writes it as
+    ``np.arange(e1, e2, (e2 − e1) / K)``, which with a float step can return ``K + 1`` values
+    (e.g. ``e1, e2, K = 0.1, 1.2, 7`` gives 8). Here the count is always
+    ``n_eps``, and the values are computed as ``arange`` fills them (``e1 + k·δ`` with
+    ``δ = (e1 + step) − e1``), so they equal the reference's bit for bit whenever its
+    ``arange`` gives ``K`` values.
+    """
+    if not (isinstance(n_eps, int | np.integer) and n_eps >= 1):
+        raise ValueError(f"bad epsilon grid: n_eps must be an integer >= 1, got {n_eps!r}")
+    if not (0 < eps_min < eps_max < 90):
+        raise ValueError(
+            f"bad epsilon grid: need 0 < eps_min < eps_max < 90 degrees, got eps_min={eps_min}, "
+            f"eps_max={eps_max}"
+        )
+    step = (eps_max - eps_min) / n_eps
+    delta = (eps_min + step) - eps_min  # numpy's arange: the step as the first two values give it
+    return eps_min + np.arange(int(n_eps)) * delta
 
 
 def _positive_log_norms(norms: Any) -> tuple[np.ndarray, int]:
@@ -249,8 +266,9 @@ def alpha_star(
     method : ``"angle"`` (reference: D(τ) and the largest τ in the set, default),
         ``"angle_true_derivative"`` (slides: dN_τ/dτ and the mean τ of the set) or ``"norms"``
         (only ``n_tau`` = N_τ at ``tau_fixed``; alpha is NaN).
-    tau_min, tau_max, tau_step : the τ grid (``tau_max`` excluded).
-    eps_min, eps_max, n_eps : the tolerance grid in degrees.
+    tau_min, tau_max, tau_step : the τ grid (``tau_max`` excluded; :func:`tau_grid`).
+    eps_min, eps_max, n_eps : the tolerance grid in degrees (``eps_max`` excluded:
+        ``n_eps`` values ``eps_min + k (eps_max − eps_min)/n_eps``; :func:`epsilon_grid`).
     tau_fixed : τ for ``n_tau`` (2/3 ↔ α = 1).
 
     Returns

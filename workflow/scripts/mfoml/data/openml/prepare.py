@@ -11,8 +11,11 @@ sha256 checksums.
 
 Encoding of features: numeric columns as float; nominal columns as their integer code in the
 order the ARFF header declares them (ordinal codes, fine for tree models; recorded in
-``meta["options"]["feature_types"]``); missing values (``?``) imputed with the training-set median
-(numeric) or most frequent code (nominal), recorded per column. String and date columns,
+``meta["options"]["feature_types"]``, their column indices in
+``meta["options"]["nominal_features"]``); missing values (``?``) are stored as NaN, numeric and
+nominal alike, and counted per column in ``meta["options"]["missing_values"]``: they are imputed
+later, inside each training fold (:mod:`mfoml.tabular.models`), so that no held-out row informs
+a fill value. String and date columns,
 OpenML's ignore and row-id attributes are dropped (listed in ``meta["options"]["dropped"]``).
 Rows with a missing target are dropped. ``per_class_cap`` and ``max_samples`` subsample with
 :mod:`mfoml.data.subsample`.
@@ -170,7 +173,7 @@ def prepare_openml(
         keep = ~np.isnan(ycol)
         y = ycol.astype(np.float64)
 
-    cols, fnames, ftypes, imputed, dropped = [], [], [], {}, sorted(ignore)
+    cols, fnames, ftypes, missing, nominal, dropped = [], [], [], {}, [], sorted(ignore)
     for c, (fname, ftype) in enumerate(zip(arff.names, arff.types, strict=True)):
         if c == ti or fname in ignore:
             continue
@@ -178,18 +181,13 @@ def prepare_openml(
             dropped.append(fname)
             continue
         col = arff.columns[c]
-        if ftype == "numeric":
-            colf = col.astype(np.float64)
-            miss = np.isnan(colf)
-            fill = float(np.median(colf[keep & ~miss])) if np.any(keep & ~miss) else 0.0
-        else:
-            colf = col.astype(np.float64)
-            miss = col < 0
-            codes = col[keep & ~miss]
-            fill = float(np.bincount(codes).argmax()) if codes.size else 0.0
+        colf = col.astype(np.float64)
+        miss = np.isnan(colf) if ftype == "numeric" else col < 0  # nominal: code -1 is '?'
         if np.any(miss & keep):
-            imputed[fname] = {"n_missing": int(np.sum(miss & keep)), "value": fill}
-        colf[miss] = fill
+            missing[fname] = int(np.sum(miss & keep))
+        colf[miss] = np.nan  # stored missing; imputed inside each training fold
+        if ftype != "numeric":
+            nominal.append(len(cols))
         cols.append(colf)
         fnames.append(fname)
         ftypes.append(
@@ -239,7 +237,8 @@ def prepare_openml(
             "target": tgt,
             "feature_types": ftypes,
             "dropped": dropped,
-            "imputed": imputed,
+            "missing_values": missing,
+            "nominal_features": nominal,
             "rows_dropped_missing_target": n_dropped_rows,
             "max_samples": max_samples,
             "per_class_cap": per_class_cap,

@@ -1,0 +1,77 @@
+"""workflow/rules/codedeps.py: which mfoml modules a rule script executes, and a code version
+that changes with what the code does, not with comments, docstrings or formatting."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from codedeps import CodeDeps, normalized_source
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "workflow" / "scripts"
+
+CODE = '''"""Module docstring."""
+
+import math
+
+
+def area(r):
+    """Area of a circle."""
+    return math.pi * r**2  # the formula
+'''
+
+
+def test_normalized_source_ignores_comments_docstrings_and_formatting() -> None:
+    base = normalized_source(CODE)
+    same = [
+        CODE.replace("# the formula", "# another comment"),
+        CODE.replace('"""Area of a circle."""', '"""Area of a disc (docstring edited)."""'),
+        CODE.replace('"""Module docstring."""\n', ""),
+        CODE.replace("math.pi * r**2", "math.pi * r ** 2").replace("\n\n\n", "\n\n\n\n"),
+        "# header comment\n" + CODE,
+    ]
+    for text in same:
+        assert normalized_source(text) == base, text
+    changed = [
+        CODE.replace("r**2", "r**3"),
+        CODE.replace("def area(r)", "def area(radius)").replace("* r", "* radius"),
+        CODE + "\nTAU = 2 * math.pi\n",
+        CODE.replace('    """Area of a circle."""\n', '    """Area."""\n    r = abs(r)\n'),
+    ]
+    for text in changed:
+        assert normalized_source(text) != base, text
+
+
+def test_rule_scripts_resolve_to_the_modules_they_execute() -> None:
+    code = CodeDeps(SCRIPTS)
+    ce_train = code.script_modules("train.py", skip=("mfoml.nets.losses",))
+    svsl_train = code.script_modules("train.py", extra=("mfoml.nets.losses",))
+    assert "mfoml.nets.training" in ce_train and "mfoml.data.store" in ce_train
+    assert not any(m.startswith("mfoml.collapse") for m in ce_train)
+    assert "mfoml.collapse.accumulators" in svsl_train  # SVSL uses the class means
+    assert "mfoml.collapse.measures" not in svsl_train
+    ncc = code.script_modules("ncc.py")
+    assert {"mfoml.collapse.table", "mfoml.collapse.measures"} <= set(ncc)
+    assert not any(m.startswith("mfoml.wavelets") for m in ncc)
+    # `from mfoml import plots` then plots.plot_x(): the lazily exported modules count
+    assert "mfoml.plots.pipeline" in code.script_modules("figures.py")
+    # the tabular baselines never execute the wavelet forest
+    assert not any(
+        m.startswith("mfoml.wavelets") for m in code.script_modules("tabular_baselines.py")
+    )
+    assert "mfoml.wavelets.forest" in code.script_modules("tabular_noise.py")
+
+
+def test_code_version_follows_meaning(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    before = CodeDeps(scripts)
+    ncc_v, probe_v = before.code_version("ncc.py"), before.code_version("probe.py")
+    measures = scripts / "mfoml" / "collapse" / "measures.py"
+    measures.write_text(measures.read_text() + "\n# a comment\n")
+    assert CodeDeps(scripts).code_version("ncc.py") == ncc_v
+    measures.write_text(measures.read_text() + "\n_CHANGED = 1\n")
+    after = CodeDeps(scripts)
+    assert after.code_version("ncc.py") != ncc_v
+    assert after.code_version("probe.py") == probe_v

@@ -1,0 +1,62 @@
+"""Whole-workflow test of the self-supervised track: config/tests/ssl_tiny.yaml end to end
+(data, folds, train_ssl, activations, ssl_eval, ssl_aggregate, ssl_figures) with real training.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from workflow_utils import copy_workflow, run_snakemake
+
+CONFIG = "config/tests/ssl_tiny.yaml"
+RUN = "digits/mlp-d2-w16/relu/vicreg/noise0/fold0"
+LAYERS = ["input", "block1", "block2", "proj1", "projector"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ssl_run(tmp_path_factory: pytest.TempPathFactory):
+    wd = copy_workflow(tmp_path_factory.mktemp("ssl") / "wf")
+    run_snakemake(wd, "--cores", "2", configfile=wd / CONFIG, check=True)
+    return wd
+
+
+def test_ssl_workflow_end_to_end(ssl_run):
+    tables = ssl_run / "results" / "tables"
+    layers = pd.read_csv(tables / "ssl_layers.csv")
+    assert sorted(layers["epoch"].unique()) == [0, 2]
+    assert set(layers["run"]) == {RUN} and set(layers["label_set"]) == {"class"}
+    for epoch in (0, 2):
+        part = layers[layers["epoch"] == epoch].sort_values("layer_index")
+        assert part["layer"].tolist() == LAYERS
+    for col in ("ncc_accuracy_train", "ncc_accuracy_test", "linear_probe_test", "knn_test"):
+        assert layers[col].between(0, 1).all(), col
+    assert (layers["nc1"] > 0).all() and layers["alpha"].notna().all()
+    # no classifier: the NCC mismatch is not reported as a number, and the table says why
+    assert layers["ncc_mismatch"].isna().all()
+    assert layers["ncc_mismatch_status"].str.startswith("not_applicable").all()
+    summary = pd.read_csv(tables / "ssl_layers_summary.csv")
+    assert len(summary) == len(layers) and (summary["linear_probe_test_n"] == 1).all()
+    assert summary["ncc_mismatch_status"].str.startswith("not_applicable").all()
+    epochs = pd.read_csv(tables / "ssl_epochs.csv")
+    assert epochs["epoch"].tolist() == [1, 2] and np.isfinite(epochs["train_loss"]).all()
+    assert {"invariance", "variance", "covariance", "embedding_std"} <= set(epochs.columns)
+    # the supervised track has no run here: none of its tables
+    assert not (tables / "layers.csv").exists()
+    img = mpimg.imread(ssl_run / "results" / "figures" / "ssl_ssl-tiny.png")
+    assert img.ndim == 3 and img.shape[0] > 200
+    run_dir = ssl_run / "results" / "runs" / RUN
+    info = json.loads((run_dir / "checkpoints" / "run.json").read_text())
+    assert info["self_supervised"] and info["representation_layer"] == "block2"
+    assert info["probe_layers"] == LAYERS
+    assert "train_ssl" in (ssl_run / "logs" / "runs" / RUN / "train.log").read_text()
+    manifest = json.loads((run_dir / "activations" / "2" / "train" / "manifest.json").read_text())
+    assert manifest["predictions"] is False
+    # everything is up to date afterwards
+    proc = run_snakemake(ssl_run, "-n", "--cores", "1", configfile=ssl_run / CONFIG, check=True)
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -1,0 +1,18 @@
+"""Rule `ssl_figures`: one figure per self-supervised experiment (mfoml.plots.ssl)."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
+
+import json  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.plots.ssl import plot_ssl_layers  # noqa: E402
+
+log = setup_logging(snakemake.log[0], "ssl_figures")
+cfg = json.loads(snakemake.params.cfg)
+summary = pd.read_csv(snakemake.input.summary)
+for experiment, path in zip(snakemake.params.experiments, snakemake.output, strict=True):
+    plot_ssl_layers(summary, experiment, path, int(cfg["dpi"]))
+    log.info("experiment %s: %s", experiment, path)
