@@ -101,6 +101,27 @@ def test_trees_equal_sklearn_with_ties(digits, config):
     )
 
 
+def test_large_n_negative_values_and_degenerate_inputs():
+    """More than 65,536 samples (32-bit positions), negative values and -0.0 (the sort key's
+    sign handling), constant features, a single class and a single sample."""
+    rng = np.random.default_rng(3)
+    X = np.round(rng.normal(size=(70_000, 3)), 2).astype(np.float32)
+    X[:, 2] = 1.5  # constant
+    X[::7, 1] = -0.0
+    Y = _onehot((X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=70_000) > 0).astype(int), 2)
+    kw = {"n_estimators": 1, "max_features": None, "random_state": 1, "max_depth": 6}
+    for bootstrap in (False, True):
+        ref = RandomForestRegressor(bootstrap=bootstrap, **kw).fit(X, Y)
+        _assert_same_forest(ref, ft.FastForestRegressor(bootstrap=bootstrap, **kw).fit(X, Y))
+    Xc = np.ones((30, 2))
+    ref = RandomForestRegressor(**kw).fit(Xc, _onehot(np.arange(30) % 3, 3))
+    fast = ft.FastForestRegressor(**kw).fit(Xc, _onehot(np.arange(30) % 3, 3))
+    _assert_same_forest(ref, fast)
+    assert fast.estimators_[0].tree_.node_count == 1
+    one = ft.FastForestRegressor(**kw).fit(np.zeros((1, 2)), np.ones((1, 1)))
+    assert one.estimators_[0].tree_.node_count == 1
+
+
 def test_layouts_and_threads_give_the_same_tree(continuous, monkeypatch):
     """Global rows only, dense blocks from tiny nodes on, and the two-thread kernels."""
     X, Y = continuous

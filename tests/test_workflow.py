@@ -495,6 +495,7 @@ def test_subsamples_are_stratified(tiny):
     assert np.all(np.abs(kept - full * 1500 / len(y_fold)) <= 1)
     probe = pd.read_csv(run_dir / "probe.csv")
     assert (probe["n_samples"] == 500).all()
+    assert (probe["backend"] == "fast").all()  # probe.backend's default, recorded per result
     assert len(np.load(run_dir / "activations" / "2" / "test" / "labels.npy")) == 1000
 
 
