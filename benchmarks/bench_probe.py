@@ -171,6 +171,7 @@ def bench_fit(sizes: list[tuple[int, int]], repeats: int, in_process: bool = Fal
                 "growth_sklearn_mb": sk["rss_peak_mb"] - sk["rss_before_mb"],
                 "growth_fast_mb": f1["rss_peak_mb"] - f1["rss_before_mb"],
                 "identical": bool(same),
+                "fresh_processes": not in_process,
             }
         )
     return rows
@@ -310,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_sklearn_mb']:>7.0f}/{r['peak_fast_mb']:<7.0f} {r['mem_ratio']:>8.2f}x "
             f"{r['growth_sklearn_mb']:>8.0f}/{r['growth_fast_mb']:<8.0f}  {r['identical']}"
         )
+    if not all(r["fresh_processes"] for r in fits):
+        print("memory: measured in one process (--smoke), so the ratio is not checked")
     print(
         f"{'layer':>8} {'shape':>10} {'alpha fast':>10} {'alpha sk':>9} {'seed std':>9} "
         f"{'diff':>8} within-std identical fit-ratio"
@@ -324,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps({"compile": compile_cost, "fit": fits, "alpha": alphas}, indent=1)
         )
-    ok = all(r["identical"] and r["mem_ratio"] <= 2 for r in fits) and all(
-        r["within_std"] for r in alphas
-    )
+    # The memory gate needs each fit in a fresh process: in one process (--smoke) the fast fit's
+    # peak includes numba and everything the sklearn fit left loaded, so its ratio means nothing.
+    ok = all(
+        r["identical"] and (r["mem_ratio"] <= 2 or not r["fresh_processes"]) for r in fits
+    ) and all(r["within_std"] for r in alphas)
     return 0 if ok else 1
 
 
