@@ -7,6 +7,9 @@ random-labels data-set variant built by the data rule."""
 from __future__ import annotations
 
 import copy
+import json
+import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,13 +130,22 @@ def test_parameter_slices_rerun_only_what_changes():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     wd = copy_workflow(tmp_path_factory.mktemp("dynamics") / "wd")
+    wandb_home = wd.parent / "wandb-home"  # W&B's own settings and cache: never the user's
     run_snakemake(
         wd,
         "--cores",  # an option first: the targets must not follow --configfile directly
         "2",
         "all",
         "resources/data/mnist1d-randlabels",
+        "--config",
+        "tracking={enabled: true}",  # the real wandb package, offline (its default mode)
         configfile=wd / "config" / "tests" / "dynamics_tiny.yaml",
+        env={
+            "WANDB_SILENT": "true",
+            "WANDB_CONFIG_DIR": str(wandb_home / "config"),
+            "WANDB_CACHE_DIR": str(wandb_home / "cache"),
+            "WANDB_DATA_DIR": str(wandb_home / "data"),
+        },
         check=True,
     )
     return wd
@@ -224,3 +236,75 @@ def test_random_labels_variant_keeps_inputs_and_draws_labels(tiny):
     agree = float(np.mean(corrupt.y_train == plain.y_train[src]))
     assert agree < 0.3  # ~1/10 by chance; per_class_cap 20 kept every label of its class
     assert corrupt.meta["corruption"]["kind"] == "random_labels"
+
+
+def _wandb_records(run_dir: Path) -> list:
+    """The protobuf records of an offline W&B run (``run-<id>.wandb``).
+
+    The file is a LevelDB-style log (W&B's ``datastore`` format): a 7-byte file header, then
+    32 KiB blocks of chunks, each with a 7-byte header (CRC32 ``<I``, length ``<H``, type ``B``:
+    1 full, 2 first, 3 middle, 4 last). wandb 0.31 no longer ships a reader, hence these lines.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", path
+    block, pos, chunks, pending = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pos += 7
+        if kind == 0 and length == 0:  # zero padding to the end of the block
+            pos += left - 7
+            continue
+        chunk, pos = data[pos : pos + length], pos + length
+        if kind in (1, 2):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            chunks.append(record)
+    return chunks
+
+
+def _history(records: list) -> list[dict]:
+    rows = []
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            rows.append(
+                {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item}
+            )
+    return rows
+
+
+@pytest.mark.slow
+def test_wandb_offline_runs_hold_the_epoch_metrics_and_layer_tables(tiny):
+    """tracking.enabled with the real wandb package: offline runs under logs/wandb, no network,
+    one per training job (every metrics.csv row, same values) and one per NCC job (its table)."""
+    runs = {}
+    for run_dir in sorted((tiny / "logs" / "wandb" / "wandb").glob("offline-run-*")):
+        records = _wandb_records(run_dir)
+        (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        runs[(info.job_type, info.display_name)] = (run_dir, records)
+        assert info.project == "mfoml" and info.run_group == "dynamics-tiny"
+    assert set(runs) == {("train", RUN), ("ncc", RUN)}
+
+    metrics = pd.read_csv(tiny / "results" / "runs" / RUN / "checkpoints" / "metrics.csv")
+    history = _history(runs[("train", RUN)][1])
+    assert [h["_step"] for h in history] == list(metrics["epoch"])
+    for h, (_, row) in zip(history, metrics.iterrows(), strict=True):
+        for col in ("train_loss", "test_acc", "grad_norm_mean", "sharpness"):
+            assert h[col] == pytest.approx(row[col], rel=1e-6), col
+
+    ncc_dir, ncc_records = runs[("ncc", RUN)]
+    (ref,) = [h for h in _history(ncc_records) if "ncc_layers/path" in h]
+    logged = json.loads((ncc_dir / "files" / ref["ncc_layers/path"]).read_text())
+    table = pd.read_csv(tiny / "results" / "runs" / RUN / "ncc.csv")
+    assert ref["ncc_layers/nrows"] == len(table) == len(logged["data"])
+    assert logged["columns"] == list(table.columns)
