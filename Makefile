@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= all
+# pytest-xdist workers for `make test` (auto: one per CPU core; 0: no workers, one process)
+TEST_WORKERS ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -22,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
 
 test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

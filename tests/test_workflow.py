@@ -415,12 +415,12 @@ def test_bad_config_file_stops_before_any_job(tmp_path, edit, message):
 
 
 def test_default_config_dry_run(tmp_path):
-    """The embedded default: 2 models x 3 activations x 5 folds on MNIST-1D, the small text study
+    """The embedded default: 2 models x 3 activations x 3 folds on MNIST-1D, the small text study
     (2 encoders, fold 0) and the small self-supervised study (2 folds), every stage, report
     inputs."""
     jobs = dry_run_jobs(tmp_path, snakefile=REPO / "Snakefile")
     counts = Counter(rule for rule, _ in jobs)
-    supervised = 30 + 2  # MNIST-1D networks + text encoders
+    supervised = 18 + 2  # MNIST-1D networks + text encoders
     assert counts["train"] == supervised and counts["train_ssl"] == 2
     assert counts["activations"] == supervised + 2  # self-supervised runs are dumped too
     assert counts["probe"] == supervised and counts["ncc"] == supervised
@@ -439,7 +439,10 @@ def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
     wd = copy_run(tiny, tmp_path / "wd")
     victim = wd / "results" / "runs" / RUNS[0] / "activations" / "2" / "train" / "block1.npy"
     victim.unlink()
-    proc = run_snakemake(wd, "--cores", "1", "--forcerun", "probe", configfile=wd / TINY_CONFIG)
+    target = f"results/runs/{RUNS[0]}/probe.csv"  # that run's probe job only
+    proc = run_snakemake(
+        wd, "--cores", "1", "--forcerun", "probe", target, configfile=wd / TINY_CONFIG
+    )
     assert proc.returncode != 0
     run = wd / "results" / "runs" / RUNS[0]
     assert not (run / "probe.csv").exists(), "the failing probe job kept an output"

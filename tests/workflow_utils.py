@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "pyproject.toml")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", "*.pyc")
@@ -151,11 +153,21 @@ _COMPLETED: dict[str, Path] = {}
 def completed_tiny_run(base: str | os.PathLike[str], cores: int = 2) -> Path:
     """A working directory (a copy of this repository's workflow under ``base``) in which the
     tiny configuration ``config/tests/tiny.yaml`` ran to completion. Built once per test
-    process (later calls return the same directory); treat it as read-only and use
-    :func:`copy_run` to modify a copy."""
+    session: under pytest-xdist the workers share it (it is built beside their own temporary
+    directories, under a file lock, by whichever worker asks first). Later calls return the same
+    directory; treat it as read-only and use :func:`copy_run` to modify a copy."""
     key = "tiny"
     if key not in _COMPLETED:
-        wd = copy_workflow(Path(base) / "tiny-run")
-        run_snakemake(wd, "--cores", str(cores), configfile=wd / TINY_CONFIG, check=True)
+        root = Path(base)
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # base is <session>/popen-gwN
+            root = root.parent
+        wd, done = root / "tiny-run", root / "tiny-run.done"
+        with FileLock(str(root / "tiny-run.lock")):
+            if not done.exists():
+                if wd.exists():  # a build that failed in another worker
+                    shutil.rmtree(wd)
+                copy_workflow(wd)
+                run_snakemake(wd, "--cores", str(cores), configfile=wd / TINY_CONFIG, check=True)
+                done.touch()
         _COMPLETED[key] = wd
     return _COMPLETED[key]
