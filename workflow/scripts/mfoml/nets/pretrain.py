@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mfoml.io import atomic_path, atomic_write_csv
+from mfoml.nets.determinism import enable_determinism, restore_determinism
 from mfoml.nets.models import resolve_device
 from mfoml.nets.optim import make_adamw, warmup_linear
 from mfoml.nets.transformer import TransformerClassifier
@@ -256,9 +257,7 @@ def pretrain_mlm(
             generator=g_test,
         )
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    determinism = enable_determinism(cudnn=False)
     try:
         torch.manual_seed(int(cfg.seed))
         order_gen = torch.Generator().manual_seed(int(cfg.seed))
@@ -350,7 +349,7 @@ def pretrain_mlm(
             atomic_write_csv(out / "metrics.csv", frame)
         return frame
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        restore_determinism(determinism)
 
 
 def init_from_pretrained(

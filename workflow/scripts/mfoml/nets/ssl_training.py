@@ -46,6 +46,7 @@ import torch
 from mfoml.io import atomic_path, atomic_write_csv
 from mfoml.nets.augment import Augmenter, two_views
 from mfoml.nets.checkpoints import checkpoint_path, clear_outputs
+from mfoml.nets.determinism import enable_determinism, restore_determinism
 from mfoml.nets.models import resolve_device
 from mfoml.nets.ssl import SSLObjective
 from mfoml.nets.trainconfig import TrainConfig, make_optimizer, make_scheduler
@@ -130,11 +131,7 @@ def train_ssl(
         raise ValueError("x_train contains NaN or inf")
     xt = torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32))
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    prev_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    determinism = enable_determinism(cudnn=True)
     try:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -236,5 +233,4 @@ def train_ssl(
             raise FloatingPointError("SSL training ended with a non-finite loss")
         return frame
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = prev_cudnn
+        restore_determinism(determinism)

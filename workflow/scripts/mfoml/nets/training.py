@@ -61,6 +61,7 @@ from mfoml.nets.checkpoints import (
     clear_outputs,
     find_resumable,
 )
+from mfoml.nets.determinism import enable_determinism, restore_determinism
 from mfoml.nets.models import ProbedModel, resolve_device
 from mfoml.nets.trainconfig import ExtraLoss, TrainConfig, make_optimizer, make_scheduler
 
@@ -253,11 +254,7 @@ def train(
     else:
         layers = []
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    prev_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    determinism = enable_determinism(cudnn=True)
     try:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -404,8 +401,7 @@ def train(
             atomic_write_csv(out / "metrics.csv", _frame(rows))
         return _frame(rows)
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = prev_cudnn
+        restore_determinism(determinism)
 
 
 def _frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
