@@ -320,7 +320,7 @@ def test_default_config_is_offline_and_sized():
     offline = {"mnist1d", "digits", "textorder", "textsource"}  # text: docs/text.md
     assert {C.dataset_options(cfg, r.dataset)["source"] for r in table} <= offline
     assert cfg["folds"]["n_splits"] == 5
-    assert {r.fold for r in table} == set(range(5))
+    assert {r.fold for r in table} == {0, 1, 2}  # 3 of 5 folds: the 10-minute budget
     assert len({r.activation for r in table}) == 3
     assert {"mlp", "conv1d"} <= {r.model_spec["arch"] for r in table}
     assert {r.model_spec["arch"] for r in table} <= {"mlp", "conv1d", "transformer"}
