@@ -131,15 +131,17 @@ def test_parameter_slices_rerun_only_what_changes():
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     wd = copy_workflow(tmp_path_factory.mktemp("dynamics") / "wd")
     wandb_home = wd.parent / "wandb-home"  # W&B's own settings and cache: never the user's
+    configfile = wd / "config" / "tests" / "dynamics_tiny.yaml"
+    cfg = yaml.safe_load(configfile.read_text())
+    cfg["tracking"] = {"enabled": True}  # the real wandb package, offline (the default mode)
+    configfile.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_snakemake(
         wd,
         "--cores",  # an option first: the targets must not follow --configfile directly
         "2",
         "all",
         "resources/data/mnist1d-randlabels",
-        "--config",
-        "tracking={enabled: true}",  # the real wandb package, offline (its default mode)
-        configfile=wd / "config" / "tests" / "dynamics_tiny.yaml",
+        configfile=configfile,
         env={
             "WANDB_SILENT": "true",
             "WANDB_CONFIG_DIR": str(wandb_home / "config"),
