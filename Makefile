@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= all
-# pytest-xdist workers for `make test` (auto: one per CPU core; 0: no workers, one process)
+# pytest-xdist workers for `make test` (auto: one per CPU core; 0: no workers, one process).
+# --dist loadfile keeps a test module on one worker, so its module-scoped fixtures (a workflow
+# run, a trained network) are built once; the tiny run shared by several modules is built once
+# per session under a file lock (tests/workflow_utils.py).
 TEST_WORKERS ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -24,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
 
 test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

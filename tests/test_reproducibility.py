@@ -1,8 +1,12 @@
-"""Same configuration and seed, same numbers on the CPU: the whole tiny workflow run twice.
+"""Same configuration and seed, same numbers on the CPU: the tiny workflow's runs made twice.
 
-The second run is a fresh copy of the workflow, run from nothing with a different number of
-cores (so jobs also run in a different order); every table, every activation dump and every
-probe curve must match the first run exactly. Only wall-clock timing columns may differ.
+The first run is the session's complete tiny run; the second is a fresh copy of the workflow,
+run from nothing with a different number of cores (so jobs also run in a different order), for
+two of its three runs: the source run and the transfer run that starts from the source's
+checkpoint (so the chain data -> folds -> train -> transfer train -> dumps -> probe/NCC is
+remade). Every per-run table, every activation dump and every probe curve of those runs must
+match the first run exactly; only wall-clock timing columns may differ. (The aggregated tables
+are a deterministic function of the per-run tables, tested in tests/test_aggregate.py.)
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from workflow_utils import TINY_CONFIG, completed_tiny_run, copy_workflow, run_s
 pytestmark = pytest.mark.slow
 
 TIMING_COLUMNS = {"seconds", "train_seconds"}  # wall-clock timings
+# the source run and the run transferred from it (config/tests/tiny.yaml)
+RUNS = (
+    "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0",
+    "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0",
+)
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     first = completed_tiny_run(tmp_path_factory.getbasetemp())
     second = copy_workflow(tmp_path_factory.mktemp("again") / "wd")
-    run_snakemake(second, "--cores", "1", configfile=second / TINY_CONFIG, check=True)
+    targets = [f"results/runs/{run}/{name}" for run in RUNS for name in ("probe.csv", "ncc.csv")]
+    run_snakemake(second, "--cores", "1", *targets, configfile=second / TINY_CONFIG, check=True)
     return first, second
 
 
@@ -34,22 +44,23 @@ def _files(root: Path, pattern: str) -> list[Path]:
 
 def test_tables_identical(two_runs):
     first, second = two_runs
-    tables = _files(first / "results" / "tables", "*.csv")
-    assert tables, "the first run wrote no tables"
-    assert tables == _files(second / "results" / "tables", "*.csv")
-    for name in tables:
-        a = pd.read_csv(first / "results" / "tables" / name)
-        b = pd.read_csv(second / "results" / "tables" / name)
-        keep = [c for c in a.columns if c not in TIMING_COLUMNS]
-        assert list(a.columns) == list(b.columns), name
-        pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True, obj=str(name))
+    for run in RUNS:
+        for name in ("checkpoints/metrics.csv", "probe.csv", "ncc.csv"):
+            a = pd.read_csv(first / "results" / "runs" / run / name)
+            b = pd.read_csv(second / "results" / "runs" / run / name)
+            keep = [c for c in a.columns if c not in TIMING_COLUMNS]
+            assert list(a.columns) == list(b.columns), (run, name)
+            assert len(a) > 0, (run, name)
+            pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True, obj=f"{run}/{name}")
 
 
 def test_activation_dumps_bit_identical(two_runs):
     first, second = two_runs
-    arrays = _files(first / "results" / "runs", "**/activations/**/*.npy")
-    assert len(arrays) > 20, "expected the dumps of several runs, checkpoints and layers"
-    assert arrays == _files(second / "results" / "runs", "**/activations/**/*.npy")
+    arrays = [
+        a for run in RUNS for a in _files(first / "results" / "runs", f"{run}/activations/**/*.npy")
+    ]
+    assert len(arrays) > 20, "expected the dumps of two runs, their checkpoints and layers"
+    assert sorted(arrays) == _files(second / "results" / "runs", "**/activations/**/*.npy")
     for rel in arrays:
         a = np.load(first / "results" / "runs" / rel)
         b = np.load(second / "results" / "runs" / rel)
@@ -69,8 +80,7 @@ def _without_timings(text: str) -> list[dict]:
 
 def test_probe_curves_identical(two_runs):
     first, second = two_runs
-    curves = _files(first / "results" / "runs", "**/probe_curves.json")
-    assert curves
+    curves = [Path(run) / "probe_curves.json" for run in RUNS]
     for rel in curves:
         a = _without_timings((first / "results" / "runs" / rel).read_text())
         b = _without_timings((second / "results" / "runs" / rel).read_text())
