@@ -390,6 +390,13 @@ def test_layer_names_rule_is_the_models_and_settings_errors_name_the_problem():
             assert model.probe_layers == probe_layer_names(arch, kwargs.get("depth"), "pre")
     assert probe_layer_names("conv", 0, "pre") == ["input", "stem_pre", "stem", "logits"]
     assert probe_layer_names("mlp") == ["input", "block1", "block2", "block3", "block4", "logits"]
+    # text encoders: the from-scratch transformer's default depth is 2; hf needs its depth
+    enc = ["input", "embeddings", "block1", "block2", "pooled", "logits"]
+    assert probe_layer_names("transformer") == enc
+    assert probe_layer_names("hf", 1) == ["input", "embeddings", "layer1", "pooled", "logits"]
+    for bad in (("hf", None, "post"), ("transformer", 1, "pre")):
+        with pytest.raises(ValueError):
+            probe_layer_names(*bad)
     with pytest.raises(ValueError, match="stride/kernel_size do not apply to arch 'mlp'"):
         build_model("mlp", (4,), 2, stride=2)
     with pytest.raises(ValueError, match="resnet18"):

@@ -138,35 +138,34 @@ def test_config_change_reruns_only_its_part(run: Path, tmp_path: Path) -> None:
     cfg["tabular"]["noise"]["levels"] = [0.0, 0.2]
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(cfg))
-    jobs = {rule for rule, _ in dry_run_jobs(run, configfile=changed)}
+    planned = dry_run_jobs(run, configfile=changed)
+    jobs = {rule for rule, _ in planned}
     assert jobs == {"tabular_noise", "tabular_tables", "tabular_figures", "all"}, jobs
-    wc = [
-        w["dataset"] for rule, w in dry_run_jobs(run, configfile=changed) if rule == "tabular_noise"
-    ]
+    wc = [w["dataset"] for rule, w in planned if rule == "tabular_noise"]
     assert sorted(wc) == ["diabetes", "iris"]  # the rule's params are the noise slice
     # a comment in the wavelet code reruns nothing; a change of the code reruns the jobs
     # executing it, never baselines or the search
     module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "forest.py"
-    original = module.read_text()
+    boosted = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "boosted_trees.py"
+    original, original_boosted = module.read_text(), boosted.read_text()
     try:
         module.write_text(original + "\n# edited by the tabular rerun test\n")
-        assert dry_run_jobs(run, configfile=run / CONFIG) == []
+        boosted.write_text(original_boosted + "\n# edited by the tabular rerun test\n")
+        assert dry_run_jobs(run, configfile=run / CONFIG) == []  # comments change nothing
+        boosted.write_text(original_boosted)
         module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
         jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
     finally:
         module.write_text(original)
+        boosted.write_text(original_boosted)
     assert jobs == {
         "tabular_wavelet", "tabular_boosting", "tabular_importance", "tabular_noise",
         "tabular_synthetic", "tabular_tables", "tabular_figures", "all",
     }, jobs  # fmt: skip
     # editing the boosted-tree wavelets reruns only the boosting part
-    module = run / "workflow" / "scripts" / "mfoml" / "wavelets" / "boosted_trees.py"
-    original = module.read_text()
     try:
-        module.write_text(original + "\n# edited by the tabular rerun test\n")
-        assert dry_run_jobs(run, configfile=run / CONFIG) == []  # a comment changes nothing
-        module.write_text(original + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
+        boosted.write_text(original_boosted + "\n_CHANGED_BY_THE_TABULAR_RERUN_TEST = 1\n")
         jobs = {rule for rule, _ in dry_run_jobs(run, configfile=run / CONFIG)}
     finally:
-        module.write_text(original)
+        boosted.write_text(original_boosted)
     assert jobs == {"tabular_boosting", "tabular_tables", "tabular_figures", "all"}, jobs

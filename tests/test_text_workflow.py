@@ -100,6 +100,10 @@ def test_tiny_text_config_expands_with_the_pretrained_stage():
             "not for text encoders",
         ),
         (lambda c: c["sweeps"][0].update(datasets=["wikitext2"]), "corpus without labels"),
+        (  # an encoder's layers are known before any job (mfoml.nets.layernames)
+            lambda c: c["probe"].update(layers=["embeddings", "layer1"]),
+            "config key 'probe.layers': ['layer1'] not layers of model 'enc-pos'",
+        ),
     ],
 )
 def test_text_configuration_errors_name_their_key(edit, message):

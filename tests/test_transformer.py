@@ -436,6 +436,11 @@ def test_hf_encoder_layers_training_padding_and_rebuild(tiny_bert):
     )
     names = ["input", "embeddings", "layer1", "layer2", "pooled", "logits"]
     assert model.probe_layers == names and model.penultimate_layer == "pooled"
+    # the configuration check knows them without torch, from the directory's config.json
+    from mfoml.nets.layernames import hf_depth, probe_layer_names
+
+    assert hf_depth(tiny_bert) == 2 and probe_layer_names("hf", hf_depth(tiny_bert)) == names
+    assert hf_depth("bert-base-cased") is None  # a hub id: known only in the job
     assert model.probe_shapes() == {
         "input": (TMAX,),
         "embeddings": (16,),

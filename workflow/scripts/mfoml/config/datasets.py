@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mfoml.data.catalog import find_source, known_datasets
-from mfoml.nets.layernames import probe_layer_names
+from mfoml.nets.layernames import hf_depth, probe_layer_names
 
 __all__ = ["class_counts", "dataset_errors", "layer_errors", "sample_errors"]
 
@@ -116,11 +116,14 @@ def layer_errors(config: dict[str, Any]) -> list[str]:
             if spec is None or model in seen:
                 continue
             seen.add(model)
+            depth = spec.get("depth")
+            if spec["arch"] == "hf":
+                depth = hf_depth(spec.get("pretrained", ""))
+                if depth is None:  # a hub id: its layer count is known in the job
+                    continue
             try:
-                names = probe_layer_names(
-                    spec["arch"], spec.get("depth"), spec.get("probe_point", "post")
-                )
-            except ValueError:  # text models name their layers themselves (checked in the job)
+                names = probe_layer_names(spec["arch"], depth, spec.get("probe_point", "post"))
+            except ValueError:  # a bad probe_point: reported by the model checks
                 continue
             for section in ("probe", "ncc"):
                 wanted = config[section]["layers"]

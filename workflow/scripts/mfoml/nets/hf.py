@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mfoml.nets.layernames import probe_layer_names
 from mfoml.nets.models import ProbedModel
 from mfoml.nets.transformer import masked_mean
 
@@ -99,9 +100,8 @@ class HFClassifier(ProbedModel):
 
     @property
     def probe_layers(self) -> list[str]:
-        """``input, embeddings, layer1..layerL, pooled, logits``."""
-        inner = [f"layer{i + 1}" for i in range(self.n_layers)]
-        return ["input", "embeddings", *inner, "pooled", "logits"]
+        """``input, embeddings, layer1..layerL, pooled, logits`` (mfoml.nets.layernames)."""
+        return probe_layer_names("hf", self.n_layers)
 
     def _head_linear(self) -> nn.Linear:
         return self.classifier

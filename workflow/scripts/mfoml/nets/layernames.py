@@ -16,15 +16,26 @@ The rule (``L`` = depth, blocks ``block1..blockL``):
     logits: ``input, [stem_pre,] block1_pre, ..., blockL_pre, blockL, logits``.
 
 ``resnet18`` has ``input, stem, layer1..layer4, pool, logits`` and only ``"post"``.
+
+Text encoders (only ``"post"``): ``transformer`` (mfoml.nets.transformer, default depth 2) has
+``input, embeddings, block1..blockL, pooled, logits``; ``hf`` (mfoml.nets.hf) has
+``input, embeddings, layer1..layerL, pooled, logits`` with ``L`` the model's
+``num_hidden_layers`` (:func:`hf_depth` reads it from a local model directory's
+``config.json``).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 __all__ = [
     "DEFAULT_DEPTH_WIDTH",
+    "TRANSFORMER_DEFAULT_DEPTH",
     "PRE_SUFFIX",
     "PROBE_POINTS",
     "block_names",
+    "hf_depth",
     "penultimate_layer_name",
     "probe_layer_names",
 ]
@@ -35,6 +46,8 @@ PROBE_POINTS = ("post", "pre")
 #: Suffix of a block's pre-activation probe layer.
 PRE_SUFFIX = "_pre"
 _RESNET_STAGES = ["stem", "layer1", "layer2", "layer3", "layer4", "pool"]
+#: Blocks of a ``transformer`` specification that leaves ``depth`` unset.
+TRANSFORMER_DEFAULT_DEPTH = 2
 
 
 def block_names(arch: str, depth: int | None = None) -> list[str]:
@@ -59,8 +72,8 @@ def probe_layer_names(arch: str, depth: int | None = None, probe_point: str = "p
 
     Parameters
     ----------
-    arch : ``mlp, conv, conv1d, resnet18``.
-    depth : number of blocks ``L`` (``None``: the architecture's default).
+    arch : ``mlp, conv, conv1d, resnet18, transformer, hf``.
+    depth : number of blocks ``L`` (``None``: the architecture's default; required for ``hf``).
     probe_point : ``"post"`` or ``"pre"`` (not for ``resnet18``).
 
     Returns
@@ -69,9 +82,32 @@ def probe_layer_names(arch: str, depth: int | None = None, probe_point: str = "p
     """
     if probe_point not in PROBE_POINTS:
         raise ValueError(f"probe_point: must be one of {PROBE_POINTS}, got {probe_point!r}")
+    text = {"transformer": "block", "hf": "layer"}.get(str(arch).lower())
+    if text is not None:
+        if probe_point != "post":
+            raise ValueError(f"probe_point {probe_point!r} does not apply to arch {arch!r}")
+        if depth is None and text == "layer":
+            raise ValueError("arch 'hf': the depth comes from the model's config (hf_depth)")
+        n = TRANSFORMER_DEFAULT_DEPTH if depth is None else int(depth)
+        return ["input", "embeddings", *(f"{text}{i + 1}" for i in range(n)), "pooled", "logits"]
     blocks = block_names(arch, depth)
     if probe_point == "post":
         return ["input", *blocks, "logits"]
     if str(arch).lower() == "resnet18":
         raise ValueError("probe_point 'pre' does not apply to arch 'resnet18'")
     return ["input", *[b + PRE_SUFFIX for b in blocks], blocks[-1], "logits"]
+
+
+def hf_depth(pretrained: str | Path) -> int | None:
+    """``num_hidden_layers`` (or DistilBERT's ``n_layers``) of a local HuggingFace model
+    directory's ``config.json``; ``None`` when ``pretrained`` is not such a directory (a hub
+    id: the job finds out)."""
+    path = Path(str(pretrained)) / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key in ("num_hidden_layers", "n_layers"):
+        if isinstance(cfg.get(key), int):
+            return int(cfg[key])
+    return None

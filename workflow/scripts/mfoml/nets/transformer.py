@@ -71,6 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfoml.nets.layernames import probe_layer_names
 from mfoml.nets.models import ProbedModel, make_activation
 
 __all__ = [
@@ -258,14 +259,8 @@ class TransformerClassifier(ProbedModel):
 
     @property
     def probe_layers(self) -> list[str]:
-        """``input, embeddings, block1..blockL, pooled, logits``."""
-        return [
-            "input",
-            "embeddings",
-            *(f"block{i + 1}" for i in range(self.depth)),
-            "pooled",
-            "logits",
-        ]
+        """``input, embeddings, block1..blockL, pooled, logits`` (mfoml.nets.layernames)."""
+        return probe_layer_names("transformer", self.depth)
 
     def _head_linear(self) -> nn.Linear:
         return self.classifier
