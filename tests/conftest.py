@@ -27,4 +27,3 @@ def rng() -> np.random.Generator:
 def repo_root() -> Path:
     """The repository root."""
     return REPO
-
