@@ -79,32 +79,25 @@ class WaveletForestBase(BaseEstimator):
         """The forest to fit: ``RandomForestRegressor(criterion="squared_error")`` with the
         estimator's parameters, or for ``backend="fast"`` the same forest built by
         :class:`mfoml.wavelets.fasttree.FastForestRegressor` (equal trees, one-hot targets)."""
+        params = {
+            name: getattr(self, name)
+            for name in (
+                "n_estimators",
+                "max_depth",
+                "min_samples_split",
+                "min_samples_leaf",
+                "max_features",
+                "bootstrap",
+                "max_samples",
+                "random_state",
+                "n_jobs",
+            )
+        }
         if self.backend_ == "fast":
             from mfoml.wavelets.fasttree import FastForestRegressor
 
-            return FastForestRegressor(
-                n_estimators=self.n_estimators,
-                max_depth=self.max_depth,
-                min_samples_split=self.min_samples_split,
-                min_samples_leaf=self.min_samples_leaf,
-                max_features=self.max_features,
-                bootstrap=self.bootstrap,
-                max_samples=self.max_samples,
-                random_state=self.random_state,
-                n_jobs=self.n_jobs,
-            )
-        return RandomForestRegressor(
-            n_estimators=self.n_estimators,
-            criterion="squared_error",
-            max_depth=self.max_depth,
-            min_samples_split=self.min_samples_split,
-            min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features,
-            bootstrap=self.bootstrap,
-            max_samples=self.max_samples,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        )
+            return FastForestRegressor(**params)
+        return RandomForestRegressor(criterion="squared_error", **params)
 
     def _validate_params_local(self) -> None:
         if self.norm_weight not in ("num_samples", "volume"):
