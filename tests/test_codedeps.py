@@ -3,6 +3,8 @@ that changes with what the code does, not with comments, docstrings or formattin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -75,3 +77,49 @@ def test_code_version_follows_meaning(tmp_path: Path) -> None:
     after = CodeDeps(scripts)
     assert after.code_version("ncc.py") != ncc_v
     assert after.code_version("probe.py") == probe_v
+
+
+RULE_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.py"))
+
+
+def test_cached_facts_give_the_versions_of_a_fresh_parse(tmp_path: Path, monkeypatch) -> None:
+    """The on-disk cache is keyed by content: filled, then hit (no parse at all), it gives the
+    code versions of an uncached parse; the per-file hash is that of :func:`normalized_source`,
+    so versions computed before the cache existed stay valid (nothing reruns)."""
+    import codedeps
+
+    cold = CodeDeps(SCRIPTS, cache=None)
+    expected = {s: cold.code_version(s) for s in RULE_SCRIPTS}
+    cache = tmp_path / "cache"
+    assert {s: CodeDeps(SCRIPTS, cache=cache).code_version(s) for s in RULE_SCRIPTS} == expected
+    n_files = len(list(cache.glob("*.json")))
+    assert n_files > 50  # one entry per distinct file read
+    probe = SCRIPTS / "mfoml" / "wavelets" / "probe.py"
+    text = probe.read_text(encoding="utf-8")
+    assert cold.source_hash(probe) == hashlib.sha256(normalized_source(text).encode()).hexdigest()
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("parsed although the cache holds the file")
+
+    monkeypatch.setattr(codedeps, "file_facts", no_parse)
+    assert {s: CodeDeps(SCRIPTS, cache=cache).code_version(s) for s in RULE_SCRIPTS} == expected
+    assert len(list(cache.glob("*.json"))) == n_files
+
+
+def test_damaged_or_unwritable_cache_is_ignored(tmp_path: Path, monkeypatch) -> None:
+    cold = CodeDeps(SCRIPTS, cache=None).code_version("probe.py")
+    cache = tmp_path / "cache"
+    CodeDeps(SCRIPTS, cache=cache).code_version("probe.py")
+    for entry in cache.glob("*.json"):
+        entry.write_text('{"source_hash": ')  # truncated entry
+    assert CodeDeps(SCRIPTS, cache=cache).code_version("probe.py") == cold
+    assert all(json.loads(e.read_text())["source_hash"] for e in cache.glob("*.json"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert CodeDeps(SCRIPTS, cache=blocked / "cache").code_version("probe.py") == cold
+    # where the cache lives: $MFOML_CODEDEPS_CACHE (empty: none), else under $XDG_CACHE_HOME
+    monkeypatch.setenv("MFOML_CODEDEPS_CACHE", "")
+    assert CodeDeps(SCRIPTS).cache is None
+    monkeypatch.delenv("MFOML_CODEDEPS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert CodeDeps(SCRIPTS).cache == tmp_path / "xdg" / "mfoml" / "codedeps"

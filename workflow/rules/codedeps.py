@@ -14,6 +14,16 @@ module ``mfoml.data.folds``, and a name re-exported lazily by a package ``__init
 submodule. Importing ``mfoml.a.b`` also runs ``mfoml/__init__.py`` and ``mfoml/a/__init__.py``,
 so those count as well. Plain Python, no Snakemake import (used by ``common.smk``; tested
 directly).
+
+Parsing and dumping the syntax trees of the ~120 modules took about half the CPU time of a
+Snakemake start (3-4 s of a 7-8 s dry run), paid by every ``snakemake`` call and, on a cluster,
+by every job. What is read from one file (its normalized-tree hash, its ``mfoml`` import
+statements and its lazy-export map) depends only on the file's bytes and the Python version, so
+it is cached on disk under the sha256 of those (content-addressed, like ``__pycache__``: an
+edited file is a new key, a stale entry cannot be hit). The cache directory is
+``$MFOML_CODEDEPS_CACHE`` if set (empty: no cache), else ``$XDG_CACHE_HOME/mfoml/codedeps``
+(``~/.cache/mfoml/codedeps``); entries are written atomically, an unreadable or unwritable cache
+is ignored.
 """
 
 from __future__ import annotations
@@ -21,8 +31,12 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
+import sys
+import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CodeDeps"]
@@ -52,8 +66,12 @@ def normalized_source(text: str, filename: str = "<source>") -> str:
     change of names, values, statements or their order does. (The dump depends on the Python
     version's ``ast`` module: a new Python minor version may change it once.)
     """
-    tree = _without_docstrings(ast.parse(text, filename=filename))
-    return ast.dump(tree, annotate_fields=True, include_attributes=False)
+    return _dump(ast.parse(text, filename=filename))
+
+
+def _dump(tree: ast.Module) -> str:
+    """The dump of ``tree`` without docstrings (``tree`` loses them)."""
+    return ast.dump(_without_docstrings(tree), annotate_fields=True, include_attributes=False)
 
 
 def _lazy_map(tree: ast.Module) -> dict[str, str]:
@@ -74,14 +92,97 @@ def _lazy_map(tree: ast.Module) -> dict[str, str]:
     return out
 
 
+#: Version of what the cache holds per file; part of every key.
+_CACHE_SCHEMA = 1
+
+
+def cache_dir() -> Path | None:
+    """Directory of the per-file cache, or ``None`` when ``MFOML_CODEDEPS_CACHE`` is empty."""
+    env = os.environ.get("MFOML_CODEDEPS_CACHE")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mfoml" / "codedeps"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the code version needs from one source file.
+
+    ``source_hash``: sha256 of :func:`normalized_source`; ``imports``: ``(module, name)`` of
+    every ``mfoml`` import statement at any depth (``name`` is ``None`` for ``import module``);
+    ``lazy``: the ``lazy_exports`` map of a package ``__init__`` (else empty).
+    """
+
+    source_hash: str
+    imports: tuple[tuple[str, str | None], ...]
+    lazy: dict[str, str]
+
+
+def file_facts(text: str, filename: str = "<source>") -> FileFacts:
+    """:class:`FileFacts` of Python source ``text`` (one parse)."""
+    tree = ast.parse(text, filename=filename)
+    statements: list[tuple[str, str | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            statements += [
+                (a.name, None) for a in node.names if a.name.split(".")[0] == ROOT_PACKAGE
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == ROOT_PACKAGE:
+                statements += [(node.module, a.name) for a in node.names]
+    lazy = _lazy_map(tree)
+    digest = hashlib.sha256(_dump(tree).encode()).hexdigest()
+    return FileFacts(digest, tuple(statements), lazy)
+
+
+def _cached_facts(data: bytes, filename: str, directory: Path | None) -> FileFacts:
+    """:func:`file_facts` of the file content ``data``, through the cache in ``directory``."""
+    key = hashlib.sha256(data)
+    key.update(f"\0{sys.version_info[:3]}\0{_CACHE_SCHEMA}".encode())
+    entry = directory / f"{key.hexdigest()}.json" if directory is not None else None
+    if entry is not None:
+        try:
+            raw = json.loads(entry.read_text(encoding="utf-8"))
+            return FileFacts(
+                str(raw["source_hash"]),
+                tuple((str(m), None if n is None else str(n)) for m, n in raw["imports"]),
+                {str(k): str(v) for k, v in raw["lazy"].items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no entry yet, or an unreadable one: recompute
+    facts = file_facts(data.decode("utf-8"), filename)
+    if entry is not None:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(
+                    {
+                        "source_hash": facts.source_hash,
+                        "imports": facts.imports,
+                        "lazy": facts.lazy,
+                    },
+                    fh,
+                )
+            os.replace(tmp, entry)
+        except OSError:
+            pass  # a read-only or full cache only costs the parse
+    return facts
+
+
 class CodeDeps:
     """Import graph of the ``mfoml`` package under ``scripts_dir`` (``workflow/scripts``).
 
     Results are cached for the lifetime of the object (one Snakemake process).
     """
 
-    def __init__(self, scripts_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, scripts_dir: str | os.PathLike[str], cache: Path | None | str = "default"
+    ) -> None:
         self.scripts = Path(scripts_dir)
+        #: per-file cache directory (:func:`cache_dir` unless given; ``None``: no cache)
+        self.cache = cache_dir() if cache == "default" else (Path(cache) if cache else None)
 
     def module_file(self, name: str) -> Path | None:
         """The file of the dotted module ``name`` (``mfoml.data.store``), or ``None``."""
@@ -92,15 +193,16 @@ class CodeDeps:
         return None
 
     @functools.cache  # noqa: B019 (one object per Snakemake process)
-    def _tree(self, path: Path) -> ast.Module:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    def facts(self, path: Path) -> FileFacts:
+        """:class:`FileFacts` of the file ``path`` (through the on-disk cache)."""
+        return _cached_facts(Path(path).read_bytes(), str(path), self.cache)
 
     @functools.cache  # noqa: B019
     def _lazy(self, package: str) -> dict[str, str]:
         path = self.module_file(package)
         if path is None or path.name != "__init__.py":
             return {}
-        return _lazy_map(self._tree(path))
+        return self.facts(path).lazy
 
     def _resolve(self, module: str, name: str | None) -> set[str]:
         """Modules executed by ``from module import name`` (or ``import module``)."""
@@ -122,15 +224,8 @@ class CodeDeps:
     def imports(self, path: Path) -> frozenset[str]:
         """Dotted names of the ``mfoml`` modules the file ``path`` imports (at any depth)."""
         names: set[str] = set()
-        for node in ast.walk(self._tree(Path(path))):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.split(".")[0] == ROOT_PACKAGE:
-                        names |= self._resolve(alias.name, None)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                if node.module.split(".")[0] == ROOT_PACKAGE:
-                    for alias in node.names:
-                        names |= self._resolve(node.module, alias.name)
+        for module, name in self.facts(Path(path)).imports:
+            names |= self._resolve(module, name)
         return frozenset(n for n in names if self.module_file(n) is not None)
 
     def closure(self, names: Iterable[str], skip: Iterable[str] = ()) -> list[str]:
@@ -168,11 +263,9 @@ class CodeDeps:
         names = [*self.imports(self.scripts / script), *extra]
         return self.closure(names, skip)
 
-    @functools.cache  # noqa: B019
     def source_hash(self, path: Path) -> str:
         """sha256 of :func:`normalized_source` of the file ``path``."""
-        text = Path(path).read_text(encoding="utf-8")
-        return hashlib.sha256(normalized_source(text, str(path)).encode()).hexdigest()
+        return self.facts(Path(path)).source_hash
 
     def code_version(self, script: str, skip: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
         """A short hash of the code a job of ``script`` executes, independent of formatting.
