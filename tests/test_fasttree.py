@@ -251,7 +251,7 @@ def relu_layer() -> tuple[np.ndarray, np.ndarray]:
 def test_probe_alpha_fast_vs_sklearn(relu_layer):
     """The issue's acceptance test: mean alpha over 5 seeds within one seed-standard-deviation
     (the forests are identical, so norms and alphas are too); the backend is recorded."""
-    from mfoml.wavelets import WaveletForestClassifier, sparsity_probe
+    from mfoml.wavelets import WaveletForestClassifier, alpha_star, sparsity_probe
 
     X, y = relu_layer
     alphas = {"fast": [], "sklearn": []}
@@ -263,6 +263,9 @@ def test_probe_alpha_fast_vs_sklearn(relu_layer):
             alphas[backend].append(res.alpha)
             model = WaveletForestClassifier(1, max_depth=15, random_state=seed, backend=backend)
             norms[backend] = model.fit(X, y).wavelet_norms_
+            # the probe's own fit (without the estimator for "fast") gives the same wavelets
+            assert res.metadata["n_wavelets"] == norms[backend].shape[0]
+            assert res.alpha == alpha_star(norms[backend], 1).alpha
         np.testing.assert_array_equal(norms["fast"], norms["sklearn"])
     fast, ref = np.array(alphas["fast"]), np.array(alphas["sklearn"])
     assert np.isfinite(ref).all()

@@ -23,7 +23,7 @@ HEAVY = ("torch", "torchvision", "sklearn", "pandas", "scipy", "matplotlib", "se
 
 # rule script -> heavy libraries it must NOT load at start-up
 FORBIDDEN = {
-    "probe.py": {"torch", "torchvision", "matplotlib", "seaborn"},
+    "probe.py": {"torch", "torchvision", "sklearn", "matplotlib", "seaborn"},
     "ncc.py": {"torch", "torchvision", "sklearn", "matplotlib", "seaborn", "numba"},
     "aggregate.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
     "folds.py": {"torch", "torchvision", "pandas", "matplotlib", "seaborn", "numba"},
@@ -89,3 +89,27 @@ def test_rule_script_imports_only_what_it_uses(script: str, loaded: dict[str, se
 def test_the_check_sees_heavy_imports(loaded: dict[str, set[str]]) -> None:
     """The probe of loaded libraries itself works (a module that does import torch)."""
     assert "torch" in loaded["<torch module>"]
+
+
+def test_probe_with_the_fast_builder_never_loads_sklearn() -> None:
+    """Not only at start-up: a whole probe (fit, decomposition, alpha) with the default fast
+    builder runs without scikit-learn (``import sklearn.base`` alone costs about 2 CPU-s);
+    scikit-learn's builder still works in the same process."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from mfoml.wavelets.probe import sparsity_probe\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.random((300, 8)).astype(np.float32)\n"
+        "y = (X[:, 0] > 0.5).astype(int) + (X[:, 1] > 0.5)\n"
+        "fast = sparsity_probe(X, y, max_depth=6)\n"
+        "loaded = 'sklearn' in sys.modules\n"
+        "ref = sparsity_probe(X, y, max_depth=6, backend='sklearn')\n"
+        "print(loaded, fast.metadata['backend'], fast.alpha == ref.alpha)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "fast", "True"]

@@ -17,21 +17,14 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from mfoml.wavelets.scaling import as_2d, minmax_fit, minmax_transform
-from mfoml.wavelets.trees import (
-    node_means,
-    tie_argmax,
-    tie_argmax_rows,
-    tree_structure,
-    tree_wavelet_norms,
-)
+from mfoml.wavelets.decompose import BACKENDS, FittedWavelets, fit_decompose
+from mfoml.wavelets.scaling import minmax_transform
+from mfoml.wavelets.trees import node_means, tie_argmax, tie_argmax_rows
 
 __all__ = ["WaveletForestBase"]
 
 #: Bound on (entries x outputs) held at once by ``mterm_curve``.
 _CURVE_CHUNK_ELEMENTS = 2_000_000
-#: Forest builders: scikit-learn's, or the fast exact one for one-hot targets (classification).
-BACKENDS = ("auto", "fast", "sklearn")
 
 
 class WaveletForestBase(BaseEstimator):
@@ -100,10 +93,6 @@ class WaveletForestBase(BaseEstimator):
         return RandomForestRegressor(criterion="squared_error", **params)
 
     def _validate_params_local(self) -> None:
-        if self.norm_weight not in ("num_samples", "volume"):
-            raise ValueError(
-                f"norm_weight must be 'num_samples' or 'volume', got {self.norm_weight!r}"
-            )
         if not (isinstance(self.importance_tau, numbers.Real) and self.importance_tau > 0):
             raise ValueError(
                 f"importance_tau must be a positive number, got {self.importance_tau!r}"
@@ -113,43 +102,24 @@ class WaveletForestBase(BaseEstimator):
         """Scale X, fit the forest on (scaled X, targets) and decompose it."""
         self._validate_params_local()
         self.backend_ = self._resolve_backend()
-        X = as_2d(X)
-        if targets.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {targets.shape[0]}")
-        self.n_features_in_ = X.shape[1]
-        self.data_min_, self.scale_ = minmax_fit(X)
-        Xs = minmax_transform(X, self.data_min_, self.scale_, check_finite=False)
+        fitted = fit_decompose(X, targets, self._make_forest(), self.norm_weight)
         t0 = time.perf_counter()
-        self.forest_ = self._make_forest().fit(Xs, targets)
-        t1 = time.perf_counter()
-        self._decompose(Xs)
-        self.fit_seconds_ = t1 - t0
-        self.decompose_seconds_ = time.perf_counter() - t1
+        self.n_features_in_ = fitted.data_min.shape[0]
+        self.data_min_, self.scale_, self.forest_ = fitted.data_min, fitted.scale, fitted.forest
+        self._order_wavelets(fitted)
+        self.fit_seconds_ = fitted.fit_seconds
+        self.decompose_seconds_ = fitted.decompose_seconds + time.perf_counter() - t0
 
-    def _decompose(self, Xs: np.ndarray) -> None:
-        """Compute norms, ranks, importances. ``Xs``: scaled training inputs (N, d) float32."""
-        trees = [est.tree_ for est in self.forest_.estimators_]
-        J = len(trees)
-        self._parents: list[np.ndarray] = []
-        norms_all, tree_idx, node_idx, feat_all = [], [], [], []
-        root_means = []
-        for t, tree in enumerate(trees):
-            structure = tree_structure(tree)
-            parent = structure[0]
-            self._parents.append(parent)
-            norms = tree_wavelet_norms(tree, Xs, self.norm_weight, structure)
-            n_nodes = parent.shape[0]
-            norms_all.append(norms[1:])
-            tree_idx.append(np.full(n_nodes - 1, t, dtype=np.int64))
-            node_idx.append(np.arange(1, n_nodes, dtype=np.int64))
-            feat_all.append(np.asarray(tree.feature, dtype=np.int64)[parent[1:]])
-            root_means.append(node_means(tree)[0])
-        self.wavelet_norms_ = np.concatenate(norms_all)
-        self.wavelet_tree_ = np.concatenate(tree_idx)
-        self.wavelet_node_ = np.concatenate(node_idx)
-        self.wavelet_feature_ = np.concatenate(feat_all)
+    def _order_wavelets(self, fitted: FittedWavelets) -> None:
+        """Store the wavelets of ``fitted``; compute their M-term order, ranks, importances."""
+        J = len(fitted.parents)
+        self._parents: list[np.ndarray] = fitted.parents
+        self.wavelet_norms_ = fitted.norms
+        self.wavelet_tree_ = fitted.tree
+        self.wavelet_node_ = fitted.node
+        self.wavelet_feature_ = fitted.feature
         self.n_wavelets_ = int(self.wavelet_norms_.shape[0])
-        self.root_mean_ = np.mean(root_means, axis=0)
+        self.root_mean_ = fitted.root_mean
         # Global order: norm descending, ties by (tree, node) ascending (stable sort).
         order = np.argsort(-self.wavelet_norms_, kind="stable")
         self.wavelet_order_ = order

@@ -33,6 +33,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mfoml.wavelets.base import WaveletForestBase
+from mfoml.wavelets.decompose import onehot_labels
 from mfoml.wavelets.trees import tie_argmax
 
 __all__ = ["WaveletForestClassifier", "WaveletForestRegressor"]
@@ -163,14 +164,8 @@ class WaveletForestClassifier(ClassifierMixin, WaveletForestBase):
 
     def fit(self, X: Any, y: Any) -> WaveletForestClassifier:
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,)."""
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}")
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        onehot = np.zeros((y.shape[0], self.classes_.shape[0]))
-        onehot[np.arange(y.shape[0]), codes] = 1.0
-        # A single class gives one output: pass it 1-D (sklearn warns on a column vector y).
-        self._fit_targets(X, onehot[:, 0] if onehot.shape[1] == 1 else onehot)
+        self.classes_, targets = onehot_labels(y)
+        self._fit_targets(X, targets)
         self.n_outputs_ = self.classes_.shape[0]
         return self
 
