@@ -101,8 +101,10 @@ def test_corrupted_result_table_is_named_by_the_aggregation(run_copy, table, cor
     path = wd / "results" / "runs" / TANH / table
     path.write_text(corrupt(path.read_text()))
     target = "results/tables/layers.csv"
+    # the target between two options: `--forcerun` takes every following word as a rule name,
+    # and `--configfile` (put first by run_snakemake) every following word as a file
     proc = run_snakemake(
-        wd, "--cores", "1", "--forcerun", "aggregate", target, configfile=wd / TINY_CONFIG
+        wd, "--cores", "1", target, "--forcerun", "aggregate", configfile=wd / TINY_CONFIG
     )
     assert proc.returncode != 0
     log = (wd / "logs" / "aggregate.log").read_text()

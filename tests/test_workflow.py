@@ -440,10 +440,16 @@ def test_failed_job_leaves_no_partial_output(tiny, tmp_path):
     victim = wd / "results" / "runs" / RUNS[0] / "activations" / "2" / "train" / "block1.npy"
     victim.unlink()
     target = f"results/runs/{RUNS[0]}/probe.csv"  # that run's probe job only
+    others = {r: (wd / "results" / "runs" / r / "probe.csv").stat().st_mtime_ns for r in RUNS[1:]}
+    # the target between two options: `--forcerun` takes every following word as a rule name,
+    # and `--configfile` (put first by run_snakemake) every following word as a file
     proc = run_snakemake(
-        wd, "--cores", "1", "--forcerun", "probe", target, configfile=wd / TINY_CONFIG
+        wd, "--cores", "1", target, "--forcerun", "probe", configfile=wd / TINY_CONFIG
     )
     assert proc.returncode != 0
+    assert {
+        r: (wd / "results" / "runs" / r / "probe.csv").stat().st_mtime_ns for r in RUNS[1:]
+    } == others, "probe jobs of other runs ran"
     run = wd / "results" / "runs" / RUNS[0]
     assert not (run / "probe.csv").exists(), "the failing probe job kept an output"
     assert not (run / "probe_curves.json").exists()

@@ -24,7 +24,41 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "pyproject.toml")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", "*.pyc")
+# Python bytecode is left out; numba's compiled kernels (__pycache__/*.nbi, *.nbc) are copied:
+# they are valid wherever the source file has the same content and modification time, and
+# compiling the fast forest's kernels costs about 18 CPU-s in every copy's first probe job.
+_IGNORE = shutil.ignore_patterns("*.egg-info", ".pytest_cache", "*.pyc")
+_WARMED: list[bool] = []
+# What the workflow's jobs compile: the probe (float16 dumps), the fast classifier with and
+# without bootstrap, on one and two threads, its predictions and M-term curve (tabular jobs).
+_WARM_CODE = """
+import numpy as np
+from mfoml.wavelets import WaveletForestClassifier, sparsity_probe
+rng = np.random.default_rng(0)
+X = rng.random((200, 6))
+y = (X[:, 0] > 0.5).astype(np.int64) + (X[:, 1] > 0.5)
+sparsity_probe(X.astype(np.float16), y, max_depth=4)
+for bootstrap in (True, False):
+    for n_jobs in (1, 2):
+        clf = WaveletForestClassifier(
+            2, max_depth=4, bootstrap=bootstrap, n_jobs=n_jobs, random_state=0, backend="fast"
+        ).fit(X, y)
+        clf.predict_proba(X)
+        clf.mterm_curve(X, y, n_terms=np.arange(4))
+"""
+
+
+def warm_numba_cache() -> None:
+    """Compile the fast forest's numba kernels into this repository's cache once (a second
+    call, or a warm cache, costs about a second), so that :func:`copy_workflow` copies them."""
+    if _WARMED:
+        return
+    cache = REPO / "workflow" / "scripts" / "mfoml" / "wavelets" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow" / "scripts"))
+    with FileLock(str(cache / "warm.lock")):
+        subprocess.run([sys.executable, "-c", _WARM_CODE], env=env, check=True, timeout=600)
+    _WARMED.append(True)
 
 
 def snakemake_command() -> list[str]:
@@ -39,10 +73,13 @@ def snakemake_command() -> list[str]:
 def copy_workflow(dest: str | os.PathLike[str], source: str | os.PathLike[str] = REPO) -> Path:
     """Copy the workflow sources of ``source`` (default: this repository) into ``dest``.
 
-    Copies :data:`WORKFLOW_ITEMS` that exist (file modification times preserved), not the
-    outputs (results/, resources/, logs/, .snakemake/). Returns ``dest``.
+    Copies :data:`WORKFLOW_ITEMS` that exist (file modification times preserved) with numba's
+    compiled kernels (warmed first, :func:`warm_numba_cache`), not the outputs (results/,
+    resources/, logs/, .snakemake/) nor Python bytecode. Returns ``dest``.
     """
     src, out = Path(source), Path(dest)
+    if src == REPO:
+        warm_numba_cache()
     out.mkdir(parents=True, exist_ok=True)
     for item in WORKFLOW_ITEMS:
         p = src / item
