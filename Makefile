@@ -7,7 +7,8 @@ CORES  ?= all
 # pytest-xdist workers for `make test` (auto: one per CPU core; 0: no workers, one process).
 # --dist loadfile keeps a test module on one worker, so its module-scoped fixtures (a workflow
 # run, a trained network) are built once; the tiny run shared by several modules is built once
-# per session under a file lock (tests/workflow_utils.py).
+# per session under a file lock (tests/workflow_utils.py). --no-loadscope-reorder hands the
+# modules out in collection order, which tests/conftest.py sets: the longest first.
 TEST_WORKERS ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -27,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(ARGS)
 
 test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

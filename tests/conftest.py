@@ -17,6 +17,30 @@ sys.path.insert(0, str(REPO / "workflow" / "rules"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+# The whole-workflow modules, longest first (measured under two workers). They run first, so
+# that under `make test` (pytest-xdist, --dist loadfile --no-loadscope-reorder: modules are
+# handed out in this order, each to the next free worker) the long ones start early and the
+# many short modules fill the gaps, instead of one long module ending the run on one worker.
+# test_slurm.py mostly waits on the scheduler, so the other worker builds the tiny run meanwhile.
+LONGEST_FIRST = (
+    "test_workflow.py",  # builds the tiny run shared with crash, reruns, reproducibility
+    "test_slurm.py",
+    "test_text_workflow.py",
+    "test_dynamics_workflow.py",
+    "test_reproducibility.py",
+    "test_tabular_workflow.py",
+    "test_ssl_workflow.py",
+    "test_crash.py",
+    "test_reruns.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run :data:`LONGEST_FIRST` modules first, in that order; the rest keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A seeded numpy generator."""
