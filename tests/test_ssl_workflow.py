@@ -10,7 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_utils import copy_workflow, run_snakemake
+from workflow_utils import copy_run, copy_workflow, run_snakemake
 
 CONFIG = "config/tests/ssl_tiny.yaml"
 RUN = "digits/mlp-d2-w16/relu/vicreg/noise0/fold0"
@@ -60,3 +60,30 @@ def test_ssl_workflow_end_to_end(ssl_run):
     # everything is up to date afterwards
     proc = run_snakemake(ssl_run, "-n", "--cores", "1", configfile=ssl_run / CONFIG, check=True)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_rerun_discards_what_a_killed_training_left(ssl_run, tmp_path):
+    """train_ssl builds its checkpoints in ``.checkpoints.partial`` and renames them into place
+    when complete; self-supervised training does not resume, so a rerun throws away a partial
+    directory that a killed job left (here: a half-written checkpoint) and starts afresh."""
+    wd = copy_run(ssl_run, tmp_path / "wd")
+    run_dir = wd / "results" / "runs" / RUN
+    stale = run_dir / ".checkpoints.partial"
+    stale.mkdir()
+    (stale / "epoch_0002.pt").write_bytes(b"half-written by a killed job")
+    (stale / "left-over.txt").write_text("not a file of a complete run")
+    target = f"results/runs/{RUN}/checkpoints"
+    run_snakemake(
+        wd, "--cores", "1", target, "--forcerun", "train_ssl", configfile=wd / CONFIG, check=True
+    )
+    assert not stale.exists()
+    out = run_dir / "checkpoints"
+    assert not (out / "left-over.txt").exists()
+    before = ssl_run / "results" / "runs" / RUN / "checkpoints"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in before.iterdir())
+    # a real checkpoint, and the same metrics as the first run (same seed, CPU)
+    assert (out / "epoch_0002.pt").read_bytes()[:2] == b"PK"  # torch's zip format
+    first = pd.read_csv(before / "metrics.csv").drop(columns="seconds", errors="ignore")
+    again = pd.read_csv(out / "metrics.csv").drop(columns="seconds", errors="ignore")
+    pd.testing.assert_frame_equal(first, again)
+    assert "discarding" in (wd / "logs" / "runs" / RUN / "train.log").read_text()

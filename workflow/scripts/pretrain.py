@@ -14,11 +14,12 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
-from mfoml.io import atomic_write_json  # noqa: E402
+from mfoml.io import atomic_write_json, partial_dir, replace_dir  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.pretrain import MLMConfig, pretrain_mlm  # noqa: E402
@@ -29,6 +30,12 @@ cfg = json.loads(snakemake.params.cfg)
 out_dir = Path(snakemake.output[0])
 torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("MLM stage %s: %s", cfg["stage"], json.dumps(cfg, sort_keys=True))
+# Built in a partial directory beside the output, moved into place only when complete (as in
+# rule train); pre-training does not resume, so one left by a killed job goes.
+work = partial_dir(out_dir)
+if work.exists():
+    log.info("discarding %s (left by an interrupted run; no resume)", work)
+    shutil.rmtree(work)
 
 ds = load_dataset(snakemake.input.data, mmap_mode="r")
 if ds.meta.get("kind") != "text":
@@ -61,14 +68,14 @@ metrics = pretrain_mlm(
     model,
     ds.x_train,
     mc,
-    out_dir,
+    work,
     special_ids=tok["special_ids"],
     ids_test=ds.x_test,
 )
 tokens = int(metrics["tokens"].sum()) if len(metrics) else 0
 seconds = float((metrics["tokens"] / metrics["tokens_per_second"]).sum()) if len(metrics) else 0.0
 atomic_write_json(
-    out_dir / "stage.json",
+    work / "stage.json",
     {
         **cfg,
         "tokenizer_sha256": tok["sha256"],
@@ -78,6 +85,7 @@ atomic_write_json(
         "train_tokens_per_second": tokens / seconds if seconds > 0 else None,
     },
 )
+replace_dir(work, out_dir)
 if len(metrics):
     last = metrics.iloc[-1].to_dict()
     log.info(

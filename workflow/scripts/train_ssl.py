@@ -15,13 +15,19 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mfoml.data.folds import load_folds, split_indices  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
-from mfoml.io import atomic_save_npz, atomic_write_json  # noqa: E402
+from mfoml.io import (  # noqa: E402
+    atomic_save_npz,
+    atomic_write_json,
+    partial_dir,
+    replace_dir,
+)
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.augment import make_augmenter  # noqa: E402
 from mfoml.nets.ssl import build_objective, objective_spec  # noqa: E402
@@ -36,6 +42,12 @@ run_id = cfg["run"]
 out_dir = Path(snakemake.output[0])
 torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
+# Built in a partial directory beside the output, moved into place only when complete (as in
+# rule train); self-supervised training does not resume, so one left by a killed job goes.
+work = partial_dir(out_dir)
+if work.exists():
+    log.info("discarding %s (left by an interrupted run; no resume)", work)
+    shutil.rmtree(work)
 
 ds = load_dataset(snakemake.input.data)
 kind = ds.meta.get("kind")
@@ -103,11 +115,11 @@ tc = TrainConfig(
 )
 # the per-sample image pipeline is CPU bound: the job's other threads make the views
 workers = max(0, int(snakemake.threads) - 1) if kind == "image" else 0
-metrics = train_ssl(model, objective, augmenter, x_train, tc, out_dir, workers=workers)
+metrics = train_ssl(model, objective, augmenter, x_train, tc, work, workers=workers)
 
 y_train = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 atomic_save_npz(
-    out_dir / "split.npz",
+    work / "split.npz",
     train_idx=np.asarray(train_idx, dtype=np.int64),
     heldout_idx=np.asarray(heldout_idx, dtype=np.int64),
     y_train=y_train,
@@ -115,7 +127,7 @@ atomic_save_npz(
     relabelled=np.zeros(len(y_train), dtype=bool),
 )
 atomic_write_json(
-    out_dir / "run.json",
+    work / "run.json",
     {
         **cfg,
         "self_supervised": True,
@@ -130,6 +142,7 @@ atomic_write_json(
         "n_relabelled": 0,
     },
 )
+replace_dir(work, out_dir)
 if len(metrics):
     last = metrics.iloc[-1].to_dict()
     log.info("finished %s: %s", run_id, {k: round(float(v), 4) for k, v in last.items()})
