@@ -186,6 +186,7 @@ def test_tiny_text_workflow_data_and_throughput(tiny_text):
 def test_tiny_text_workflow_pretrained_stage_and_frozen_encoder(tiny_text):
     stage = tiny_text / "results" / "pretrain" / "mlm-tiny" / "checkpoints"
     assert sorted(p.name for p in stage.glob("epoch_*.pt")) == ["epoch_0002.pt"]
+    assert not stage.with_name(".checkpoints.partial").exists()  # built there, renamed in place
     mlm = pd.read_csv(stage / "metrics.csv")
     assert len(mlm) == 2 and np.isfinite(mlm["test_mlm_loss"]).all()
     info = read_json(stage / "stage.json")
