@@ -164,3 +164,33 @@ def test_correlation_legend_has_headings(monkeypatch, tmp_path):
         "bottom row, line colour: experiment",
         "bottom row, line style: rho against",
     }
+
+
+def test_confusion_matrices_have_their_models_class_count(monkeypatch):
+    """A 10-class and a 2-class model in one figure: each matrix has its own size (the tables
+    hold every true x predicted pair of a run, zeros included)."""
+    figures = _captured(monkeypatch)
+    rows = []
+    for dataset, k in (("ten", 10), ("two", 2)):
+        t, p = np.meshgrid(range(k), range(k), indexing="ij")
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "model": "m",
+                    "activation": "relu",
+                    "run": f"{dataset}/m/relu/ce/noise0/fold0",
+                    "epoch": 3,
+                    "true": t.ravel(),
+                    "predicted": p.ravel(),
+                    "count": np.where(t.ravel() == p.ravel(), 9, 1),
+                }
+            )
+        )
+    plots.plot_confusion(pd.concat(rows), "unused.png", dpi=60)
+    panels = [ax for ax in figures[0].axes if ax.get_visible() and ax.has_data()]
+    sizes = sorted(len([t for t in ax.texts if t.get_text()]) for ax in panels)
+    assert sizes == [4, 100]  # 2 x 2 and 10 x 10 numbers
+    for ax in panels:
+        k = int(np.sqrt(len(ax.texts)))
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(k)]

@@ -309,7 +309,9 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
     n = len(keys)
     ncol = min(4, n)
     nrow = math.ceil(n / ncol)
-    n_classes = int(data["true"].max()) + 1
+    # the largest model's class count sets the layout; each matrix has its own model's size
+    # (the tables hold every true x predicted pair of a run, zeros included)
+    n_classes = int(max(data["true"].max(), data["predicted"].max())) + 1
     side, fontsize = confusion_layout(n_classes)
     title += ", numbers in %)" if fontsize else ")"
     fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol, side * nrow), squeeze=False)
@@ -320,7 +322,8 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
     for ax, (panel, variant) in zip(axes.flat, keys, strict=False):
         part = data[(data["panel"] == panel) & (data["variant"] == variant)]
         mat = part.groupby(["true", "predicted"])["count"].sum().unstack(fill_value=0)
-        mat = mat.reindex(index=range(n_classes), columns=range(n_classes), fill_value=0)
+        k = int(max(part["true"].max(), part["predicted"].max())) + 1
+        mat = mat.reindex(index=range(k), columns=range(k), fill_value=0)
         rows = mat.sum(axis=1).replace(0, 1)
         norm = mat.div(rows, axis=0)
         sns.heatmap(
@@ -343,8 +346,8 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        if n_classes > 10:
-            ax.tick_params(labelsize=max(4, min(8, 160 / n_classes)))
+        if k > 10:
+            ax.tick_params(labelsize=max(4, min(8, 160 / k)))
     if fontsize:
         for ax, norm in annotate:
             _annotate_cells(ax, norm.to_numpy(dtype=float), fontsize)
