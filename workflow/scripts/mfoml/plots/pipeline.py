@@ -322,8 +322,8 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
     for ax, (panel, variant) in zip(axes.flat, keys, strict=False):
         part = data[(data["panel"] == panel) & (data["variant"] == variant)]
         mat = part.groupby(["true", "predicted"])["count"].sum().unstack(fill_value=0)
-        k = int(max(part["true"].max(), part["predicted"].max())) + 1
-        mat = mat.reindex(index=range(k), columns=range(k), fill_value=0)
+        size = int(max(part["true"].max(), part["predicted"].max())) + 1
+        mat = mat.reindex(index=range(size), columns=range(size), fill_value=0)
         rows = mat.sum(axis=1).replace(0, 1)
         norm = mat.div(rows, axis=0)
         sns.heatmap(
@@ -346,8 +346,8 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
         )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        if k > 10:
-            ax.tick_params(labelsize=max(4, min(8, 160 / k)))
+        if size > 10:
+            ax.tick_params(labelsize=max(4, min(8, 160 / size)))
     if fontsize:
         for ax, norm in annotate:
             _annotate_cells(ax, norm.to_numpy(dtype=float), fontsize)
