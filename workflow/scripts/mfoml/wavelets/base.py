@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from mfoml.wavelets.decompose import BACKENDS, FittedWavelets, fit_decompose
+from mfoml.wavelets.decompose import FittedWavelets, fit_decompose, resolve_backend
 from mfoml.wavelets.scaling import minmax_transform
 from mfoml.wavelets.trees import node_means, tie_argmax, tie_argmax_rows
 
@@ -60,13 +60,8 @@ class WaveletForestBase(BaseEstimator):
         self.backend = backend
 
     # ---- fitting -------------------------------------------------------------------------
-    #: the builder ``backend="auto"`` selects (the classifier sets ``"fast"``)
-    _auto_backend = "sklearn"
-
-    def _resolve_backend(self) -> str:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        return self._auto_backend if self.backend == "auto" else self.backend
+    #: the task, which decides the builder ``backend="auto"`` selects (``resolve_backend``)
+    _task = "regression"
 
     def _make_forest(self) -> Any:
         """The forest to fit: ``RandomForestRegressor(criterion="squared_error")`` with the
@@ -101,7 +96,7 @@ class WaveletForestBase(BaseEstimator):
     def _fit_targets(self, X: Any, targets: np.ndarray) -> None:
         """Scale X, fit the forest on (scaled X, targets) and decompose it."""
         self._validate_params_local()
-        self.backend_ = self._resolve_backend()
+        self.backend_ = resolve_backend(self.backend, self._task)
         fitted = fit_decompose(X, targets, self._make_forest(), self.norm_weight)
         t0 = time.perf_counter()
         self.n_features_in_ = fitted.data_min.shape[0]

@@ -18,12 +18,32 @@ import numpy as np
 from mfoml.wavelets.scaling import as_2d, minmax_fit, minmax_transform
 from mfoml.wavelets.trees import node_means, tree_structure, tree_wavelet_norms
 
-__all__ = ["BACKENDS", "NORM_WEIGHTS", "FittedWavelets", "fit_decompose", "onehot_labels"]
+__all__ = [
+    "BACKENDS",
+    "NORM_WEIGHTS",
+    "FittedWavelets",
+    "fit_decompose",
+    "onehot_labels",
+    "resolve_backend",
+]
 
 #: Forest builders: scikit-learn's, or the fast exact one for one-hot targets (classification).
 BACKENDS = ("auto", "fast", "sklearn")
 #: Wavelet norm weights: fraction of training samples in the node, or volume of its box.
 NORM_WEIGHTS = ("num_samples", "volume")
+
+
+def resolve_backend(backend: str, task: str) -> str:
+    """The forest builder that ``backend`` selects for ``task``: ``"fast"`` or ``"sklearn"``.
+
+    ``"auto"`` is the fast exact builder for classification (its one-hot targets are what it
+    needs) and scikit-learn's for regression. Raises ``ValueError`` for an unknown name.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "fast" if task == "classification" else "sklearn"
 
 
 @dataclass

@@ -160,7 +160,7 @@ class WaveletForestClassifier(ClassifierMixin, WaveletForestBase):
     times faster); ``backend="sklearn"`` fits it with scikit-learn.
     """
 
-    _auto_backend = "fast"
+    _task = "classification"
 
     def fit(self, X: Any, y: Any) -> WaveletForestClassifier:
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mfoml.wavelets.decompose import BACKENDS, fit_decompose, onehot_labels
+from mfoml.wavelets.decompose import fit_decompose, onehot_labels, resolve_backend
 from mfoml.wavelets.smoothness import METHODS, AlphaResult, alpha_loglog, alpha_star
 
 __all__ = ["sparsity_probe"]
@@ -88,8 +88,7 @@ def sparsity_probe(
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     if method not in METHODS + ("loglog",):
         raise ValueError(f"method must be one of {METHODS + ('loglog',)}, got {method!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    used = resolve_backend(backend, task)
     forest_params = {
         "n_estimators": n_trees,
         "max_depth": max_depth,
@@ -103,8 +102,7 @@ def sparsity_probe(
     log.info(
         "sparsity probe: fitting %d tree(s), depth %s on X of shape %s", n_trees, max_depth, shape
     )
-    lean = method != "loglog" and task == "classification" and backend in ("auto", "fast")
-    if lean:
+    if used == "fast" and task == "classification" and method != "loglog":
         # Only the norms are needed: fit and decompose without the scikit-learn estimator
         # (the same forest and norms as WaveletForestClassifier(backend="fast"); no sklearn
         # import, about 2 CPU-s saved per probe job).
@@ -112,7 +110,7 @@ def sparsity_probe(
 
         _, targets = onehot_labels(y)
         fitted = fit_decompose(X, targets, FastForestRegressor(**forest_params), norm_weight)
-        norms, used = fitted.norms, "fast"
+        norms = fitted.norms
         fit_seconds, decompose_seconds = fitted.fit_seconds, fitted.decompose_seconds
         n_features = fitted.data_min.shape[0]
     else:
@@ -121,7 +119,7 @@ def sparsity_probe(
         cls = WaveletForestClassifier if task == "classification" else WaveletForestRegressor
         model = cls(norm_weight=norm_weight, backend=backend, **forest_params)
         model.fit(X, y)
-        norms, used = model.wavelet_norms_, model.backend_
+        norms = model.wavelet_norms_
         fit_seconds, decompose_seconds = model.fit_seconds_, model.decompose_seconds_
         n_features = model.n_features_in_
     t0 = time.perf_counter()
