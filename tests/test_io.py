@@ -120,3 +120,15 @@ def test_replace_dir_swaps_a_finished_directory_into_place(tmp_path):
     io.replace_dir(work, out)  # replaces an existing output, leaves nothing aside
     assert [p.name for p in out.iterdir()] == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_fresh_partial_dir_discards_what_a_killed_job_left(tmp_path, caplog):
+    out = tmp_path / "checkpoints"
+    first = io.fresh_partial_dir(out)
+    assert first == tmp_path / ".checkpoints.partial" and list(first.iterdir()) == []
+    (first / "epoch_0002.pt").write_bytes(b"half-written")
+    (first / "sub").mkdir()
+    with caplog.at_level("INFO", logger="mfoml.io"):
+        again = io.fresh_partial_dir(out)
+    assert again == first and list(again.iterdir()) == []
+    assert "discarding" in caplog.text and not out.exists()

@@ -27,14 +27,13 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
-from mfoml.io import atomic_write_json, partial_dir, replace_dir  # noqa: E402
+from mfoml.io import atomic_write_json, fresh_partial_dir, replace_dir  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.activations import dump_activations  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
@@ -98,9 +97,7 @@ if not ckpts:
     raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to dump")
 # Built beside the output and renamed into place when complete (a killed job leaves no partial
 # output that a later run could trust).
-final, out = out, partial_dir(out)
-shutil.rmtree(out, ignore_errors=True)
-out.mkdir(parents=True)
+final, out = out, fresh_partial_dir(out)
 for name, (data, idx, y, which, y_true) in splits.items():
     keep = stratified_subsample(np.asarray(y), cfg["max_samples"], seed=0)
     y_true = None if y_true is None else np.asarray(y_true)[keep]

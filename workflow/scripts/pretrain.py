@@ -14,12 +14,11 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
-from mfoml.io import atomic_write_json, partial_dir, replace_dir  # noqa: E402
+from mfoml.io import atomic_write_json, fresh_partial_dir, replace_dir  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.pretrain import MLMConfig, pretrain_mlm  # noqa: E402
@@ -32,10 +31,7 @@ torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("MLM stage %s: %s", cfg["stage"], json.dumps(cfg, sort_keys=True))
 # Built in a partial directory beside the output, moved into place only when complete (as in
 # rule train); pre-training does not resume, so one left by a killed job goes.
-work = partial_dir(out_dir)
-if work.exists():
-    log.info("discarding %s (left by an interrupted run; no resume)", work)
-    shutil.rmtree(work)
+work = fresh_partial_dir(out_dir)
 
 ds = load_dataset(snakemake.input.data, mmap_mode="r")
 if ds.meta.get("kind") != "text":

@@ -15,7 +15,6 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -25,7 +24,7 @@ from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import (  # noqa: E402
     atomic_save_npz,
     atomic_write_json,
-    partial_dir,
+    fresh_partial_dir,
     replace_dir,
 )
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
@@ -44,10 +43,7 @@ torch.set_num_threads(max(1, int(snakemake.threads)))
 log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
 # Built in a partial directory beside the output, moved into place only when complete (as in
 # rule train); self-supervised training does not resume, so one left by a killed job goes.
-work = partial_dir(out_dir)
-if work.exists():
-    log.info("discarding %s (left by an interrupted run; no resume)", work)
-    shutil.rmtree(work)
+work = fresh_partial_dir(out_dir)
 
 ds = load_dataset(snakemake.input.data)
 kind = ds.meta.get("kind")

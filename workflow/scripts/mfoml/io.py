@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ __all__ = [
     "atomic_write_csv",
     "current_umask",
     "file_checksum",
+    "fresh_partial_dir",
     "partial_dir",
     "read_csv_checked",
     "read_json",
@@ -171,6 +173,23 @@ def partial_dir(out: str | os.PathLike[str]) -> Path:
     """
     out = Path(out)
     return out.with_name(f".{out.name}.partial")
+
+
+def fresh_partial_dir(out: str | os.PathLike[str]) -> Path:
+    """:func:`partial_dir` of ``out``, empty and created: for a job that does not resume, what
+    a killed run left there is discarded (logged).
+
+    Returns the directory to build the output in before :func:`replace_dir` moves it onto
+    ``out``.
+    """
+    work = partial_dir(out)
+    if work.exists():
+        logging.getLogger(__name__).info(
+            "discarding %s (left by an interrupted run; this job does not resume)", work
+        )
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
 
 
 def read_csv_checked(
