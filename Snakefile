@@ -53,6 +53,7 @@ include: "workflow/rules/tabular.smk"
 include: "workflow/rules/dynamics_common.smk"
 include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/ssl.smk"
+include: "workflow/rules/warm.smk"
 
 
 rule all:

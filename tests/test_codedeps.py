@@ -82,6 +82,19 @@ def test_code_version_follows_meaning(tmp_path: Path) -> None:
 RULE_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.py"))
 
 
+def test_warm_start_client_is_not_in_code_versions(tmp_path: Path) -> None:
+    """Every rule script imports mfoml.warm (how the job runs, not what it computes): editing it
+    changes no code version, so no job reruns."""
+    scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    code = CodeDeps(scripts)
+    assert all("mfoml.warm" in code.imports(scripts / s) for s in RULE_SCRIPTS)
+    before = {s: code.code_version(s) for s in RULE_SCRIPTS}
+    warm = scripts / "mfoml" / "warm.py"
+    warm.write_text(warm.read_text() + "\n_CHANGED = 1\n")
+    assert {s: CodeDeps(scripts).code_version(s) for s in RULE_SCRIPTS} == before
+
+
 def test_cached_facts_give_the_versions_of_a_fresh_parse(tmp_path: Path, monkeypatch) -> None:
     """The on-disk cache is keyed by content: filled, then hit (no parse at all), it gives the
     code versions of an uncached parse; the per-file hash is that of :func:`normalized_source`,

@@ -36,7 +36,15 @@ LAYERS = {
     "dynamics": 2,
     "config": 3,
 }
-BASE = {"mfoml", "mfoml._lazy", "mfoml.io", "mfoml.logs", "mfoml.tracking"}
+BASE = {
+    "mfoml",
+    "mfoml._lazy",
+    "mfoml.io",
+    "mfoml.logs",
+    "mfoml.tracking",
+    "mfoml.warm",
+    "mfoml.warm_server",
+}
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "matplotlib", "scipy", "seaborn")
 
 

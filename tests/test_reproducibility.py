@@ -1,8 +1,9 @@
 """Same configuration and seed, same numbers on the CPU: the tiny workflow's runs made twice.
 
 The first run is the session's complete tiny run; the second is a fresh copy of the workflow,
-run from nothing with a different number of cores (so jobs also run in a different order), for
-two of its three runs: the source run and the transfer run that starts from the source's
+run from nothing with a different number of cores (so jobs also run in a different order) and
+without warm start (``warm_start: false``: every job its own interpreter, where the first run's
+jobs were forks of the warm-start server, mfoml.warm), for two of its three runs: the source run and the transfer run that starts from the source's
 checkpoint (so the chain data -> folds -> train -> transfer train -> dumps -> probe/NCC is
 remade). Every per-run table, every activation dump and every probe curve of those runs must
 match the first run exactly; only wall-clock timing columns may differ. (The aggregated tables
@@ -34,7 +35,18 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     first = completed_tiny_run(tmp_path_factory.getbasetemp())
     second = copy_workflow(tmp_path_factory.mktemp("again") / "wd")
     targets = [f"results/runs/{run}/{name}" for run in RUNS for name in ("probe.csv", "ncc.csv")]
-    run_snakemake(second, "--cores", "1", *targets, configfile=second / TINY_CONFIG, check=True)
+    run_snakemake(
+        second,
+        "--cores",
+        "1",
+        *targets,
+        "--config",
+        "warm_start=False",
+        configfile=second / TINY_CONFIG,
+        check=True,
+    )
+    assert (first / "logs" / "warm_start.log").exists()
+    assert not (second / "logs" / "warm_start.log").exists()
     return first, second
 
 

@@ -42,6 +42,11 @@ from pathlib import Path
 __all__ = ["CodeDeps"]
 
 ROOT_PACKAGE = "mfoml"
+#: modules that decide how a job's process runs, never what it computes (every rule script imports
+#: them): left out of the code versions, so that changing them reruns nothing. ``mfoml.warm`` runs
+#: the job in a fork of the warm-start server or in the script's own process, with the same
+#: results (tests/test_reproducibility.py compares a warm and a cold run).
+RUNNER_MODULES = frozenset({"mfoml.warm"})
 
 
 def _without_docstrings(tree: ast.Module) -> ast.Module:
@@ -257,11 +262,11 @@ class CodeDeps:
         """Dotted names of the ``mfoml`` modules the rule script ``script`` executes.
 
         ``skip``: modules imported only on code paths that a job does not take (left out with
-        what only they import); ``extra``: modules added (e.g. those of such a path that a job
-        does take).
+        what only they import; :data:`RUNNER_MODULES` always are); ``extra``: modules added (e.g.
+        those of such a path that a job does take).
         """
         names = [*self.imports(self.scripts / script), *extra]
-        return self.closure(names, skip)
+        return self.closure(names, {*skip, *RUNNER_MODULES})
 
     def source_hash(self, path: Path) -> str:
         """sha256 of :func:`normalized_source` of the file ``path``."""

@@ -8,6 +8,10 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
+from mfoml.warm import delegate  # noqa: E402
+
+delegate()  # the job runs in the warm-start server when one serves this run (mfoml.warm)
+
 import json  # noqa: E402
 
 from mfoml.data.folds import make_folds, save_folds  # noqa: E402

@@ -1,0 +1,276 @@
+"""Warm start (mfoml.warm, mfoml.warm_server): jobs as forks of a preloaded interpreter.
+
+Real servers and real client processes: each test starts a server on a copy of
+``workflow/scripts`` and runs small job scripts through ``python job.py``, as Snakemake runs a
+rule script (a job script sets ``__real_file__`` as Snakemake's preamble does). The workflow-level
+checks (the tiny run's jobs ran warm; a cold rerun gives the same numbers) are at the end and in
+tests/test_reproducibility.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from workflow_utils import completed_tiny_run
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "workflow" / "scripts"
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm start: Linux")
+
+
+@pytest.fixture()
+def scripts(tmp_path: Path) -> Path:
+    """A private copy of workflow/scripts/mfoml (its own PACKAGE_DIR, files the test may edit)."""
+    dest = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS / "mfoml", dest / "mfoml", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+@pytest.fixture()
+def server(scripts: Path, tmp_path: Path):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from mfoml.warm_server import start_server
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    srv = start_server(str(scripts), str(tmp_path / "warm.log"))
+    assert srv is not None
+    yield srv
+    srv.stop()
+    assert not os.path.exists(srv.socket_path)
+
+
+def job(tmp_path: Path, scripts: Path, body: str, name: str = "job.py") -> Path:
+    """A job script that delegates to the server like a rule script, then runs ``body``."""
+    path = tmp_path / name
+    head = f"""
+        import sys
+        __real_file__ = __file__
+        sys.path.insert(0, {str(scripts)!r})
+        from mfoml.warm import delegate
+        delegate()
+    """
+    path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
+    return path
+
+
+def run_job(
+    path: Path, srv, *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    full = dict(os.environ, MFOML_WARM_SOCKET=srv.socket_path, **(env or {}))
+    full.pop("MFOML_WARM_CHILD", None)
+    return subprocess.run(
+        [sys.executable, str(path), *args],
+        env=full,
+        cwd=cwd or path.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def log_of(tmp_path: Path) -> str:
+    return (tmp_path / "warm.log").read_text()
+
+
+def test_job_runs_in_a_fork_with_the_clients_context(server, scripts, tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    path = job(
+        tmp_path,
+        scripts,
+        """
+        import os
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        print(os.getppid(), os.getcwd(), sys.argv[1:], os.environ["X"], blas,
+              np.random.randint(1 << 30))
+        print("to stderr", file=sys.stderr)
+        sys.exit(int(os.environ["CODE"]))
+        """,
+    )
+    out = []
+    for code in ("0", "3"):
+        proc = run_job(
+            path,
+            server,
+            "a",
+            "b c",
+            env={"X": "x1", "CODE": code, "OMP_NUM_THREADS": "2"},
+            cwd=work,
+        )
+        assert proc.returncode == int(code), proc.stderr
+        assert proc.stderr == "to stderr\n"
+        out.append(proc.stdout.split())
+    for ppid, cwd, *_ in out:
+        assert int(ppid) == server.proc.pid  # a child of the server, not of the client
+        assert cwd == str(work)
+    assert out[0][2:6] == ["['a',", "'b", "c']", "x1"]
+    assert out[0][6] == "[2]"  # the job's OMP/OpenBLAS threads, not the server's 1
+    assert out[0][7] != out[1][7]  # numpy's global generator reseeded per job, as per process
+    assert "ended with status 3" in log_of(tmp_path)
+
+
+def test_uncaught_exception_and_exit_message(server, scripts, tmp_path):
+    boom = job(tmp_path, scripts, "raise ValueError('bad layer fc9')\n", "boom.py")
+    proc = run_job(boom, server)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ValueError: bad layer fc9" in proc.stderr
+    msg = job(tmp_path, scripts, "sys.exit('config key probe.x: unknown')\n", "msg.py")
+    proc = run_job(msg, server)
+    assert proc.returncode == 1
+    assert "config key probe.x: unknown" in proc.stderr
+
+
+def test_imports_are_preloaded_for_later_jobs(server, scripts, tmp_path):
+    path = job(
+        tmp_path,
+        scripts,
+        """
+        print("colorsys" in sys.modules, "xml.dom.minidom" in sys.modules)
+        import colorsys
+
+        def later():
+            import xml.dom.minidom
+        later()
+        """,
+    )
+    first = run_job(path, server)
+    second = run_job(path, server)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    # top-level imports are preloaded before the first fork, later ones after the first job
+    assert first.stdout.split() == ["True", "False"]
+    assert second.stdout.split() == ["True", "True"]
+
+
+def test_changed_module_makes_jobs_cold(server, scripts, tmp_path):
+    path = job(tmp_path, scripts, "import mfoml.io\nimport os\nprint(os.getppid())\n")
+    warm = run_job(path, server)
+    assert int(warm.stdout) == server.proc.pid
+    io_py = scripts / "mfoml" / "io.py"
+    io_py.write_text(io_py.read_text() + "\n# edited\n")
+    cold = run_job(path, server)
+    assert cold.returncode == 0
+    assert int(cold.stdout) != server.proc.pid  # ran in the client itself
+    assert "running this job cold" in cold.stderr and "io.py changed" in cold.stderr
+
+
+def test_another_checkouts_mfoml_runs_cold(server, scripts, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(scripts, other)
+    path = job(tmp_path, other, "import os\nprint(os.getppid())\n")
+    proc = run_job(path, server)
+    assert proc.returncode == 0
+    assert int(proc.stdout) != server.proc.pid
+    assert "is not the server's" in proc.stderr
+
+
+def test_thread_starting_import_makes_server_cold(server, scripts, tmp_path):
+    (scripts / "spawns_thread.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+    )
+    path = job(tmp_path, scripts, "import spawns_thread\nimport os\nprint(os.getppid())\n")
+    for _ in range(2):
+        proc = run_job(path, server)
+        assert proc.returncode == 0
+        assert int(proc.stdout) != server.proc.pid
+        assert "started a thread in the server" in proc.stderr
+
+
+def test_no_server_runs_cold(scripts, tmp_path):
+    path = job(tmp_path, scripts, "print('ran')\n")
+    env = dict(os.environ, MFOML_WARM_SOCKET=str(tmp_path / "nothing"))
+    proc = subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "ran\n"
+    assert "cannot reach the server" in proc.stderr
+
+
+def _wait_gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_sleeper(server, scripts, tmp_path) -> tuple[subprocess.Popen, int]:
+    pidfile = tmp_path / "child.pid"
+    path = job(
+        tmp_path,
+        scripts,
+        f"""
+        import os, time
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+        """,
+    )
+    env = dict(os.environ, MFOML_WARM_SOCKET=server.socket_path)
+    client = subprocess.Popen([sys.executable, str(path)], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    return client, int(pidfile.read_text())
+
+
+def test_sigterm_is_forwarded_to_the_job(server, scripts, tmp_path):
+    client, child = _start_sleeper(server, scripts, tmp_path)
+    assert child != client.pid
+    client.send_signal(signal.SIGTERM)
+    assert client.wait(30) == 128 + signal.SIGTERM
+    assert _wait_gone(child)
+
+
+def test_killed_client_kills_its_job(server, scripts, tmp_path):
+    client, child = _start_sleeper(server, scripts, tmp_path)
+    client.kill()
+    client.wait(30)
+    assert _wait_gone(child)
+    assert "is gone: terminating the job" in log_of(tmp_path)
+
+
+def test_server_exits_with_its_parent(scripts, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            sys.path.insert(0, {str(scripts)!r})
+            from mfoml.warm_server import start_server
+            srv = start_server({str(scripts)!r}, {str(tmp_path / "warm.log")!r})
+            print(srv.proc.pid, flush=True)
+            time.sleep(60)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True)
+    server_pid = int(proc.stdout.readline())
+    proc.kill()  # no atexit, no onsuccess: the server must notice by itself
+    proc.wait()
+    assert _wait_gone(server_pid)
+    assert "the workflow process is gone" in log_of(tmp_path)
+
+
+@pytest.mark.slow
+def test_tiny_run_jobs_ran_warm(tmp_path_factory):
+    wd = completed_tiny_run(tmp_path_factory.getbasetemp())
+    log = (wd / "logs" / "warm_start.log").read_text()
+    assert "cold from now on" not in log and "unsafe" not in log
+    train_logs = sorted((wd / "logs" / "runs").rglob("train.log"))
+    assert train_logs
+    for path in [*train_logs, *(wd / "logs" / "runs").rglob("probe.log")]:
+        assert path.read_text().splitlines()[-1].startswith("warm start: job CPU time"), path
+    assert log.count(" ended with status 0") == log.count("): tmp")
