@@ -8,7 +8,6 @@ a fresh interpreter, and checks which heavy libraries got loaded.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mfoml.warm_server import top_level_imports  # what the warm-start server preloads
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -32,18 +32,6 @@ FORBIDDEN = {
     "ssl_aggregate.py": {"torch", "torchvision", "matplotlib", "seaborn", "numba"},
     "ssl_figures.py": {"torch", "torchvision", "numba"},
 }
-
-
-def top_level_imports(script: Path) -> list[str]:
-    """Modules imported at the top level of ``script`` (what every run of it pays for)."""
-    tree = ast.parse(script.read_text(encoding="utf-8"))
-    mods: list[str] = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            mods += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            mods.append(node.module)
-    return mods
 
 
 def _start(modules: list[str]) -> subprocess.Popen:
@@ -73,7 +61,7 @@ def _result(proc: subprocess.Popen) -> set[str]:
 def loaded() -> dict[str, set[str]]:
     """Heavy libraries loaded by each rule script's top-level imports (interpreters in parallel)."""
     procs = {
-        script: _start([m for m in top_level_imports(SCRIPTS / script) if m != "sys"])
+        script: _start([m for m in top_level_imports(str(SCRIPTS / script)) if m != "sys"])
         for script in FORBIDDEN
     }
     procs["<torch module>"] = _start(["mfoml.nets.models"])

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mfoml.warm_server import start_server
 from workflow_utils import completed_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +38,6 @@ def scripts(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def server(scripts: Path, tmp_path: Path):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        from mfoml.warm_server import start_server
-    finally:
-        sys.path.remove(str(SCRIPTS))
     srv = start_server(str(scripts), str(tmp_path / "warm.log"))
     assert srv is not None
     yield srv
@@ -173,6 +169,23 @@ def test_another_checkouts_mfoml_runs_cold(server, scripts, tmp_path):
     assert proc.returncode == 0
     assert int(proc.stdout) != server.proc.pid
     assert "is not the server's" in proc.stderr
+
+
+def test_other_python_or_container_runs_cold(server, scripts, tmp_path):
+    """A rule with its own conda environment (another interpreter) or a container runs cold."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    path = job(tmp_path, scripts, "import os\nprint(os.getppid())\n")
+    env = dict(os.environ, MFOML_WARM_SOCKET=server.socket_path)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), str(path)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) != server.proc.pid
+    assert "is not the server's" in proc.stderr and "conda" in proc.stderr
+    proc = run_job(path, server, env={"APPTAINER_CONTAINER": "/img.sif"})
+    assert proc.returncode == 0 and int(proc.stdout) != server.proc.pid
+    assert "runs in a container" in proc.stderr
 
 
 def test_thread_starting_import_makes_server_cold(server, scripts, tmp_path):

@@ -85,6 +85,15 @@ def _recv(sock: socket.socket) -> dict | None:
 # --------------------------------------------------------------------------------------- client
 
 
+#: set inside Singularity/Apptainer containers: such a job must run in its container, cold
+CONTAINER_VARS = ("SINGULARITY_CONTAINER", "APPTAINER_CONTAINER")
+
+
+def python_identity() -> list[str]:
+    """The interpreter and environment of this process (a job's must equal the server's)."""
+    return [os.path.realpath(sys.executable), os.path.realpath(sys.prefix), sys.version]
+
+
 def _std_fds() -> list[int]:
     """Descriptors 0, 1, 2 (``/dev/null`` in place of a closed one)."""
     fds = []
@@ -121,6 +130,7 @@ def run_in_server(socket_path: str, script: str) -> dict:
         "path": list(sys.path),
         "umask": mask,
         "package": PACKAGE_DIR,
+        "python": python_identity(),
     }
     sys.stdout.flush()
     sys.stderr.flush()
@@ -186,6 +196,9 @@ def delegate() -> None:
         return
     script = getattr(sys.modules.get("__main__"), "__real_file__", None)
     if script is None:  # not a Snakemake script job
+        return
+    if any(var in os.environ for var in CONTAINER_VARS):
+        print("mfoml warm start: running this job cold: it runs in a container", file=sys.stderr)
         return
     try:
         report = run_in_server(socket_path, script)

@@ -36,6 +36,7 @@ from mfoml.warm import (
     PACKAGE_DIR,
     THREAD_VARS,
     _send,
+    python_identity,
 )
 
 
@@ -150,6 +151,11 @@ class Server:
     def _refusal(self, req: dict) -> str:
         if req.get("package") != PACKAGE_DIR:
             return f"the job's mfoml ({req.get('package')}) is not the server's ({PACKAGE_DIR})"
+        if req.get("python") != python_identity():
+            return (
+                f"the job's Python {req.get('python')} is not the server's {python_identity()} "
+                "(e.g. a conda environment of the rule)"
+            )
         if not self.cold_reason:
             stale = self._stale()
             if stale:
@@ -216,14 +222,14 @@ class Server:
                 "maxrss_kb": usage.ru_maxrss,
                 "server_rss_kb": job.server_rss_kb,
             }
+            cpu = usage.ru_utime + usage.ru_stime
+            self.say(f"pid {pid} ended with status {report['status']}, {cpu:.2f} CPU-s")
             try:
                 self.selector.unregister(job.conn)
                 _send(job.conn, report)
             except (OSError, KeyError, ValueError):
                 pass
             job.conn.close()
-            cpu = usage.ru_utime + usage.ru_stime
-            self.say(f"pid {pid} ended with status {report['status']}, {cpu:.2f} CPU-s")
             self.preload(_read_modules(job.modules_file))
 
     def client_gone(self, pid: int) -> None:
