@@ -1,9 +1,10 @@
 # Warm start (mfoml.warm, docs/pipeline.md): in a local run, every rule script's job runs in a
 # fork of one server that has already imported what the scripts import. Started when the jobs
-# are about to run (never for a dry run, a cluster executor or a job Snakemake runs on a node),
+# are about to run (never for a dry run, a cluster executor, a job Snakemake runs on a node, or
+# rules deployed in conda environments or containers: their jobs run another interpreter),
 # stopped when the workflow ends; `warm_start: false` turns it off.
 
-from snakemake_interface_executor_plugins.settings import ExecMode
+from snakemake_interface_executor_plugins.settings import DeploymentMethod, ExecMode
 
 from snakemake.logging import logger
 
@@ -17,6 +18,8 @@ def start_warm_server():
         config["warm_start"]
         and workflow.local_exec
         and workflow.exec_mode == ExecMode.DEFAULT
+        and not set(workflow.deployment_settings.deployment_method)
+        & {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
     ):
         return
     server = start_server(str(SCRIPTS), os.path.join("logs", "warm_start.log"))
