@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mfoml.warm_server import start_server
+from mfoml.warm_server import refusal, start_server
 from workflow_utils import completed_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,6 +200,18 @@ def test_thread_starting_import_makes_server_cold(server, scripts, tmp_path):
         assert "started a thread in the server" in proc.stderr
 
 
+def test_no_server_on_a_gpu_machine_unless_device_cpu(tmp_path):
+    """CUDA does not survive a fork once initialized, and warm start has not run on a GPU yet."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "null").touch()
+    assert refusal("auto", str(dev)) == ""
+    (dev / "nvidiactl").touch()
+    assert "NVIDIA GPU" in refusal("auto", str(dev))
+    assert "NVIDIA GPU" in refusal("cuda", str(dev))
+    assert refusal("cpu", str(dev)) == ""
+
+
 def test_no_server_runs_cold(scripts, tmp_path):
     path = job(tmp_path, scripts, "print('ran')\n")
     env = dict(os.environ, MFOML_WARM_SOCKET=str(tmp_path / "nothing"))
@@ -262,7 +274,7 @@ def test_server_exits_with_its_parent(scripts, tmp_path):
             f"""
             import sys, time
             sys.path.insert(0, {str(scripts)!r})
-            from mfoml.warm_server import start_server
+            from mfoml.warm_server import refusal, start_server
             srv = start_server({str(scripts)!r}, {str(tmp_path / "warm.log")!r})
             print(srv.proc.pid, flush=True)
             time.sleep(60)

@@ -8,7 +8,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod, Exec
 
 from snakemake.logging import logger
 
-from mfoml.warm_server import start_server
+from mfoml.warm_server import refusal, start_server
 
 WARM = []
 
@@ -21,6 +21,10 @@ def start_warm_server():
         and not set(workflow.deployment_settings.deployment_method)
         & {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
     ):
+        return
+    reason = refusal(config["device"])
+    if reason:
+        logger.info(f"warm start: off ({reason}); every job starts its own interpreter")
         return
     server = start_server(str(SCRIPTS), os.path.join("logs", "warm_start.log"))
     if server is None:

@@ -144,6 +144,9 @@ class Server:
                 continue
             if threading.active_count() > 1 or os_threads() > 1:
                 self.cold_reason = f"importing {name} started a thread in the server"
+            elif _cuda_initialized():
+                self.cold_reason = f"importing {name} initialized CUDA in the server"
+            if self.cold_reason:
                 self.say(f"unsafe to fork from now on: {self.cold_reason}")
                 return
         self._stamp()
@@ -199,7 +202,11 @@ class Server:
         if pid == 0:
             _child(self, conn, req, fds, modules_file)  # never returns
         self.jobs[pid] = _Job(conn, req["script"], modules_file, _current_rss_kb())
-        _send(conn, {"pid": pid})
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:  # the client is already gone: so is the job
+            os.kill(pid, signal.SIGTERM)
+            return
         self.selector.register(conn, selectors.EVENT_READ, pid)
         self.say(f"job {self.served} (pid {pid}): {os.path.basename(req['script'])}")
 
@@ -280,6 +287,32 @@ class Server:
             f"stopping after {self.served} jobs; server CPU {usage.user + usage.system:.2f} s "
             f"(imports and serving), peak RSS {_rss_kb() / 1024:.0f} MiB"
         )
+
+
+def _cuda_initialized() -> bool:
+    """Whether torch has initialized CUDA in this process (a fork could not use it)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        return bool(cuda is not None and cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a partly imported torch: not initialized
+        return False
+
+
+def refusal(device: str, dev_dir: str = "/dev") -> str:
+    """Why the workflow must not start a server on this machine ("" when it may).
+
+    Off the Linux platform fork safety is not given; on a machine with an NVIDIA GPU and a
+    ``device`` other than ``cpu`` the jobs may use CUDA, whose driver does not survive a fork
+    once initialized, and warm start has not yet run on a GPU machine (benchmarks/
+    device_check.sh): such runs start every job cold.
+    """
+    if not sys.platform.startswith("linux"):
+        return "warm start needs Linux"
+    if device != "cpu" and os.path.isdir(dev_dir):
+        if any(name == "nvidiactl" or name.startswith("nvidia") for name in os.listdir(dev_dir)):
+            return f"an NVIDIA GPU is present and device is {device!r} (not 'cpu')"
+    return ""
 
 
 def _rss_kb() -> int:
@@ -445,6 +478,7 @@ def start_server(scripts_dir: str, log_path: str, wait: float = 30.0) -> WarmSer
     env.pop(ENV_SOCKET, None)
     env.pop(ENV_CHILD, None)
     env.update({var: "1" for var in THREAD_VARS})
+    env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # torch.cuda.is_available() without a CUDA init
     env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts_dir, env.get("PYTHONPATH")) if p)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
