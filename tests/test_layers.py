@@ -44,6 +44,7 @@ BASE = {
     "mfoml.tracking",
     "mfoml.warm",
     "mfoml.warm_server",
+    "mfoml.warm_child",
 }
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "matplotlib", "scipy", "seaborn")
 

@@ -8,7 +8,8 @@ calls :func:`delegate` right after putting its scripts directory on ``sys.path``
 process then becomes a thin client: it hands the server its script (Snakemake's temporary copy
 with the pickled job), working directory, environment, ``sys.argv``/``sys.path`` and its
 stdin/stdout/stderr file descriptors; the server imports the script's top-level modules once (and,
-after the job, every module the job imported later, e.g. ``torch._dynamo``), forks, and the child
+for the rule's next job, every module its earlier jobs imported later, e.g. ``torch._dynamo``),
+forks, and the child
 runs the script from its first line, exactly as ``python script.py`` would, with the client's
 working directory, environment, arguments, file descriptors and thread settings. The client waits,
 forwards SIGTERM/SIGINT/SIGHUP to the job, appends the job's CPU time and peak memory to the job's

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from mfoml.warm import (
     _send,
     python_identity,
 )
+from mfoml.warm_child import become_job
 
 
 def top_level_imports(script: str) -> list[str]:
@@ -53,6 +53,12 @@ def top_level_imports(script: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             mods.append(node.module)
     return mods
+
+
+def rule_of(script: str) -> str:
+    """The rule script of a job script (Snakemake names its copy ``tmpXXXX.<rule>.py``)."""
+    parts = os.path.basename(script).split(".")
+    return parts[-2] if len(parts) >= 2 else parts[0]
 
 
 def os_threads() -> int:
@@ -80,6 +86,8 @@ class Server:
         self.jobs: dict[int, _Job] = {}
         self.stamps: dict[str, tuple[int, int]] = {}  # mfoml source file -> (mtime_ns, size)
         self.cold_reason = ""  # set once: every later job runs cold
+        # rule -> modules its finished jobs imported after their start (preloaded for its next job)
+        self.later: dict[str, set[str]] = {}
         self.stopping = False
         self.served = 0
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -128,8 +136,9 @@ class Server:
                 return f"{path} changed since the server imported it"
         return ""
 
-    def preload(self, modules: list[str]) -> None:
+    def preload(self, modules: list[str], rule: str = "") -> None:
         """Import ``modules`` into the server; a thread started by one makes the server cold."""
+        start, before = time.process_time(), len(sys.modules)
         for name in modules:
             if name in sys.modules or name.split(".")[0] in NOT_PRELOADED:
                 continue
@@ -150,6 +159,11 @@ class Server:
                 self.say(f"unsafe to fork from now on: {self.cold_reason}")
                 return
         self._stamp()
+        if len(sys.modules) > before:
+            self.say(
+                f"preloaded {len(sys.modules) - before} modules for {rule or 'a job'} in "
+                f"{time.process_time() - start:.2f} CPU-s"
+            )
 
     def _refusal(self, req: dict) -> str:
         if req.get("package") != PACKAGE_DIR:
@@ -179,7 +193,10 @@ class Server:
             req = json.loads(msg)
             reason = self._refusal(req)
             if not reason:
-                self.preload(top_level_imports(req["script"]))
+                rule = rule_of(req["script"])
+                self.preload(
+                    top_level_imports(req["script"]) + sorted(self.later.get(rule, ())), rule
+                )
                 reason = self.cold_reason
             if reason or len(fds) != 3:
                 _send(conn, {"cold": reason or "the job's standard streams did not arrive"})
@@ -199,8 +216,9 @@ class Server:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:
-            _child(self, conn, req, fds, modules_file)  # never returns
+        if pid == 0:  # the child: never returns
+            inherited = [self.selector, self.listener, self.wake_r, self.wake_w, conn]
+            become_job(req, fds, inherited + [j.conn for j in self.jobs.values()], modules_file)
         self.jobs[pid] = _Job(conn, req["script"], modules_file, _current_rss_kb())
         try:
             _send(conn, {"pid": pid})
@@ -237,7 +255,9 @@ class Server:
             except (OSError, KeyError, ValueError):
                 pass
             job.conn.close()
-            self.preload(_read_modules(job.modules_file))
+            self.later.setdefault(rule_of(job.script), set()).update(
+                _read_modules(job.modules_file)
+            )
 
     def client_gone(self, pid: int) -> None:
         job = self.jobs.get(pid)
@@ -339,103 +359,6 @@ def _read_modules(path: str) -> list[str]:
     except (OSError, ValueError):
         return []
     return [m for m in mods if isinstance(m, str)]
-
-
-def _apply_thread_limits(env: dict[str, str]) -> None:
-    """Give the loaded BLAS/OpenMP libraries and torch the job's thread counts (Snakemake's)."""
-    value = env.get("OMP_NUM_THREADS") or env.get("OPENBLAS_NUM_THREADS")
-    if not value or not value.isdigit() or int(value) < 1:
-        return
-    n = int(value)
-    if n == 1:
-        return  # the server's own setting
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=n)
-    except ImportError:
-        pass
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(n)
-
-
-def _child(server: Server, conn: socket.socket, req: dict, fds: list[int], modules_file: str):
-    """In the forked child: become the job's process and run its script; never returns."""
-    status = 1
-    before = set(sys.modules)
-    try:
-        signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        server.selector.close()
-        server.listener.close()
-        for fd in (server.wake_r, server.wake_w):
-            os.close(fd)
-        for job in server.jobs.values():
-            job.conn.close()
-        conn.close()
-        for target, fd in zip((0, 1, 2), fds, strict=True):
-            os.dup2(fd, target)
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
-        os.chdir(req["cwd"])
-        os.umask(int(req["umask"]))
-        os.environ.clear()
-        os.environ.update(req["env"])
-        os.environ[ENV_CHILD] = "1"
-        sys.argv = list(req["argv"])
-        sys.path[:] = list(req["path"])
-        tempfile.tempdir = None
-        _apply_thread_limits(req["env"])
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()  # a new process's global generator: fresh entropy
-        status = _run_script(req["script"])
-    except BaseException:  # noqa: BLE001 - reported like an uncaught exception
-        traceback.print_exc()
-        status = 1
-    finally:
-        try:
-            new = sorted(
-                m for m in set(sys.modules) - before if m.split(".")[0] not in NOT_PRELOADED
-            )
-            with open(modules_file, "w", encoding="utf-8") as fh:
-                json.dump(new, fh)
-        except OSError:
-            pass
-        try:
-            atexit._run_exitfuncs()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(status)
-
-
-def _run_script(script: str) -> int:
-    """Run ``script`` as ``__main__``; its exit status as ``python script`` would give it."""
-    import runpy
-
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code is None:
-            return 0
-        if isinstance(exc.code, int):
-            return exc.code
-        print(exc.code, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        return 130
-    except BaseException:  # noqa: BLE001 - as the interpreter reports an uncaught exception
-        traceback.print_exc()
-        return 1
-    return 0
 
 
 # ------------------------------------------------------------------------ the workflow's handle
