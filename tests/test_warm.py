@@ -117,6 +117,30 @@ def test_job_runs_in_a_fork_with_the_clients_context(server, scripts, tmp_path):
     assert "ended with status 3" in log_of(tmp_path)
 
 
+def test_child_collects_its_garbage_but_not_the_servers(server, scripts, tmp_path):
+    """gc.freeze before the fork: the job's collections skip the preloaded objects (no copy on
+    write of their pages), and the job still collects its own garbage."""
+    path = job(
+        tmp_path,
+        scripts,
+        """
+        import gc
+        import weakref
+        class Node:
+            pass
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a reference cycle: only the collector frees it
+        probe = weakref.ref(a)
+        del a, b
+        gc.collect()
+        print(gc.isenabled(), gc.get_freeze_count() > 1000, probe() is None)
+        """,
+    )
+    proc = run_job(path, server)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True"]
+
+
 def test_uncaught_exception_and_exit_message(server, scripts, tmp_path):
     boom = job(tmp_path, scripts, "raise ValueError('bad layer fc9')\n", "boom.py")
     proc = run_job(boom, server)

@@ -10,6 +10,7 @@ numpy's global generator, runs the script as ``__main__`` and exits with the sta
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import signal
@@ -51,6 +52,7 @@ def become_job(req: dict, fds: list[int], inherited: list, modules_file: str) ->
     status = 1
     before = set(sys.modules)
     try:
+        gc.enable()  # the server's objects stay frozen (mfoml.warm_server.Server)
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
