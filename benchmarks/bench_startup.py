@@ -53,7 +53,7 @@ CALL_TIME = {
     "pretrain": ["torch._dynamo"],
 }
 PREAMBLE = ["snakemake.script", "snakemake.logging", "snakemake.iocontainers"]
-JOB_LINE = re.compile(r"job \d+ \(pid (\d+)\): tmp[^.]*\.(\w+)\.py")
+JOB_LINE = re.compile(r"job \d+ \(pid (\d+)\): rule (\S+) ")
 END_LINE = re.compile(r"pid (\d+) ended with status -?\d+, ([\d.]+) CPU-s")
 SERVER_LINE = re.compile(r"server CPU ([\d.]+) s")
 
@@ -103,7 +103,7 @@ def warm_cost(path: Path, server, log: Path, repeat: int) -> float:
     return statistics.median(costs)
 
 
-def rule_of(bench: Path, root: Path) -> str:
+def rule_of_benchmark(bench: Path, root: Path) -> str:
     """The rule script (without .py) of a benchmark file."""
     rel = bench.relative_to(root).parts
     if rel[0] == "tabular":
@@ -119,7 +119,7 @@ def jobs_from_benchmarks(results: Path) -> dict[str, list[float]]:
     for bench in sorted(root.rglob("*.tsv")):
         with bench.open() as fh:
             for row in csv.DictReader(fh, delimiter="\t"):
-                out[rule_of(bench, root)].append(float(row["cpu_time"]))
+                out[rule_of_benchmark(bench, root)].append(float(row["cpu_time"]))
     return out
 
 

@@ -322,4 +322,4 @@ def test_tiny_run_jobs_ran_warm(tmp_path_factory):
     assert train_logs
     for path in [*train_logs, *(wd / "logs" / "runs").rglob("probe.log")]:
         assert path.read_text().splitlines()[-1].startswith("warm start: job CPU time"), path
-    assert log.count(" ended with status 0") == log.count("): tmp")
+    assert log.count(" ended with status 0") == log.count("): rule ")

@@ -69,7 +69,8 @@ class Unavailable(Exception):
     """The server cannot run this job: the caller runs it cold."""
 
 
-def _send(sock: socket.socket, obj: dict, fds: Iterable[int] = ()) -> None:
+def send_message(sock: socket.socket, obj: dict, fds: Iterable[int] = ()) -> None:
+    """Send one protocol message (a JSON object, optionally with file descriptors)."""
     data = json.dumps(obj).encode()
     fds = list(fds)
     if fds:
@@ -78,7 +79,8 @@ def _send(sock: socket.socket, obj: dict, fds: Iterable[int] = ()) -> None:
         sock.sendall(data)
 
 
-def _recv(sock: socket.socket) -> dict | None:
+def recv_message(sock: socket.socket) -> dict | None:
+    """Receive one protocol message; None when the peer closed the connection."""
     data = sock.recv(MAX_MESSAGE)
     return json.loads(data) if data else None
 
@@ -136,8 +138,8 @@ def run_in_server(socket_path: str, script: str) -> dict:
     sys.stdout.flush()
     sys.stderr.flush()
     with sock:
-        _send(sock, request, _std_fds())
-        reply = _recv(sock)
+        send_message(sock, request, _std_fds())
+        reply = recv_message(sock)
         if reply is None:
             raise Unavailable("the server closed the connection before starting the job")
         if "cold" in reply:
@@ -152,7 +154,7 @@ def run_in_server(socket_path: str, script: str) -> dict:
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         try:
-            reply = _recv(sock)
+            reply = recv_message(sock)
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)

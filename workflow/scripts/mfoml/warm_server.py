@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mfoml.warm import (
@@ -35,8 +35,8 @@ from mfoml.warm import (
     NOT_PRELOADED,
     PACKAGE_DIR,
     THREAD_VARS,
-    _send,
     python_identity,
+    send_message,
 )
 from mfoml.warm_child import become_job
 
@@ -70,10 +70,9 @@ def os_threads() -> int:
 @dataclass
 class _Job:
     conn: socket.socket
-    script: str
+    rule: str
     modules_file: str
     server_rss_kb: int = 0  # the server's resident set when it forked the job
-    started: float = field(default_factory=time.monotonic)
 
 
 class Server:
@@ -205,10 +204,10 @@ class Server:
                 )
                 reason = self.cold_reason
             if reason or len(fds) != 3:
-                _send(conn, {"cold": reason or "the job's standard streams did not arrive"})
+                send_message(conn, {"cold": reason or "the job's standard streams did not arrive"})
                 conn.close()
                 return
-            self.start(conn, req, fds)
+            self.start(conn, req, fds, rule)
         except (OSError, ValueError, KeyError) as exc:
             self.say(f"bad request: {exc}")
             conn.close()
@@ -216,7 +215,7 @@ class Server:
             for fd in fds:
                 os.close(fd)
 
-    def start(self, conn: socket.socket, req: dict, fds: list[int]) -> None:
+    def start(self, conn: socket.socket, req: dict, fds: list[int], rule: str) -> None:
         self.served += 1
         modules_file = os.path.join(self.dir, f"modules-{self.served}.json")
         sys.stdout.flush()
@@ -226,14 +225,14 @@ class Server:
         if pid == 0:  # the child: never returns
             inherited = [self.selector, self.listener, self.wake_r, self.wake_w, conn]
             become_job(req, fds, inherited + [j.conn for j in self.jobs.values()], modules_file)
-        self.jobs[pid] = _Job(conn, req["script"], modules_file, _current_rss_kb())
+        self.jobs[pid] = _Job(conn, rule, modules_file, _current_rss_kb())
         try:
-            _send(conn, {"pid": pid})
+            send_message(conn, {"pid": pid})
         except OSError:  # the client is already gone: so is the job
             os.kill(pid, signal.SIGTERM)
             return
         self.selector.register(conn, selectors.EVENT_READ, pid)
-        self.say(f"job {self.served} (pid {pid}): {os.path.basename(req['script'])}")
+        self.say(f"job {self.served} (pid {pid}): rule {rule} ({os.path.basename(req['script'])})")
 
     def reap(self) -> None:
         while self.jobs:
@@ -258,13 +257,11 @@ class Server:
             self.say(f"pid {pid} ended with status {report['status']}, {cpu:.2f} CPU-s")
             try:
                 self.selector.unregister(job.conn)
-                _send(job.conn, report)
+                send_message(job.conn, report)
             except (OSError, KeyError, ValueError):
                 pass
             job.conn.close()
-            self.later.setdefault(rule_of(job.script), set()).update(
-                _read_modules(job.modules_file)
-            )
+            self.later.setdefault(job.rule, set()).update(_read_modules(job.modules_file))
 
     def client_gone(self, pid: int) -> None:
         job = self.jobs.get(pid)
@@ -337,7 +334,7 @@ def refusal(device: str, dev_dir: str = "/dev") -> str:
     if not sys.platform.startswith("linux"):
         return "warm start needs Linux"
     if device != "cpu" and os.path.isdir(dev_dir):
-        if any(name == "nvidiactl" or name.startswith("nvidia") for name in os.listdir(dev_dir)):
+        if any(name.startswith("nvidia") for name in os.listdir(dev_dir)):
             return f"an NVIDIA GPU is present and device is {device!r} (not 'cpu')"
     return ""
 
