@@ -78,14 +78,49 @@ def test_textorder_pairs_are_word_reversals_in_the_same_split():
         (s.test_texts, s.test_labels, s.test_pairs),
     ):
         assert np.bincount(labels).tolist() == [len(texts) // 2] * 2
+        groups = s.train_groups if texts is s.train_texts else s.test_groups
         for i, j in enumerate(pairs):
-            assert pairs[j] == i and labels[i] != labels[j]
-            assert texts[j].split() == texts[i].split()[::-1]
-            original = texts[i] if labels[i] == 0 else texts[j]
-            assert original[0].isupper() and original.endswith(".")
+            assert pairs[j] == i and labels[i] != labels[j] and groups[i] == groups[j]
+            a, b = texts[i].split(), texts[j].split()
+            # eight lower-case words from inside a sentence, and the same words reversed
+            assert b == a[::-1] and a != b and len(a) == T.ORDER_WINDOW
+            assert texts[i] == texts[i].lower() and all(w.isidentifier() or w.isalnum() for w in a)
+        assert len(np.unique(groups)) == len(texts) // 2
     train_sents = {min(t, T.reverse_words(t)) for t in s.train_texts}
     test_sents = {min(t, T.reverse_words(t)) for t in s.test_texts}
     assert len(test_sents) == 10 and not train_sents & test_sents
+    assert not set(s.train_groups.tolist()) & set(s.test_groups.tolist())
+
+
+def test_reverse_words_keeps_punctuation_in_place():
+    assert T.reverse_words("Call fit(X, y) first.") == "first y ( X , fit ) Call ."
+    assert T.reverse_words(T.reverse_words("a b, c d.")) == "a b , c d ."
+
+
+def test_textorder_no_single_token_position_predicts_the_label(textorder_dir):
+    """The reversal left no positional shortcut: for every token position, a logistic
+    regression on that position's token alone (one-hot) is at chance on the test split.
+
+    Before the fix, position 0 was "." in every reversed sentence (and a capital in every
+    original), so this one position gave the label."""
+    from scipy.stats import binomtest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    d = load_text_dataset(textorder_dir)
+    n_test = len(d.y_test)
+    worst = 0.0
+    for pos in range(d.x_train.shape[1]):
+        enc = OneHotEncoder(handle_unknown="ignore").fit(d.x_train[:, pos : pos + 1])
+        clf = LogisticRegression(max_iter=2000).fit(
+            enc.transform(d.x_train[:, pos : pos + 1]), d.y_train
+        )
+        acc = float(np.mean(clf.predict(enc.transform(d.x_test[:, pos : pos + 1])) == d.y_test))
+        worst = max(worst, acc)
+        # a one-sided binomial test against chance at each position (Bonferroni over positions)
+        p = binomtest(round(acc * n_test), n_test, 0.5, alternative="greater").pvalue
+        assert p > 0.05 / d.x_train.shape[1], (pos, acc)
+    assert worst < 0.6, worst
 
 
 # ------------------------------------------------------------------------------------------

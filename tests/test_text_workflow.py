@@ -41,7 +41,7 @@ def errors_of(cfg: dict) -> str:
 
 
 def test_text_source_names_agree_with_the_data_layer():
-    assert set(TEXT_SOURCES) == set(TEXT_DATASETS)
+    assert set(TEXT_SOURCES) == {*TEXT_DATASETS, "textfile"}  # + the file source
 
 
 def test_tiny_text_config_expands_with_the_pretrained_stage():
@@ -169,6 +169,11 @@ def test_tiny_text_workflow_data_and_throughput(tiny_text):
         info = read_json(_run_dir(tiny_text, run) / "checkpoints" / "run.json")
         assert info["train_tokens_per_second"] > 0
         assert info["probe_layers"] == ["input", "embeddings", "block1", "pooled", "logits"]
+    # the word-order task's folds keep each sentence and its reversed copy together
+    folds = read_json(tiny_text / "results" / "folds" / "order-tiny.json")
+    pairs = np.load(tiny_text / "resources" / "data" / "order-tiny" / "pairs_train.npy")
+    fold = np.asarray(folds["fold"])
+    assert folds["grouped"] is True and np.array_equal(fold, fold[pairs])
     metrics = pd.read_csv(_run_dir(tiny_text, MLM) / "checkpoints" / "metrics.csv")
     assert "train_extra_loss" in metrics and (metrics["train_extra_loss"] > 0).all()
     train = pd.read_csv(_run_dir(tiny_text, POS) / "checkpoints" / "metrics.csv")

@@ -2,11 +2,13 @@
 
 File format (``results/folds/{dataset}.json``, see ``docs/architecture.md``)::
 
-    {"n_splits": 5, "seed": 0, "stratified": true, "fold": [int per training sample]}
+    {"n_splits": 5, "seed": 0, "stratified": true, "grouped": false,
+     "fold": [int per training sample]}
 
 ``fold[i]`` is the fold (``0 .. n_splits-1``) in which training sample ``i`` is held out. A run
 for fold ``k`` trains on the samples with ``fold != k`` and evaluates on those with
-``fold == k`` (and on the official test split when the data set has one).
+``fold == k`` (and on the official test split when the data set has one). With group ids
+(``grouped``: the data set's ``groups_train.npy``), every group lies in one fold.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ __all__ = ["make_folds", "save_folds", "load_folds", "split_indices"]
 
 
 def make_folds(
-    y: np.ndarray, n_splits: int = 5, seed: int = 0, stratified: bool = True
+    y: np.ndarray,
+    n_splits: int = 5,
+    seed: int = 0,
+    stratified: bool = True,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Assign every sample to one of ``n_splits`` folds.
 
     Stratified: :class:`sklearn.model_selection.StratifiedKFold` with ``shuffle=True,
     random_state=seed`` (each class is spread over the folds as evenly as possible: per fold,
     a class count differs from ``n_c / n_splits`` by less than 1). Otherwise (e.g. regression):
-    :class:`sklearn.model_selection.KFold` with ``shuffle=True, random_state=seed``.
+    :class:`sklearn.model_selection.KFold` with ``shuffle=True, random_state=seed``. With
+    ``groups``, the samples of one group always share a fold:
+    :class:`~sklearn.model_selection.StratifiedGroupKFold` (stratified, as evenly as the groups
+    allow) or :class:`~sklearn.model_selection.GroupKFold`, both shuffled with ``seed``.
 
     Parameters
     ----------
@@ -37,6 +46,7 @@ def make_folds(
     n_splits : number of folds, >= 2.
     seed : shuffling seed.
     stratified : stratify on ``y``.
+    groups : ``(N,)`` group id of every sample, or ``None``.
 
     Returns
     -------
@@ -44,10 +54,11 @@ def make_folds(
 
     Raises
     ------
-    ValueError : ``n_splits < 2``, fewer samples than folds, or (stratified) a class with fewer
-        samples than ``n_splits`` (named in the message).
+    ValueError : ``n_splits < 2``, fewer samples (or groups) than folds, ``groups`` of another
+        length than ``y``, or (stratified) a class with fewer samples than ``n_splits`` (named
+        in the message).
     """
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(y)
     if y.ndim != 1:
@@ -57,6 +68,13 @@ def make_folds(
     n = y.shape[0]
     if n < n_splits:
         raise ValueError(f"make_folds: {n} samples cannot be split into {n_splits} folds")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"make_folds: groups has shape {groups.shape}, y has ({n},)")
+        n_groups = len(np.unique(groups))
+        if n_groups < n_splits:
+            raise ValueError(f"make_folds: {n_groups} groups cannot be split into {n_splits} folds")
     folds = np.full(n, -1, dtype=np.int64)
     if stratified:
         classes, counts = np.unique(y, return_counts=True)
@@ -69,11 +87,13 @@ def make_folds(
                 f"make_folds: stratified {n_splits}-fold needs at least {n_splits} samples per "
                 f"class: {desc}"
             )
-        splitter: Any = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros((n, 1)), y)
+        cls: Any = StratifiedKFold if groups is None else StratifiedGroupKFold
+        splitter: Any = cls(n_splits=n_splits, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros((n, 1)), y, groups)
     else:
-        splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros((n, 1)))
+        cls = KFold if groups is None else GroupKFold
+        splitter = cls(n_splits=n_splits, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros((n, 1)), groups=groups)
     for k, (_, held_out) in enumerate(splits):
         folds[held_out] = k
     assert (folds >= 0).all()
@@ -87,6 +107,7 @@ def save_folds(
     n_splits: int,
     seed: int,
     stratified: bool,
+    grouped: bool = False,
 ) -> None:
     """Write a fold assignment atomically as JSON (format in the module docstring)."""
     folds = np.asarray(folds)
@@ -97,6 +118,7 @@ def save_folds(
             "n_splits": int(n_splits),
             "seed": int(seed),
             "stratified": bool(stratified),
+            "grouped": bool(grouped),
             "fold": [int(f) for f in folds],
         },
     )
@@ -119,7 +141,8 @@ def load_folds(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns
     -------
-    ``{"n_splits": int, "seed": int, "stratified": bool, "fold": int64 (N,) array}``.
+    ``{"n_splits": int, "seed": int, "stratified": bool, "grouped": bool, "fold": int64 (N,)
+    array}`` (``grouped`` is false for files written before it was recorded).
 
     Raises
     ------
@@ -138,6 +161,7 @@ def load_folds(path: str | os.PathLike[str]) -> dict[str, Any]:
         "n_splits": int(data["n_splits"]),
         "seed": int(data["seed"]),
         "stratified": bool(data["stratified"]),
+        "grouped": bool(data.get("grouped", False)),
         "fold": fold,
     }
 

@@ -16,6 +16,11 @@ Normalized format (``resources/data/{dataset}/``, see ``docs/architecture.md``)
 ``x_test.npy``, ``y_test.npy``   the same for the official test split, only when the set has one
 ``train_source_index.npy``       int64 ``(N,)``: only with ``per_class_cap``; for every stored
                   training sample, its row in the original (uncapped) training split
+``groups_train.npy``, ``groups_test.npy``   int64 ``(N,)``: only for a set whose samples come in
+                  groups that must not be split (a ``group`` column of a file source; each
+                  sentence and its reversed copy in ``textorder``): the group id of every sample.
+                  Folds keep a group in one fold and a test split never shares a group with
+                  training (:func:`mfoml.data.folds.make_folds`)
 ``y_train_{set}.npy``, ``y_test_{set}.npy``   int64 ``(N,)``: further label sets of the same
                   samples (e.g. CIFAR-100's ``coarse`` superclasses), listed in ``meta.json``
 ``meta.json``     written **last**: ``name, source, task, n_classes, input_shape, n_train, n_test,
@@ -129,6 +134,8 @@ class Dataset:
     x_test, y_test : the same for the official test split, or ``None``.
     meta : the content of ``meta.json``.
     extra_labels : further label sets ``{name: (y_train, y_test or None)}`` (int64).
+    groups_train, groups_test : int64 ``(N,)`` group ids of the samples (``groups_*.npy``), or
+        ``None`` for a set without groups.
     """
 
     x_train: np.ndarray
@@ -137,6 +144,8 @@ class Dataset:
     y_test: np.ndarray | None
     meta: dict[str, Any] = field(default_factory=dict)
     extra_labels: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    groups_train: np.ndarray | None = None
+    groups_test: np.ndarray | None = None
 
     @property
     def label_set(self) -> str:
@@ -311,4 +320,22 @@ def load_dataset(
                 raise IntegrityError(f"{meta_path}: label set {set_name!r} has no train file")
             arrs[split] = arr
         extra[str(set_name)] = (arrs["train"], arrs["test"])
-    return Dataset(x_train, y_train, x_test, y_test, meta, extra)
+    groups = {}
+    for split, n in (("train", meta["n_train"]), ("test", meta["n_test"])):
+        arr = load(f"groups_{split}.npy")
+        if arr is not None and (arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer)):
+            raise IntegrityError(
+                f"{path / f'groups_{split}.npy'}: group ids have {arr.dtype} {arr.shape}, "
+                f"expected integer ({n},)"
+            )
+        groups[split] = arr
+    if groups["test"] is not None and groups["train"] is None:
+        raise IntegrityError(f"{path}: groups_test.npy without groups_train.npy")
+    if groups["train"] is not None and groups["test"] is not None:
+        shared = np.intersect1d(groups["train"], groups["test"])
+        if shared.size:
+            raise IntegrityError(
+                f"{path}: {shared.size} group(s) in both the training and the test split "
+                f"(e.g. {int(shared[0])}); a test split must not share a group with training"
+            )
+    return Dataset(x_train, y_train, x_test, y_test, meta, extra, groups["train"], groups["test"])

@@ -26,16 +26,26 @@ versions, which ``meta.json`` records with a sha256 of each source's sentence li
                 size of the smallest source), drawn with ``numpy.random.default_rng(seed)``,
                 then a stratified split with ``round(test_fraction * per_class)`` test
                 sentences per class.
-``textorder``   whether a sentence's words are in their original or in reversed order
-                (2 classes: ``original``, ``reversed``). A sentence is split into words and
-                punctuation marks (regex ``\\w+|[^\\w\\s]``); both versions are the tokens
-                joined by single spaces. Every sentence of the pool (all sources, optionally
-                ``n_sentences`` of them) appears in *both* versions in the same split, so the
-                classes are exactly balanced and the two versions hold the same multiset of
-                tokens: a model that ignores word order (a transformer without positional
-                coding) gives both versions the same output and scores exactly 50 %. The
-                ``pairs_{split}.npy`` arrays give each sample's partner. Sentences are split
-                into train and test before their versions are made (no sentence in both).
+``textorder``   whether a sequence of words is in its original or in reversed order (2
+                classes: ``original``, ``reversed``). Each sentence of the pool is lower-cased
+                and split into words (regex ``\\w+``, punctuation dropped), and one window of
+                ``ORDER_WINDOW`` (8) consecutive words is drawn from its *inside*: never its
+                first word, never its last, never a window that reads the same reversed (so the
+                pool keeps sentences of at least 10 words). The sample is that window, and the
+                reversed sample the same words in reverse order, joined by single spaces. So no
+                token position gives the label away by itself (tested: a logistic regression
+                on any one position's token is at chance): reversing whole sentences put the
+                final ``.`` first in every reversed sentence, and even without punctuation the
+                first word of a sentence ("the", "this", "if", ...) told the original from the
+                reversed one in 81 % of held-out samples. What remains is the order of the
+                words relative to each other. Every drawn sentence appears in *both* versions in
+                the same split, so the classes are exactly balanced and the two versions hold the
+                same multiset of tokens: a model that ignores word order (a transformer without
+                positional coding) gives both versions the same output and scores exactly 50 %.
+                The ``pairs_{split}.npy`` arrays give each sample's partner, and the two
+                versions form a group (``groups_{split}.npy``: the sentence's index in the
+                pool), so the folds keep them together. Sentences are split into train and test
+                before their versions are made (no sentence in both).
 
 Tokenization and the store's arrays: :mod:`mfoml.data.tokens`.
 """
@@ -94,7 +104,10 @@ _SKIP_LINE = (">>>", "..", ":", "|", "-", "=", "*", "#", "+")
 _FIELD_LINE = re.compile(r"^\w+\s*:\s")
 _TRIPLE = re.compile(r'"""(.*?)"""', re.DOTALL)
 _WORD = re.compile(r"\w+|[^\w\s]")
+_IS_WORD = re.compile(r"\w+")
 MIN_WORDS, MAX_WORDS = 6, 28
+#: Words per ``textorder`` sample: a window from the inside of a sentence (module docstring).
+ORDER_WINDOW = 8
 
 
 @dataclass
@@ -110,6 +123,9 @@ class TextSplits:
     provenance : JSON-able description of where the texts come from.
     train_pairs, test_pairs : ``textorder`` only: int64 ``(N,)``, the index of each sample's
         other version in the same split.
+    train_groups, test_groups : int64 ``(N,)`` group ids (samples of one group stay in one fold
+        and never in both splits: each sentence and its reversed copy in ``textorder``, a
+        ``group`` column of a text file), or ``None``. Ids are unique across the two splits.
     """
 
     train_texts: list[Any]
@@ -120,6 +136,8 @@ class TextSplits:
     provenance: dict[str, Any] = field(default_factory=dict)
     train_pairs: np.ndarray | None = None
     test_pairs: np.ndarray | None = None
+    train_groups: np.ndarray | None = None
+    test_groups: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,8 +254,17 @@ def word_tokens(text: str) -> list[str]:
 
 
 def reverse_words(text: str) -> str:
-    """The words and punctuation marks of ``text`` in reverse order, joined by spaces."""
-    return " ".join(reversed(word_tokens(text)))
+    """The words of ``text`` in reverse order, every punctuation mark kept at its position.
+
+    Tokens are those of :func:`word_tokens`, joined by single spaces; e.g. ``"a b, c."`` gives
+    ``"c b, a ."``.
+    """
+    tokens = word_tokens(text)
+    slots = [i for i, t in enumerate(tokens) if _IS_WORD.fullmatch(t)]
+    words = [tokens[i] for i in slots]
+    for i, word in zip(slots, reversed(words), strict=True):
+        tokens[i] = word
+    return " ".join(tokens)
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -288,6 +315,19 @@ def make_textsource(
     )
 
 
+def _words(text: str) -> list[str]:
+    """The words of ``text`` (:func:`word_tokens` without punctuation marks)."""
+    return [t for t in word_tokens(text) if _IS_WORD.fullmatch(t)]
+
+
+def _window_starts(words: list[str]) -> list[int]:
+    """Where a ``textorder`` window of :data:`ORDER_WINDOW` words may start in a sentence of
+    ``words``: never on its first word and never reaching its last, and never a window that
+    reads the same reversed."""
+    k = ORDER_WINDOW
+    return [s for s in range(1, len(words) - k) if words[s : s + k] != words[s : s + k][::-1]]
+
+
 def make_textorder(
     *, n_sentences: int | None = None, test_fraction: float = 0.25, seed: int = 0
 ) -> TextSplits:
@@ -302,8 +342,14 @@ def make_textorder(
     """
     _check_fraction(test_fraction)
     sentences, provenance = embedded_sentences()
-    pool = [s for name in TEXT_SOURCES for s in sentences[name]]
-    pool = [s for s in pool if word_tokens(s) != word_tokens(s)[::-1]]
+    pool = list(
+        dict.fromkeys(
+            " ".join(w)
+            for name in TEXT_SOURCES
+            for w in (_words(s.lower()) for s in sentences[name])
+            if _window_starts(w)
+        )
+    )
     n = len(pool) if n_sentences is None else int(n_sentences)
     if not 4 <= n <= len(pool):
         raise ValueError(f"textorder: n_sentences must be in [4, {len(pool)}], got {n_sentences!r}")
@@ -311,21 +357,25 @@ def make_textorder(
     chosen = rng.permutation(np.sort(rng.choice(len(pool), size=n, replace=False)))
     n_test = max(2, round(float(test_fraction) * n))
 
-    def versions(idx: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-        texts, labels = [], []
+    def versions(idx: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        texts, labels, groups = [], [], []
         for i in idx:
-            words = word_tokens(pool[i])
-            texts += [" ".join(words), " ".join(words[::-1])]
+            words = pool[i].split()
+            start = int(rng.choice(_window_starts(words)))
+            window = " ".join(words[start : start + ORDER_WINDOW])
+            texts += [window, reverse_words(window)]
             labels += [0, 1]
+            groups += [int(i), int(i)]
         order = rng.permutation(len(texts))
         where = np.empty_like(order)
         where[order] = np.arange(len(order))
         partner = np.arange(len(texts)) ^ 1  # 2k <-> 2k + 1 before shuffling
         pairs = where[partner[order]]
-        return [texts[i] for i in order], np.asarray(labels, np.int64)[order], pairs
+        labels_arr, groups_arr = np.asarray(labels, np.int64), np.asarray(groups, np.int64)
+        return [texts[i] for i in order], labels_arr[order], pairs, groups_arr[order]
 
-    test_t, test_y, test_p = versions(chosen[:n_test])
-    train_t, train_y, train_p = versions(chosen[n_test:])
+    test_t, test_y, test_p, test_g = versions(chosen[:n_test])
+    train_t, train_y, train_p, train_g = versions(chosen[n_test:])
     return TextSplits(
         train_texts=train_t,
         train_labels=train_y,
@@ -340,4 +390,6 @@ def make_textorder(
         },
         train_pairs=train_p.astype(np.int64),
         test_pairs=test_p.astype(np.int64),
+        train_groups=train_g,
+        test_groups=test_g,
     )

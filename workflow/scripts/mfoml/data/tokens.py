@@ -225,7 +225,8 @@ def text_arrays(
     """Encode both splits; return the store's arrays and the ``text`` part of ``meta.json``.
 
     Arrays: ``x_{split}.npy`` int32 ids ``(N, T)``, ``mask_{split}.npy`` uint8 ``(N, T)``,
-    ``y_{split}.npy`` int64 ``(N,)`` and, for ``textorder``, ``pairs_{split}.npy`` int64.
+    ``y_{split}.npy`` int64 ``(N,)``, for ``textorder`` ``pairs_{split}.npy`` int64, and where
+    the splits carry group ids (``{split}_groups``) ``groups_{split}.npy`` int64 ``(N,)``.
     Paired tasks drop the pairs of which a version would be truncated.
     """
     arrays: dict[str, np.ndarray | None] = {}
@@ -234,6 +235,9 @@ def text_arrays(
         texts = getattr(splits, f"{split}_texts")
         labels = np.asarray(getattr(splits, f"{split}_labels"), dtype=np.int64)
         pairs = getattr(splits, f"{split}_pairs")
+        groups = getattr(splits, f"{split}_groups")
+        if groups is not None:
+            groups = np.asarray(groups, dtype=np.int64)
         ids, mask, truncated = encode_texts(tokenizer, texts, max_length)
         n_dropped = 0
         if pairs is not None:
@@ -242,6 +246,7 @@ def text_arrays(
             new_index = np.full(len(labels), -1, dtype=np.int64)
             new_index[keep] = np.arange(len(keep))
             ids, mask, labels = ids[keep], mask[keep], labels[keep]
+            groups = None if groups is None else groups[keep]
             pairs = new_index[pairs[keep]]
             n_dropped, truncated = int(drop.sum()), truncated[keep]
             arrays[f"pairs_{split}.npy"] = pairs
@@ -250,6 +255,8 @@ def text_arrays(
         arrays[f"x_{split}.npy"] = ids
         arrays[f"mask_{split}.npy"] = mask
         arrays[f"y_{split}.npy"] = labels
+        if groups is not None:
+            arrays[f"groups_{split}.npy"] = groups
         info["n_truncated"][split] = int(truncated.sum())
         info["n_dropped_too_long"][split] = n_dropped
         info["class_counts"][split] = np.bincount(
