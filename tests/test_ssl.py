@@ -220,7 +220,7 @@ def test_byol_teacher_ema_and_cosine_schedule():
 def test_objectives_build_run_and_reject_unknown_keys():
     torch.manual_seed(1)
     x = torch.randn(10, 6)
-    for kind in ("simclr", "vicreg", "barlow", "byol"):
+    for kind in ("simclr", "vicreg", "barlow", "byol", "dino"):
         enc = ProjectionHead(6, 16, 8, depth=3)
         obj = build_objective({"type": kind}, 8, enc)
         loss, terms = obj(enc, x, x + 0.05 * torch.randn(10, 6))
@@ -229,7 +229,7 @@ def test_objectives_build_run_and_reject_unknown_keys():
     with pytest.raises(ValueError, match="temprature"):
         build_objective({"type": "simclr", "temprature": 0.1}, 8)
     with pytest.raises(ValueError, match="unknown SSL objective"):
-        build_objective({"type": "dino"}, 8)
+        build_objective({"type": "moco"}, 8)
     head = ProjectionHead(12, 32, 5, depth=3)
     assert len(head.blocks) == 3 and head(torch.randn(4, 3, 4)).shape == (4, 5)
 

@@ -203,8 +203,10 @@ def test_config_ssl_keys_and_checks():
     for kind, keys in SSL_LOSS_KEYS.items():
         assert set(keys) == set(SSL_DEFAULTS[kind]) - {"eps"}
     cfg = validate_config(_base())
-    (run,) = run_table(cfg)
-    assert run.is_ssl
+    runs = run_table(cfg)  # VICReg and DINO
+    assert [r.run_id.split("/")[3] for r in runs] == ["vicreg", "dino"]
+    run = runs[0]
+    assert all(r.is_ssl for r in runs)
     assert '"ssl_augment"' in rule_params(cfg, "train", run)
     assert '"runs":[]' in rule_params(cfg, "aggregate")
     assert run.run_id in rule_params(cfg, "ssl_aggregate")
@@ -235,9 +237,9 @@ def test_dry_run_routes_ssl_runs_to_their_rules(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     jobs = dry_run_jobs(wd, configfile=path)
     by_rule = pd.Series([r for r, _ in jobs]).value_counts().to_dict()
-    runs = {r: w.get("run") for r, w in jobs if "run" in w}
-    assert by_rule["train"] == 1 and by_rule["train_ssl"] == 1
-    assert runs["train_ssl"].split("/")[3] == "vicreg" and runs["train"].split("/")[3] == "ce"
-    assert runs["ssl_eval"].split("/")[3] == "vicreg"
-    assert runs["ncc"].split("/")[3] == "ce" and runs["probe"].split("/")[3] == "ce"
-    assert by_rule["activations"] == 2 and by_rule["ssl_figures"] == 1 and by_rule["figures"] == 1
+    rules = ("train", "train_ssl", "ssl_eval", "ncc", "probe")
+    losses = {r: sorted(w["run"].split("/")[3] for q, w in jobs if q == r) for r in rules}
+    assert by_rule["train"] == 1 and by_rule["train_ssl"] == 2  # vicreg and dino
+    assert losses["train_ssl"] == losses["ssl_eval"] == ["dino", "vicreg"]
+    assert losses["train"] == losses["ncc"] == losses["probe"] == ["ce"]
+    assert by_rule["activations"] == 3 and by_rule["ssl_figures"] == 1 and by_rule["figures"] == 1

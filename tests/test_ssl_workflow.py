@@ -1,5 +1,6 @@
 """Whole-workflow test of the self-supervised track: config/tests/ssl_tiny.yaml end to end
-(data, folds, train_ssl, activations, ssl_eval, ssl_aggregate, ssl_figures) with real training.
+(data, folds, train_ssl, activations, ssl_eval, ssl_aggregate, ssl_figures) with real training:
+one VICReg run and one DINO run (multi-crop on the 8x8 digit images).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from workflow_utils import copy_run, copy_workflow, run_snakemake
 
 CONFIG = "config/tests/ssl_tiny.yaml"
 RUN = "digits/mlp-d2-w16/relu/vicreg/noise0/fold0"
+DINO_RUN = "digits/mlp-d2-w16/relu/dino/noise0/fold0"
 LAYERS = ["input", "block1", "block2", "proj1", "projector"]
 
 pytestmark = pytest.mark.slow
@@ -30,10 +32,11 @@ def test_ssl_workflow_end_to_end(ssl_run):
     tables = ssl_run / "results" / "tables"
     layers = pd.read_csv(tables / "ssl_layers.csv")
     assert sorted(layers["epoch"].unique()) == [0, 2]
-    assert set(layers["run"]) == {RUN} and set(layers["label_set"]) == {"class"}
-    for epoch in (0, 2):
-        part = layers[layers["epoch"] == epoch].sort_values("layer_index")
-        assert part["layer"].tolist() == LAYERS
+    assert set(layers["run"]) == {RUN, DINO_RUN} and set(layers["label_set"]) == {"class"}
+    for run in (RUN, DINO_RUN):
+        for epoch in (0, 2):
+            part = layers[(layers["epoch"] == epoch) & (layers["run"] == run)]
+            assert part.sort_values("layer_index")["layer"].tolist() == LAYERS
     for col in ("ncc_accuracy_train", "ncc_accuracy_test", "linear_probe_test", "knn_test"):
         assert layers[col].between(0, 1).all(), col
     assert (layers["nc1"] > 0).all() and layers["alpha"].notna().all()
@@ -44,8 +47,18 @@ def test_ssl_workflow_end_to_end(ssl_run):
     assert len(summary) == len(layers) and (summary["linear_probe_test_n"] == 1).all()
     assert summary["ncc_mismatch_status"].str.startswith("not_applicable").all()
     epochs = pd.read_csv(tables / "ssl_epochs.csv")
-    assert epochs["epoch"].tolist() == [1, 2] and np.isfinite(epochs["train_loss"]).all()
-    assert {"invariance", "variance", "covariance", "embedding_std"} <= set(epochs.columns)
+    vic, dino = (epochs[epochs["run"] == run] for run in (RUN, DINO_RUN))
+    for part in (vic, dino):
+        assert part["epoch"].tolist() == [1, 2] and np.isfinite(part["train_loss"]).all()
+        assert np.isfinite(part["embedding_std"]).all()
+    assert np.isfinite(vic[["invariance", "variance", "covariance"]].to_numpy()).all()
+    # DINO: the teacher temperature warms up from 0.02 to 0.04 over the 2 epochs (linspace),
+    # the EMA rate rises on the cosine from 0.99 towards 1, the teacher's entropy is logged
+    assert dino["teacher_temp"].tolist() == pytest.approx([0.02, 0.04])
+    assert ((dino["tau"] > 0.99) & (dino["tau"] <= 1)).all()
+    assert dino["teacher_entropy"].between(0, np.log(64) + 1e-6).all()
+    dino_log = (ssl_run / "logs" / "runs" / DINO_RUN / "train.log").read_text()
+    assert "two global views + 2 local crops" in dino_log
     # the supervised track has no run here: none of its tables
     assert not (tables / "layers.csv").exists()
     img = mpimg.imread(ssl_run / "results" / "figures" / "ssl_ssl-tiny.png")

@@ -1,4 +1,4 @@
-"""Rule `train_ssl`: one self-supervised training run (loss type simclr, vicreg, barlow, byol).
+"""Rule `train_ssl`: one self-supervised training run (loss type simclr, vicreg, barlow, byol, dino).
 
 Loads the data set and the fold assignment (none for a ``full`` run) and trains an SSL encoder (the configured backbone
 without its head, plus the loss's projection head; mfoml.nets.ssl_model) on the inputs of the

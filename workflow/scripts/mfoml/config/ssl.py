@@ -8,6 +8,8 @@ configuration gets wrong about them, each message naming its key:
   (a hyper-parameter or ``projector``) on a ``ce``/``svsl`` loss;
 - a sweep that trains an SSL loss with label noise (the labels are not used in training) or with
   ``transfer`` (not supported for SSL runs);
+- a DINO loss with ``local_crops.number > 0`` (multi-crop) in a sweep over a data set that is not
+  made of images (its kind, from the data-set registry: a 1-D signal has no crop);
 - ``ssl.eval.test_split`` not among ``activations.splits``.
 """
 
@@ -15,16 +17,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from mfoml.data.catalog import find_source
+
 __all__ = ["SSL_LOSS_KEYS", "SSL_LOSS_TYPES", "is_ssl_loss", "ssl_problems"]
 
 #: Loss types trained without labels (``mfoml.nets.ssl.SSL_TYPES``).
-SSL_LOSS_TYPES = ("simclr", "vicreg", "barlow", "byol")
+SSL_LOSS_TYPES = ("simclr", "vicreg", "barlow", "byol", "dino")
 #: The configuration keys of each objective (``mfoml.nets.ssl.SSL_DEFAULTS`` without ``eps``).
 SSL_LOSS_KEYS: dict[str, tuple[str, ...]] = {
     "simclr": ("temperature",),
     "vicreg": ("invariance_weight", "variance_weight", "covariance_weight", "variance_target"),
     "barlow": ("offdiag_weight",),
     "byol": ("tau", "cosine_tau", "predictor_width", "predictor_depth"),
+    "dino": (
+        "out_dim",
+        "student_temp",
+        "teacher_temp",
+        "teacher_temp_start",
+        "teacher_temp_warmup_epochs",
+        "center_momentum",
+        "tau",
+        "cosine_tau",
+        "local_crops",
+    ),
 }
 _ALL_KEYS = sorted({k for keys in SSL_LOSS_KEYS.values() for k in keys})
 
@@ -69,10 +84,33 @@ def ssl_problems(config: dict[str, Any]) -> list[str]:
                 f"config key 'sweeps[{i}].transfer': not supported for self-supervised losses "
                 f"{used}"
             )
+        errors.extend(_multi_crop_problems(config, i, sweep, used))
     split = config["ssl"]["eval"]["test_split"]
     if split not in config["activations"]["splits"]:
         errors.append(
             f"config key 'ssl.eval.test_split': split {split!r} is not dumped "
             f"(activations.splits = {sorted(config['activations']['splits'])})"
         )
+    return errors
+
+
+def _multi_crop_problems(
+    config: dict[str, Any], i: int, sweep: dict[str, Any], used: list[str]
+) -> list[str]:
+    """DINO's multi-crop needs images: a data set of another known kind is an error."""
+    errors = []
+    for loss in used:
+        number = int((config["losses"][loss].get("local_crops") or {}).get("number", 0))
+        if number == 0:
+            continue
+        variants = config.get("data", {}).get("variants", {})
+        for dataset in sweep.get("datasets", []):
+            info = find_source(str(variants.get(dataset, {}).get("source", dataset)))
+            kind = info.kind if info is not None else None
+            if kind is not None and kind != "image":
+                errors.append(
+                    f"config key 'losses.{loss}.local_crops.number': {number} local crops need "
+                    f"image data, but sweeps[{i}] trains it on {dataset!r} (a {kind} data set, "
+                    "which has no crop: DINO uses its two views; set local_crops.number 0)"
+                )
     return errors

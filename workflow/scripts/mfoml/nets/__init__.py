@@ -15,9 +15,11 @@ training objectives.
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
 - :mod:`mfoml.nets.dumps`: reading those dumps (numpy only, no torch);
 - :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`);
-- :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL) and the
-  projection head;
-- :mod:`mfoml.nets.augment`: seeded two-view augmentations per data kind (images, 1-D signals);
+- :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL, DINO)
+  and the projection head; :mod:`mfoml.nets.ssl_base` their base class and the momentum
+  teacher; :mod:`mfoml.nets.dino` DINO (prototypes, centering, sharpening, multi-crop);
+- :mod:`mfoml.nets.augment`: seeded two-view and multi-crop augmentations per data kind (images,
+  1-D signals);
 - :mod:`mfoml.nets.ssl_model`: SSL encoders (backbone stages + projector stages);
 - :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels).
 

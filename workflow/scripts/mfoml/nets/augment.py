@@ -4,7 +4,10 @@
 store's ``meta.json``) and its settings (missing keys take :data:`AUGMENT_DEFAULTS`; an unknown
 key is a ``ValueError`` naming it). ``augmenter(x, generator)`` returns one augmented view of
 the batch ``x`` (same shape, dtype and device); :func:`two_views` returns two independent
-views. Everything random is drawn from the given ``torch.Generator`` (a CPU generator), so a
+views, :func:`multi_crop_views` two global views and ``n_local`` local crops (DINO's multi-crop:
+images only; a local crop is the same pipeline with ``RandomResizedCrop``'s area fraction range
+replaced by the local one, resized to the full ``(H, W)`` so that every backbone takes it;
+``augmenter(x, generator, crop_scale=...)``). Everything random is drawn from the given ``torch.Generator`` (a CPU generator), so a
 seeded generator gives the same views on every run, whatever the global RNG state.
 
 ``image`` (``x`` float ``(N, C, H, W)`` in ``[0, 1]``, as the data store keeps images)
@@ -36,7 +39,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["AUGMENT_DEFAULTS", "AUGMENT_KINDS", "Augmenter", "make_augmenter", "two_views"]
+__all__ = [
+    "AUGMENT_DEFAULTS",
+    "AUGMENT_KINDS",
+    "Augmenter",
+    "make_augmenter",
+    "multi_crop_views",
+    "two_views",
+]
 
 AUGMENT_KINDS = ("image", "signal")
 AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -140,17 +150,35 @@ class Augmenter:
     def __repr__(self) -> str:
         return f"Augmenter({self.kind!r}, {self.params!r})"
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One augmented view of the batch ``x`` (shape, dtype and device kept)."""
+    def __call__(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        crop_scale: tuple[float, float] | None = None,
+    ) -> torch.Tensor:
+        """One augmented view of the batch ``x`` (shape, dtype and device kept).
+
+        ``crop_scale``: images only, the area fraction range of this view's crop instead of
+        ``crop_scale`` of the settings (DINO's local crops); a ``ValueError`` for signals.
+        """
         if not torch.is_floating_point(x):
             raise TypeError(f"augment.{self.kind}: x must be a float tensor, got {x.dtype}")
         if self.kind == "image":
-            return self._image(x, generator)
+            scale = self._crop_scale if crop_scale is None else _crop_range(crop_scale)
+            return self._image(x, generator, scale)
+        if crop_scale is not None:
+            raise ValueError(
+                f"augment.{self.kind}: a {self.kind} has no crop (multi-crop needs images; "
+                "use two views, local_crops.number 0)"
+            )
         return self._signal(x, generator)
 
     # -- images ------------------------------------------------------------------------------
-    def _pipeline(self, channels: int, size: tuple[int, int]) -> Any:
-        key = (channels, *size)
+    def _pipeline(
+        self, channels: int, size: tuple[int, int], crop_scale: tuple[float, float]
+    ) -> Any:
+        key = (channels, *size, *crop_scale)
         if key not in self._pipes:
             from torchvision.transforms import v2
 
@@ -164,7 +192,7 @@ class Augmenter:
             )
             steps = [
                 v2.RandomResizedCrop(
-                    size, scale=self._crop_scale, ratio=self._crop_ratio, antialias=True
+                    size, scale=crop_scale, ratio=self._crop_ratio, antialias=True
                 ),
                 v2.RandomHorizontalFlip(float(p["flip"])),
                 v2.RandomApply([jitter], p=float(p["jitter"])),
@@ -174,10 +202,12 @@ class Augmenter:
             self._pipes[key] = v2.Compose(steps)
         return self._pipes[key]
 
-    def _image(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _image(
+        self, x: torch.Tensor, generator: torch.Generator, crop_scale: tuple[float, float]
+    ) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"augment.image: x must have shape (N, C, H, W), got {tuple(x.shape)}")
-        pipe = self._pipeline(int(x.shape[1]), (int(x.shape[2]), int(x.shape[3])))
+        pipe = self._pipeline(int(x.shape[1]), (int(x.shape[2]), int(x.shape[3])), crop_scale)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         out = torch.empty_like(x)
         with torch.random.fork_rng(devices=[]):
@@ -232,6 +262,12 @@ class Augmenter:
         return out if x.dim() == 3 else out.squeeze(1)
 
 
+def _crop_range(scale: Any) -> tuple[float, float]:
+    if not isinstance(scale, list | tuple) or len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"augment: a crop's area fraction range must lie in (0, 1], got {scale!r}")
+    return float(scale[0]), float(scale[1])
+
+
 def make_augmenter(kind: str, params: Mapping[str, Any] | None = None) -> Augmenter:
     """An :class:`Augmenter` for data kind ``kind`` (``image`` or ``signal``) and settings."""
     return Augmenter(kind, params)
@@ -242,3 +278,25 @@ def two_views(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent augmented views of the batch ``x`` (each ``x.shape``)."""
     return augmenter(x, generator), augmenter(x, generator)
+
+
+def multi_crop_views(
+    augmenter: Augmenter,
+    x: torch.Tensor,
+    generator: torch.Generator,
+    n_local: int,
+    local_scale: tuple[float, float] = (0.05, 0.4),
+) -> tuple[torch.Tensor, ...]:
+    """``2 + n_local`` views of the batch ``x``: the two global views of :func:`two_views`
+    (the same draws from ``generator``), then ``n_local`` local crops of area fraction
+    ``local_scale`` (each ``x.shape``). ``n_local > 0`` needs images (``ValueError``)."""
+    if int(n_local) < 0:
+        raise ValueError(f"local_crops.number must be >= 0, got {n_local}")
+    if int(n_local) > 0 and augmenter.kind != "image":
+        raise ValueError(
+            f"local_crops.number = {n_local}: multi-crop needs image data; the data kind is "
+            f"{augmenter.kind!r}, which has no crop (two views only: set local_crops.number 0)"
+        )
+    views = two_views(augmenter, x, generator)
+    local = tuple(augmenter(x, generator, crop_scale=local_scale) for _ in range(int(n_local)))
+    return views + local

@@ -1,4 +1,4 @@
-"""Self-supervised objectives: SimCLR, VICReg, Barlow Twins and BYOL (``METHODS.md`` section 12).
+"""Self-supervised objectives: SimCLR, VICReg, Barlow Twins, BYOL and DINO (``METHODS.md`` 12).
 
 Every loss takes the two views' embeddings ``z1, z2`` of shape ``(N, D)`` (row ``i`` of both is
 the same sample under two augmentations) and returns a scalar tensor.
@@ -25,38 +25,56 @@ the same sample under two augmentations) and returns a scalar tensor.
     ``mean_i (2 - 2 cos(p_i, t_i))`` between the online network's prediction ``p`` and the
     momentum teacher's projection ``t`` (no gradient to ``t``); :class:`BYOL` symmetrises it
     over the two views and updates the teacher by EMA: ``xi <- tau xi + (1 - tau) theta`` with
-    ``tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2`` (``k/K`` the training progress).
+    ``tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2`` (``k/K`` the training progress;
+    :mod:`mfoml.nets.ssl_base`).
+``dino_loss`` (Caron et al. 2021; :mod:`mfoml.nets.dino`)
+    self-distillation: cross-entropy between the centred, sharpened softmax of a momentum
+    teacher and the student's softmax over prototype scores, cross-view pairs only;
+    :class:`DINO` (re-exported here) adds the prototype layer, the center, the temperature
+    warm-up and multi-crop.
 
-The objectives (:class:`SimCLR`, :class:`VICReg`, :class:`BarlowTwins`, :class:`BYOL`) are
+The objectives (:class:`SimCLR`, :class:`VICReg`, :class:`BarlowTwins`, :class:`BYOL`,
+:class:`DINO`; base class :class:`~mfoml.nets.ssl_base.SSLObjective`) are
 ``nn.Module`` s called as ``objective(encoder, v1, v2) -> (loss, terms)``; ``encoder`` maps a
 batch of views to embeddings ``(N, D)`` (backbone + projection head), ``terms`` are detached
 floats for the metrics table (the loss's components and ``embedding_std``, the standard
 deviation over the batch of the L2-normalised embeddings times ``sqrt(D)``: about 1 for spread
 embeddings, 0 under complete collapse). :meth:`SSLObjective.after_step` is called after each
-optimiser step (the EMA of BYOL); the objective's own trainable parameters (BYOL's predictor)
-are :meth:`SSLObjective.trainable_parameters`; its ``state_dict`` holds everything needed to
-resume (BYOL's teacher and predictor).
+optimiser step (the EMA of BYOL and DINO); the objective's own trainable parameters (BYOL's
+predictor, DINO's prototypes) are :meth:`SSLObjective.trainable_parameters`; its
+``state_dict`` holds everything needed to resume (the teachers, BYOL's predictor, DINO's
+prototypes and center).
 
 Why not a library: the well-kept SSL library (``lightly`` 1.6.0) requires ``pytorch_lightning``
 and ``hydra-core`` (checked with ``pip download --no-deps`` and its METADATA), which the pinned
 stack does not carry and the pipeline does not need; ``solo-learn`` and ``vissl`` are not
-maintained as installable packages. The four losses are a few lines each; they are tested
+maintained as installable packages. The five losses are a few lines each; they are tested
 against the published formulas written independently as loops (tests/test_ssl.py).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfoml.nets.dino import DINO, DINO_DEFAULTS, dino_loss
+from mfoml.nets.ssl_base import (
+    Encoder,
+    SSLObjective,
+    check_pair,
+    ema_update,
+    embedding_std,
+    make_teacher,
+    momentum,
+)
+
 __all__ = [
     "BYOL",
+    "DINO",
     "SSL_DEFAULTS",
     "SSL_TYPES",
     "BarlowTwins",
@@ -68,24 +86,12 @@ __all__ = [
     "build_objective",
     "objective_spec",
     "byol_loss",
+    "dino_loss",
     "embedding_std",
     "nt_xent_loss",
     "vicreg_loss",
     "vicreg_terms",
 ]
-
-Encoder = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _check_pair(z1: torch.Tensor, z2: torch.Tensor, what: str, min_n: int = 1) -> None:
-    if z1.dim() != 2 or z1.shape != z2.shape:
-        raise ValueError(
-            f"{what}: z1 and z2 must have the same shape (N, D), got {tuple(z1.shape)} and "
-            f"{tuple(z2.shape)}"
-        )
-    if z1.shape[0] < min_n:
-        raise ValueError(f"{what}: needs at least {min_n} samples, got N={z1.shape[0]}")
-
 
 # --------------------------------------------------------------------------------------------
 # losses
@@ -96,7 +102,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -
 
     Symmetric in the views; invariant to rescaling either row (cosine similarities).
     """
-    _check_pair(z1, z2, "nt_xent_loss", min_n=2)
+    check_pair(z1, z2, "nt_xent_loss", min_n=2)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = z1.shape[0]
@@ -116,7 +122,7 @@ def vicreg_terms(
 
     ``variance`` and ``covariance`` are summed over the two views (module docstring).
     """
-    _check_pair(z1, z2, "vicreg_loss", min_n=2)
+    check_pair(z1, z2, "vicreg_loss", min_n=2)
     n, d = z1.shape
     invariance = F.mse_loss(z1, z2)
     variance = z1.new_zeros(())
@@ -154,7 +160,7 @@ def barlow_twins_loss(
     z1: torch.Tensor, z2: torch.Tensor, *, offdiag_weight: float = 5e-3, eps: float = 1e-5
 ) -> torch.Tensor:
     """Barlow Twins loss of two views ``(N, D)``, ``N >= 2`` (module docstring)."""
-    _check_pair(z1, z2, "barlow_twins_loss", min_n=2)
+    check_pair(z1, z2, "barlow_twins_loss", min_n=2)
     n, d = z1.shape
 
     def standardise(z: torch.Tensor) -> torch.Tensor:
@@ -169,16 +175,9 @@ def barlow_twins_loss(
 
 def byol_loss(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``mean_i (2 - 2 cos(p_i, t_i))``; ``t`` is detached (the teacher's target)."""
-    _check_pair(p, t, "byol_loss")
+    check_pair(p, t, "byol_loss")
     cos = (F.normalize(p, dim=1) * F.normalize(t.detach(), dim=1)).sum(dim=1)
     return (2.0 - 2.0 * cos).mean()
-
-
-@torch.no_grad()
-def embedding_std(z: torch.Tensor) -> float:
-    """``sqrt(D) * mean_j std_i(normalize(z)_ij)``: ~1 for spread embeddings, 0 when collapsed."""
-    zn = F.normalize(z.detach().float(), dim=1)
-    return float(zn.std(dim=0).mean() * math.sqrt(z.shape[1])) if z.shape[0] > 1 else math.nan
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,39 +218,6 @@ class ProjectionHead(nn.Module):
 
 # --------------------------------------------------------------------------------------------
 # objectives
-
-
-class SSLObjective(nn.Module):
-    """Base class: ``forward(encoder, v1, v2) -> (loss, terms)``.
-
-    ``spec`` is ``{type, **hyper-parameters}`` when built by :func:`build_objective`.
-    """
-
-    name = "ssl"
-    spec: dict[str, Any] = {}
-
-    def attach(self, encoder: nn.Module) -> SSLObjective:
-        """Prepare state that depends on the encoder (BYOL's teacher); returns ``self``."""
-        return self
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the objective itself that the optimiser must update."""
-        return (p for p in self.parameters() if p.requires_grad)
-
-    def after_step(self, encoder: nn.Module, progress: float) -> None:
-        """Called after every optimiser step; ``progress`` in ``[0, 1]`` (steps done / total)."""
-
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
-
-    def forward(  # type: ignore[override]
-        self, encoder: Encoder, v1: torch.Tensor, v2: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = encoder(v1).float(), encoder(v2).float()
-        loss, terms = self.pair_loss(z1, z2)
-        terms = {k: float(v) for k, v in terms.items()}
-        terms["embedding_std"] = embedding_std(z1)
-        return loss, terms
 
 
 class SimCLR(SSLObjective):
@@ -350,9 +316,7 @@ class BYOL(SSLObjective):
         self.tau = self.tau_base
 
     def attach(self, encoder: nn.Module) -> BYOL:
-        self.teacher = copy.deepcopy(encoder)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = make_teacher(encoder)
         return self
 
     def _teacher(self) -> nn.Module:
@@ -373,22 +337,15 @@ class BYOL(SSLObjective):
 
     @torch.no_grad()
     def after_step(self, encoder: nn.Module, progress: float) -> None:
-        teacher = self._teacher()
-        progress = min(max(float(progress), 0.0), 1.0)
-        tau = self.tau_base
-        if self.cosine_tau:
-            tau = 1.0 - (1.0 - self.tau_base) * (math.cos(math.pi * progress) + 1.0) / 2.0
-        for pt, ps in zip(teacher.parameters(), encoder.parameters(), strict=True):
-            pt.mul_(tau).add_(ps.detach(), alpha=1.0 - tau)
-        for bt, bs in zip(teacher.buffers(), encoder.buffers(), strict=True):
-            bt.copy_(bs)
+        tau = momentum(self.tau_base, progress, self.cosine_tau)
+        ema_update(self._teacher(), encoder, tau)
         self.tau = tau
 
 
 # --------------------------------------------------------------------------------------------
 # configuration
 
-SSL_TYPES = ("simclr", "vicreg", "barlow", "byol")
+SSL_TYPES = ("simclr", "vicreg", "barlow", "byol", "dino")
 #: Hyper-parameters per objective (the config keys under ``losses`` besides ``type``).
 SSL_DEFAULTS: dict[str, dict[str, Any]] = {
     "simclr": {"temperature": 0.5},
@@ -401,12 +358,14 @@ SSL_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "barlow": {"offdiag_weight": 5e-3, "eps": 1e-5},
     "byol": {"tau": 0.99, "predictor_width": 256, "predictor_depth": 2, "cosine_tau": True},
+    "dino": DINO_DEFAULTS,
 }
 _CLASSES: dict[str, type[SSLObjective]] = {
     "simclr": SimCLR,
     "vicreg": VICReg,
     "barlow": BarlowTwins,
     "byol": BYOL,
+    "dino": DINO,
 }
 
 
@@ -430,13 +389,14 @@ def build_objective(
     *,
     seed: int | None = None,
 ) -> SSLObjective:
-    """Build an objective from ``{type: simclr|vicreg|barlow|byol, **hyper-parameters}``.
+    """Build an objective from ``{type: simclr|vicreg|barlow|byol|dino, **hyper-parameters}``.
 
     Missing hyper-parameters take :data:`SSL_DEFAULTS`; an unknown key is a ``ValueError``
-    naming it. ``embed_dim`` is the encoder's output width (BYOL's predictor); ``encoder``,
-    when given, is attached (:meth:`SSLObjective.attach`). ``seed``: the objective's own
-    parameters (BYOL's predictor) are initialised under ``torch.manual_seed(seed)`` without
-    disturbing the global RNG (``None``: from the global RNG).
+    naming it. ``embed_dim`` is the encoder's output width (BYOL's predictor, DINO's prototype
+    layer); ``encoder``, when given, is attached (:meth:`SSLObjective.attach`). ``seed``: the
+    objective's own parameters (BYOL's predictor, DINO's prototypes) are initialised under
+    ``torch.manual_seed(seed)`` without disturbing the global RNG (``None``: from the global
+    RNG).
     """
     kind = str(spec.get("type", "")).lower()
     if kind not in SSL_TYPES:
@@ -451,6 +411,9 @@ def build_objective(
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(int(seed))
-        obj = BYOL(int(embed_dim), **params) if kind == "byol" else _CLASSES[kind](**params)
+        if kind in ("byol", "dino"):
+            obj = _CLASSES[kind](int(embed_dim), **params)  # type: ignore[call-arg]
+        else:
+            obj = _CLASSES[kind](**params)
     obj.spec = {"type": kind, **params}
     return obj.attach(encoder) if encoder is not None else obj

@@ -1,11 +1,15 @@
-"""Self-supervised training loop (no labels): two augmented views, an SSL objective.
+"""Self-supervised training loop (no labels): augmented views, an SSL objective.
 
 :func:`train_ssl` fits an :class:`~mfoml.nets.ssl_model.SSLNet` with an
 :class:`~mfoml.nets.ssl.SSLObjective` on the inputs alone. Every mini-batch gives two views
-(:func:`mfoml.nets.augment.two_views`), the objective's loss is minimised with the optimiser
+(:func:`mfoml.nets.augment.two_views`), or two global views and the objective's
+``local_crops`` local crops (DINO's multi-crop, :func:`mfoml.nets.augment.multi_crop_views`;
+the views used are stated in the log), the objective's loss is minimised with the optimiser
 and schedule of a :class:`~mfoml.nets.trainconfig.TrainConfig` (the objective's own parameters, BYOL's
-predictor, are optimised with the network's), and :meth:`SSLObjective.after_step` runs after
-every step (BYOL's EMA teacher, with ``progress = steps done / total steps``).
+predictor and DINO's prototypes, are optimised with the network's),
+:meth:`SSLObjective.start_epoch` runs before every epoch (DINO's teacher temperature) and
+:meth:`SSLObjective.after_step` after every step (the EMA teachers of BYOL and DINO, with
+``progress = steps done / total steps``).
 
 Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints load with
 :func:`mfoml.nets.checkpoints.load_checkpoint`):
@@ -18,7 +22,8 @@ Outputs in ``out_dir`` (the supervised loop's format, so that the checkpoints lo
 ``metrics.csv``
     one row per epoch: ``epoch, train_loss`` (mean SSL loss over the epoch's mini-batches),
     the objective's terms averaged likewise (``invariance, variance, covariance`` for VICReg,
-    ``tau`` for BYOL, and ``embedding_std`` for all), ``lr, seconds``.
+    ``tau`` for BYOL, ``teacher_temp, tau, teacher_entropy`` for DINO, and ``embedding_std``
+    for all), ``lr, seconds``.
 
 Determinism as in :func:`mfoml.nets.training.train`: the shuffling generator is seeded with
 ``cfg.seed``, the augmentation generator with ``cfg.seed + 1`` (a separate stream, so that
@@ -44,7 +49,7 @@ import pandas as pd
 import torch
 
 from mfoml.io import atomic_path, atomic_write_csv
-from mfoml.nets.augment import Augmenter, two_views
+from mfoml.nets.augment import Augmenter, multi_crop_views
 from mfoml.nets.checkpoints import checkpoint_path, clear_outputs
 from mfoml.nets.determinism import enable_determinism, restore_determinism
 from mfoml.nets.models import resolve_device
@@ -58,27 +63,40 @@ __all__ = ["train_ssl"]
 
 
 class _Views(torch.utils.data.Dataset):
-    """Batch ``i``: the two views of ``x[batches[i]]``, drawn from a generator seeded
-    ``seeds[i]`` (so that the views do not depend on which process makes them)."""
+    """Batch ``i``: the views of ``x[batches[i]]`` (two global views, then ``local[0]`` local
+    crops of area fraction ``local[1]``), drawn from a generator seeded ``seeds[i]`` (so that
+    the views do not depend on which process makes them)."""
 
     def __init__(
-        self, x: torch.Tensor, augmenter: Augmenter, batches: list, seeds: list[int]
+        self,
+        x: torch.Tensor,
+        augmenter: Augmenter,
+        batches: list,
+        seeds: list[int],
+        local: tuple[int, tuple[float, float]],
     ) -> None:
         self.x, self.augmenter, self.batches, self.seeds = x, augmenter, batches, seeds
+        self.local = local
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         idx = self.batches[i]
         g = torch.Generator().manual_seed(int(self.seeds[i]))
-        return idx, two_views(self.augmenter, self.x[idx.to(self.x.device)], g)
+        x = self.x[idx.to(self.x.device)]
+        return idx, multi_crop_views(self.augmenter, x, g, self.local[0], self.local[1])
 
 
 def _view_batches(
-    x: torch.Tensor, augmenter: Augmenter, batches: list, seeds: list[int], workers: int
+    x: torch.Tensor,
+    augmenter: Augmenter,
+    batches: list,
+    seeds: list[int],
+    workers: int,
+    local: tuple[int, tuple[float, float]],
 ) -> Any:
-    data = _Views(x, augmenter, batches, seeds)
+    data = _Views(x, augmenter, batches, seeds, local)
     if workers <= 0:
         return (data[i] for i in range(len(data)))
     return torch.utils.data.DataLoader(
@@ -151,6 +169,19 @@ def train_ssl(
         steps_per_epoch = len(_batches(n, cfg.batch_size, None))
         total_steps = max(1, steps_per_epoch * cfg.epochs)
         step = 0
+        local = (int(objective.local_crops), tuple(objective.local_crop_scale))
+        if local[0] > 0 and augmenter.kind != "image":
+            raise ValueError(
+                f"losses.local_crops.number = {local[0]}: multi-crop needs image data; "
+                f"this data set is of kind {augmenter.kind!r} (two views only)"
+            )
+        if local[0]:
+            seen = f"two global views + {local[0]} local crops of area fraction {list(local[1])}"
+        elif objective.name == "dino":
+            seen = "two global views, no multi-crop (local_crops.number 0; signals have no crop)"
+        else:
+            seen = "two views"
+        log.info("objective %s, %s data: %s per sample", objective.name, augmenter.kind, seen)
 
         def save(epoch: int) -> None:
             payload = {
@@ -177,17 +208,20 @@ def train_ssl(
             lr = float(opt.param_groups[0]["lr"])
             model.train()
             objective.train()
+            objective.start_epoch(epoch - 1, cfg.epochs)
             perm = torch.randperm(n, generator=gen)
             batches = _batches(n, cfg.batch_size, perm)
             seeds = torch.randint(0, 2**62, (len(batches),), generator=aug_gen).tolist()
             sums: dict[str, float] = {}
             seen = 0
             for b, (idx, views) in enumerate(
-                _view_batches(xt if workers > 0 else xt_dev, augmenter, batches, seeds, workers)
+                _view_batches(
+                    xt if workers > 0 else xt_dev, augmenter, batches, seeds, workers, local
+                )
             ):
-                v1, v2 = (v.to(device, non_blocking=True) for v in views)
+                views = tuple(v.to(device, non_blocking=True) for v in views)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                    loss, terms = objective(model, v1, v2)
+                    loss, terms = objective(model, *views)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"SSL training diverged: loss is {float(loss.detach())} at epoch "
