@@ -13,6 +13,7 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mfoml.data.catalog import prepare_dataset  # noqa: E402
+from mfoml.data.files import FILE_KEYS, FILE_SOURCES  # noqa: E402
 from mfoml.data.variants import corrupt_dataset  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
@@ -31,6 +32,8 @@ text = dict(opts.get("text") or {})  # text sets only (mfoml.data.textsets.prepa
 if text.get("tokenizer_from"):
     text["tokenizer"] = str(Path(snakemake.input.tokenizer_source) / "tokenizer.json")
 text.pop("tokenizer_from", None)
+# the file sources (imagefolder, table, textfile, arrays) take their keys as one dict
+files = {k: opts[k] for k in FILE_KEYS if k in opts}
 meta = prepare_dataset(
     source,
     out,
@@ -39,6 +42,7 @@ meta = prepare_dataset(
     grayscale=opts["grayscale"],
     per_class_cap=opts["per_class_cap"],
     seed=opts["seed"],
+    **({"files": files} if source in FILE_SOURCES else {}),
     **text,
 )
 if opts.get("corrupt"):

@@ -1,10 +1,13 @@
 """Checks of a configuration against what is known about its data sets and models, before any job.
 
 Data-set ids are looked up in the source registry (:mod:`mfoml.data.catalog`, no heavy import),
-layer names come from the torch-free :mod:`mfoml.nets.layernames`, and the class counts of the built-in
+layer names come from the torch-free registry :mod:`mfoml.nets.registry` (a torchvision model's
+from its graph, :mod:`mfoml.config.ownmodels`), and the class counts of the built-in
 sets from the registry (``SourceInfo.class_counts``; a ``data.variants`` entry with
 ``per_class_cap`` caps them). What cannot be known without downloading (OpenML class counts) is
-checked by the job itself.
+checked by the job itself. The file sources (``imagefolder``, ``table``, ``textfile``,
+``arrays``) are read here (:func:`mfoml.data.filecheck.file_variant_errors`: path, columns,
+classes, a sample of images, shapes).
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from mfoml.config.ownmodels import torchvision_layer_names
 from mfoml.data.catalog import find_source, known_datasets
-from mfoml.nets.layernames import hf_depth, probe_layer_names
+from mfoml.data.filecheck import file_variant_errors
+from mfoml.data.files import FILE_KEYS, FILE_SOURCES
+from mfoml.nets.registry import spec_layer_names
 
 __all__ = ["class_counts", "dataset_errors", "layer_errors", "sample_errors"]
 
@@ -67,17 +73,31 @@ def dataset_errors(config: dict[str, Any]) -> list[str]:
     """Unknown data-set ids (sweeps, variants, tabular) and ``folds.n_splits`` larger than the
     smallest class (or the training split) of a data set that is split into folds."""
     errors: list[str] = []
+    n_splits = int(config["folds"]["n_splits"])
     for name, variant in config["data"]["variants"].items():
         if find_source(str(variant["source"])) is None:
             key = f"data.variants.{name}.source"
             errors.append(_unknown(key, variant["source"], config, variants_ok=False))
+        elif variant["source"] in FILE_SOURCES:
+            errors += file_variant_errors(name, variant, n_splits)
+        else:
+            wrong = sorted(k for k in FILE_KEYS if k in variant)
+            if wrong:
+                errors.append(
+                    f"config key 'data.variants.{name}': {wrong} apply to the file sources "
+                    f"({', '.join(FILE_SOURCES)}) only, not {variant['source']!r}"
+                )
     known_ids = set()
     for key, name, _ in _used_ids(config):
-        if name in config["data"]["variants"] or find_source(name) is not None:
+        if name in FILE_SOURCES and name not in config["data"]["variants"]:
+            errors.append(
+                f"config key '{key}': {name!r} is a file source; define a data set with it "
+                f"under data.variants (e.g. data.variants.mydata: {{source: {name}, path: ...}})"
+            )
+        elif name in config["data"]["variants"] or find_source(name) is not None:
             known_ids.add(name)
         else:
             errors.append(_unknown(key, name, config))
-    n_splits = int(config["folds"]["n_splits"])
     checked = set()
     for _, name, split_into_folds in _used_ids(config):
         if not split_into_folds or name not in known_ids or name in checked:
@@ -116,14 +136,14 @@ def layer_errors(config: dict[str, Any]) -> list[str]:
             if spec is None or model in seen:
                 continue
             seen.add(model)
-            depth = spec.get("depth")
-            if spec["arch"] == "hf":
-                depth = hf_depth(spec.get("pretrained", ""))
-                if depth is None:  # a hub id: its layer count is known in the job
-                    continue
             try:
-                names = probe_layer_names(spec["arch"], depth, spec.get("probe_point", "post"))
-            except ValueError:  # a bad probe_point: reported by the model checks
+                if spec["arch"] == "torchvision":  # built on the meta device (mfoml.config.ownmodels)
+                    names = torchvision_layer_names(spec)
+                else:
+                    names = spec_layer_names(spec)
+            except (ValueError, KeyError):  # a bad probe_point, name or layer: model checks
+                continue
+            if names is None:  # a hub id or the user's module: known in the job
                 continue
             for section in ("probe", "ncc"):
                 wanted = config[section]["layers"]

@@ -8,7 +8,7 @@ tokenizer), ``tokenizer_from`` naming a text set without a chain. Every message 
 
 The names of the text data sets are repeated here (:data:`TEXT_SOURCES`) so that the
 configuration layer stays free of numpy; ``tests/test_text_workflow.py`` checks them against
-:data:`mfoml.data.textsets.TEXT_DATASETS`.
+:data:`mfoml.data.textsets.TEXT_DATASETS` (plus the file source ``textfile``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ TEXT_SOURCES: tuple[str, ...] = (
     "glue-mrpc",
     "glue-rte",
     "wikitext2",
+    "textfile",  # a user's text file (mfoml.data.filesources)
 )
 CORPUS_SOURCES: tuple[str, ...] = ("wikitext2",)
 TEXT_ARCHS: tuple[str, ...] = ("transformer", "hf")

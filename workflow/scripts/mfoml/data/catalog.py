@@ -1,7 +1,8 @@
 """The catalog of data sources: every source registered, ids checked, data sets prepared.
 
 Importing this module imports every data source module (:mod:`mfoml.data.sources`,
-:mod:`mfoml.data.openml.prepare`; numpy and the standard library only, their heavy dependencies are
+:mod:`mfoml.data.stl10`, :mod:`mfoml.data.openml.prepare`, the file sources
+:mod:`mfoml.data.imagefolder`, :mod:`mfoml.data.filesources` and :mod:`mfoml.data.textfile`; numpy and the standard library only, their heavy dependencies are
 imported when a data set is actually made), which register themselves in the store's registry
 (:func:`mfoml.data.store.register_source`). The configuration layer checks data-set ids here at
 parse time; the ``data`` rule calls :func:`prepare_dataset`. A new source (e.g. text data) is
@@ -13,12 +14,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import mfoml.data.filesources  # noqa: F401  (registers table, arrays)
+import mfoml.data.imagefolder  # noqa: F401  (registers imagefolder)
 import mfoml.data.openml.prepare  # noqa: F401  (registers the openml- family)
 import mfoml.data.sources  # noqa: F401  (registers the built-in sets)
+import mfoml.data.stl10  # noqa: F401  (registers stl10)
+import mfoml.data.textfile  # noqa: F401  (registers textfile)
 import mfoml.data.textsets  # noqa: F401  (registers the text sets)
+from mfoml.data.files import FILE_SOURCES
 from mfoml.data.store import SourceInfo, registered_sources
 
 __all__ = ["check_dataset_id", "find_source", "known_datasets", "prepare_dataset"]
+
+
+def _ordered() -> list[SourceInfo]:
+    """The registered sources, the file sources (which need a variant with a path) last."""
+    infos = list(registered_sources().values())
+    return [i for i in infos if i.name not in FILE_SOURCES] + [
+        i for i in infos if i.name in FILE_SOURCES
+    ]
 
 
 def find_source(name: str) -> SourceInfo | None:
@@ -36,8 +50,8 @@ def find_source(name: str) -> SourceInfo | None:
 
 def known_datasets() -> list[str]:
     """The registered data-set ids and prefix families (``"openml-<name-or-id>"``), for messages."""
-    ids = [i.name for i in registered_sources().values() if not i.prefix]
-    fams = [i.hint or f"{i.name}<...>" for i in registered_sources().values() if i.prefix]
+    ids = [i.name for i in _ordered() if not i.prefix]
+    fams = [i.hint or f"{i.name}<...>" for i in _ordered() if i.prefix]
     return ids + fams
 
 
@@ -45,8 +59,8 @@ def check_dataset_id(name: Any) -> SourceInfo:
     """The source of ``name``; ``ValueError`` naming the known ids when there is none."""
     info = find_source(name)
     if info is None:
-        ids = [i.name for i in registered_sources().values() if not i.prefix]
-        fams = [repr(i.hint or f"{i.name}<...>") for i in registered_sources().values() if i.prefix]
+        ids = [i.name for i in _ordered() if not i.prefix]
+        fams = [repr(i.hint or f"{i.name}<...>") for i in _ordered() if i.prefix]
         raise ValueError(
             f"unknown data set {name!r}; known: {', '.join(ids)}"
             + (f", or {', '.join(fams)}" if fams else "")

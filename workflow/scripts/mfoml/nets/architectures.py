@@ -1,27 +1,32 @@
 """Every network architecture by name: one ``build_model`` for the whole pipeline.
 
-``mlp, conv, conv1d, resnet18`` are built by :func:`mfoml.nets.models.build_model`,
-``transformer`` by :func:`mfoml.nets.transformer.build_transformer` and ``hf`` by
-:func:`mfoml.nets.hf.build_hf`. A checkpoint's ``model_spec`` holds ``arch`` and the keyword
-arguments of its builder, so ``build_model(**spec)`` rebuilds any of them
+The architectures and their builders are listed once, in :mod:`mfoml.nets.registry`
+(``mlp, conv, conv1d, resnet18`` by :func:`mfoml.nets.models.build_model`, ``transformer`` by
+:func:`mfoml.nets.transformer.build_transformer`, ``hf`` by :func:`mfoml.nets.hf.build_hf`,
+``torchvision`` by :func:`mfoml.nets.tvmodels.build_torchvision`, ``module`` by
+:func:`mfoml.nets.usermodule.build_module`); a builder's module is imported only when a model of
+its architecture is built. A checkpoint's ``model_spec`` holds ``arch`` and the keyword arguments
+of its builder, so ``build_model(**spec)`` rebuilds any of them
 (:func:`mfoml.nets.checkpoints.load_checkpoint` does).
 
-The text architectures take the run's ``activation`` as their feed-forward nonlinearity
-(``transformer``) or ignore it (``hf``: the pretrained encoder keeps its own).
+The run's ``activation`` reaches the builders of the registry entries with
+``uses_activation`` (``transformer`` takes it as its feed-forward nonlinearity); ``hf``,
+``torchvision`` and ``module`` networks keep their own nonlinearities.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from mfoml.nets import models
 from mfoml.nets.models import ProbedModel
+from mfoml.nets.registry import arch_info, arch_names, text_arch_names
 
 __all__ = ["ARCHITECTURES", "TEXT_ARCHITECTURES", "build_model", "text_model_kwargs"]
 
-TEXT_ARCHITECTURES: tuple[str, ...] = ("transformer", "hf")
-ARCHITECTURES: tuple[str, ...] = (*models.ARCHITECTURES, *TEXT_ARCHITECTURES)
+TEXT_ARCHITECTURES: tuple[str, ...] = text_arch_names()
+ARCHITECTURES: tuple[str, ...] = arch_names()
 
 
 def build_model(
@@ -29,23 +34,17 @@ def build_model(
 ) -> ProbedModel:
     """Build a :class:`~mfoml.nets.models.ProbedModel` of architecture ``arch``.
 
-    ``kwargs`` are those of the architecture's builder (module docstring); ``activation`` is
-    dropped for ``hf``.
+    ``kwargs`` are those of the architecture's builder (:mod:`mfoml.nets.registry`);
+    ``activation`` is dropped for the architectures that keep their own.
     """
-    name = str(arch).lower()
-    # imported here: the jobs of the other architectures neither load nor depend on them
-    if name == "transformer":
-        from mfoml.nets.transformer import build_transformer
-
-        return build_transformer(input_shape, n_classes, **kwargs)
-    if name == "hf":
-        from mfoml.nets.hf import build_hf
-
+    info = arch_info(arch)
+    module, function = info.builder.split(":")
+    builder = getattr(importlib.import_module(module), function)
+    if not info.uses_activation:
         kwargs.pop("activation", None)
-        return build_hf(input_shape, n_classes, **kwargs)
-    if name not in models.ARCHITECTURES:
-        raise ValueError(f"arch: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    return models.build_model(name, input_shape, n_classes, **kwargs)
+    if info.takes_arch:
+        return builder(info.name, input_shape, n_classes, **kwargs)
+    return builder(input_shape, n_classes, **kwargs)
 
 
 def text_model_kwargs(arch: str, tokenizer_meta: dict[str, Any]) -> dict[str, Any]:
