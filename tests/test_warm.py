@@ -15,25 +15,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from mfoml.warm_server import refusal, start_server
+from mfoml.warm_launch import refusal, start_server
+from warm_utils import copy_scripts, job, job_env, read_pid, run_job, wait_gone
 from workflow_utils import completed_tiny_run
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "workflow" / "scripts"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm start: Linux")
 
 
 @pytest.fixture()
 def scripts(tmp_path: Path) -> Path:
-    """A private copy of workflow/scripts/mfoml (its own PACKAGE_DIR, files the test may edit)."""
-    dest = tmp_path / "scripts"
-    shutil.copytree(SCRIPTS / "mfoml", dest / "mfoml", ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
+    return copy_scripts(tmp_path)
 
 
 @pytest.fixture()
@@ -42,36 +36,7 @@ def server(scripts: Path, tmp_path: Path):
     assert srv is not None
     yield srv
     srv.stop()
-    assert not os.path.exists(srv.socket_path)
-
-
-def job(tmp_path: Path, scripts: Path, body: str, name: str = "job.py") -> Path:
-    """A job script that delegates to the server like a rule script, then runs ``body``."""
-    path = tmp_path / name
-    head = f"""
-        import sys
-        __real_file__ = __file__
-        sys.path.insert(0, {str(scripts)!r})
-        from mfoml.warm import delegate
-        delegate()
-    """
-    path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
-    return path
-
-
-def run_job(
-    path: Path, srv, *args: str, env: dict | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    full = dict(os.environ, MFOML_WARM_SOCKET=srv.socket_path, **(env or {}))
-    full.pop("MFOML_WARM_CHILD", None)
-    return subprocess.run(
-        [sys.executable, str(path), *args],
-        env=full,
-        cwd=cwd or path.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    assert not os.path.exists(srv.tmpdir)
 
 
 def log_of(tmp_path: Path) -> str:
@@ -244,17 +209,6 @@ def test_no_server_runs_cold(scripts, tmp_path):
     assert "cannot reach the server" in proc.stderr
 
 
-def _wait_gone(pid: int, seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _start_sleeper(server, scripts, tmp_path) -> tuple[subprocess.Popen, int]:
     pidfile = tmp_path / "child.pid"
     path = job(
@@ -266,51 +220,54 @@ def _start_sleeper(server, scripts, tmp_path) -> tuple[subprocess.Popen, int]:
         time.sleep(60)
         """,
     )
-    env = dict(os.environ, MFOML_WARM_SOCKET=server.socket_path)
-    client = subprocess.Popen([sys.executable, str(path)], env=env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline, "the job did not start"
-        time.sleep(0.05)
-    return client, int(pidfile.read_text())
+    client = subprocess.Popen([sys.executable, str(path)], env=job_env(server))
+    return client, read_pid(pidfile)
 
 
 def test_sigterm_is_forwarded_to_the_job(server, scripts, tmp_path):
     client, child = _start_sleeper(server, scripts, tmp_path)
     assert child != client.pid
     client.send_signal(signal.SIGTERM)
-    assert client.wait(30) == 128 + signal.SIGTERM
-    assert _wait_gone(child)
+    assert client.wait(30) == -signal.SIGTERM  # the client dies by the job's signal
+    assert wait_gone(child)
 
 
 def test_killed_client_kills_its_job(server, scripts, tmp_path):
     client, child = _start_sleeper(server, scripts, tmp_path)
     client.kill()
     client.wait(30)
-    assert _wait_gone(child)
+    assert wait_gone(child)
     assert "is gone: terminating the job" in log_of(tmp_path)
 
 
 def test_server_exits_with_its_parent(scripts, tmp_path):
+    """``kill -9`` of the workflow process (here a driver standing in for snakemake): the server
+    notices, kills its running job and removes its socket directory."""
     driver = tmp_path / "driver.py"
     driver.write_text(
         textwrap.dedent(
             f"""
             import sys, time
             sys.path.insert(0, {str(scripts)!r})
-            from mfoml.warm_server import refusal, start_server
+            from mfoml.warm_launch import start_server
             srv = start_server({str(scripts)!r}, {str(tmp_path / "warm.log")!r})
-            print(srv.proc.pid, flush=True)
+            print(srv.proc.pid, srv.tmpdir, flush=True)
             time.sleep(60)
             """
         )
     )
     proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True)
-    server_pid = int(proc.stdout.readline())
+    server_pid, tmpdir = proc.stdout.readline().split()
+    assert os.path.isdir(tmpdir)
+    srv = type("Srv", (), {"socket_path": os.path.join(tmpdir, "socket")})()
+    client, child = _start_sleeper(srv, scripts, tmp_path)
     proc.kill()  # no atexit, no onsuccess: the server must notice by itself
     proc.wait()
-    assert _wait_gone(server_pid)
+    assert wait_gone(int(server_pid))
+    assert wait_gone(child)
+    assert client.wait(30) != 0
     assert "the workflow process is gone" in log_of(tmp_path)
+    assert not os.path.exists(tmpdir)
 
 
 @pytest.mark.slow

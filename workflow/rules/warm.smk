@@ -4,13 +4,67 @@
 # rules deployed in conda environments or containers: their jobs run another interpreter),
 # stopped when the workflow ends; `warm_start: false` turns it off.
 
+import json
+
 from snakemake_interface_executor_plugins.settings import DeploymentMethod, ExecMode
 
+from snakemake import benchmark as snakemake_benchmark
 from snakemake.logging import logger
 
-from mfoml.warm_server import refusal, start_server
+from mfoml.warm import ENV_SOCKET, take_benchmark_figures
+from mfoml.warm_launch import refusal, start_server
 
 WARM = []
+
+# A socket inherited from the environment (another run, a shell that exported it) never makes
+# this run's jobs warm: only the server started below sets it. Jobs that Snakemake spawns in a
+# subprocess of this run (exec mode SUBPROCESS) keep this run's.
+if workflow.exec_mode != ExecMode.SUBPROCESS:
+    os.environ.pop(ENV_SOCKET, None)
+
+
+def warm_benchmark_writer(write, socket_path):
+    """Snakemake's benchmark writer, with a warm job's own CPU time and peak memory.
+
+    Under warm start, Snakemake measures the job's thin client; the client leaves the job's
+    figures (mfoml.warm), which replace the client's cpu_time and max_rss (mean_load follows;
+    max_vms, max_uss, max_pss, io_in and io_out of the client are dropped: "-"). A last column
+    `warm_start` says which records ran warm (1) or cold (0).
+    """
+
+    def write_benchmark_records(records, path, extended_fmt):
+        warm = []
+        for iteration, record in enumerate(records):
+            figures = take_benchmark_figures(
+                socket_path,
+                str(record.rule_name),
+                dict(record.wildcards.items()),
+                iteration,
+            )
+            warm.append(figures is not None)
+            if figures is not None:
+                record.cpu_time = record.cpu_usage = figures["cpu_time"]
+                record.max_rss = figures["max_rss_kb"] / 1024
+                record.max_vms = record.max_uss = record.max_pss = None
+                record.io_in = record.io_out = None
+                record.data_collected = True
+        write(records, path, extended_fmt)
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+        if path.endswith(".jsonl"):
+            lines = [
+                json.dumps({**json.loads(line), "warm_start": flag})
+                for line, flag in zip(lines, warm)
+            ]
+        else:
+            lines = [lines[0] + "\twarm_start"] + [
+                f"{line}\t{int(flag)}" for line, flag in zip(lines[1:], warm)
+            ]
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    write_benchmark_records.original = write
+    return write_benchmark_records
 
 
 def start_warm_server():
@@ -33,11 +87,16 @@ def start_warm_server():
         )
     else:
         WARM.append(server)
+        snakemake_benchmark.write_benchmark_records = warm_benchmark_writer(
+            snakemake_benchmark.write_benchmark_records, server.socket_path
+        )
 
 
 def stop_warm_server():
     while WARM:
         WARM.pop().stop()
+    writer = snakemake_benchmark.write_benchmark_records
+    snakemake_benchmark.write_benchmark_records = getattr(writer, "original", writer)
 
 
 onstart:

@@ -3,42 +3,56 @@
 The protocol, the client side and the safety rules are described in :mod:`mfoml.warm`. This
 module is the server (``python -m mfoml.warm_server SOCKET``) and the workflow's handle on it
 (:func:`start_server`, :meth:`WarmServer.stop`). The server is single-threaded: one selector loop
-accepts requests (one Unix SEQPACKET connection per job), reaps children (SIGCHLD through a
-wake-up pipe) and checks once a second that its parent still lives.
+accepts requests (one Unix SEQPACKET connection per job, from a process of the server's own uid,
+checked with SO_PEERCRED; a connection that sends no request within
+:data:`REQUEST_TIMEOUT` seconds is dropped), reaps children (SIGCHLD through a wake-up pipe) and
+checks once a second that its parent still lives.
+
+Every job is the leader of its own process group. A job whose client is gone, and every job when
+the server stops, gets SIGTERM, then SIGKILL (to its whole group) after a grace period
+(``--grace``, 10 s). The server removes its socket directory when it exits, also when it exits
+because the ``snakemake`` process died; :func:`start_server` removes those of servers that were
+killed (``kill -9``) before they could.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import atexit
 import gc
 import importlib
 import json
+import logging
 import os
 import selectors
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mfoml.warm import (
-    ENV_CHILD,
-    ENV_SOCKET,
     MAX_MESSAGE,
     NOT_PRELOADED,
     PACKAGE_DIR,
-    THREAD_VARS,
     python_identity,
     send_message,
 )
 from mfoml.warm_child import become_job
+from mfoml.warm_launch import GRACE, WarmServer, refusal, start_server  # noqa: F401 - re-exported
+from mfoml.warm_proc import (
+    PID_FILE,
+    group_members,
+    kill_group,
+    peer_uid,
+    remove_socket_dir,
+)
+
+log = logging.getLogger(__name__)
+#: seconds a new connection may take to send its request before it is dropped
+REQUEST_TIMEOUT = 2.0
 
 
 def top_level_imports(script: str) -> list[str]:
@@ -78,7 +92,7 @@ class _Job:
 class Server:
     """The server's state: listening socket, running jobs, preloaded modules, safety flags."""
 
-    def __init__(self, socket_path: str, log) -> None:
+    def __init__(self, socket_path: str, grace: float = GRACE) -> None:
         # As the gc module's documentation advises for fork without exec: no collections in the
         # server, everything it loaded frozen before each fork, collections on in the child. A
         # child's collections then never walk (and copy on write) the preloaded modules' objects:
@@ -86,9 +100,11 @@ class Server:
         gc.disable()
         self.socket_path = socket_path
         self.dir = os.path.dirname(socket_path)
-        self.log = log
+        self.grace = grace
         self.parent = os.getppid()
         self.jobs: dict[int, _Job] = {}
+        self.pending: dict[socket.socket, float] = {}  # connection -> deadline of its request
+        self.kill_at: dict[int, float] = {}  # job pid -> when SIGTERM becomes SIGKILL
         self.stamps: dict[str, tuple[int, int]] = {}  # mfoml source file -> (mtime_ns, size)
         self.cold_reason = ""  # set once: every later job runs cold
         # rule -> modules its finished jobs imported after their start (preloaded for its next job)
@@ -99,6 +115,8 @@ class Server:
         self.listener.bind(socket_path)
         self.listener.listen(64)
         self.listener.setblocking(False)
+        with open(os.path.join(self.dir, PID_FILE), "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -113,8 +131,7 @@ class Server:
         self._stamp()
 
     def say(self, msg: str) -> None:
-        self.log.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
-        self.log.flush()
+        log.info("%s", msg)
 
     def _on_stop(self, *_: object) -> None:
         self.stopping = True
@@ -178,6 +195,12 @@ class Server:
                 f"the job's Python {req.get('python')} is not the server's {python_identity()} "
                 "(e.g. a conda environment of the rule)"
             )
+        seeds = (req.get("env", {}).get("PYTHONHASHSEED"), os.environ.get("PYTHONHASHSEED"))
+        if seeds[0] != seeds[1]:
+            return (
+                f"the job's PYTHONHASHSEED ({seeds[0]}) is not the server's ({seeds[1]}): its "
+                "hash secret is set at the start of an interpreter"
+            )
         if not self.cold_reason:
             stale = self._stale()
             if stale:
@@ -187,14 +210,49 @@ class Server:
 
     # ----------------------------------------------------------------------------- requests
     def accept(self) -> None:
+        """Accept a connection from this uid; its request is read when it arrives."""
         try:
             conn, _ = self.listener.accept()
         except BlockingIOError:
             return
-        conn.settimeout(30)
+        uid = peer_uid(conn)
+        if uid is not None and uid != os.getuid():
+            self.say(f"refused a connection from uid {uid} (the server runs as {os.getuid()})")
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.pending[conn] = time.monotonic() + REQUEST_TIMEOUT
+        self.selector.register(conn, selectors.EVENT_READ, ("request", conn))
+
+    def drop_silent(self) -> None:
+        """Close the connections that sent no request in time."""
+        now = time.monotonic()
+        for conn, deadline in list(self.pending.items()):
+            if now > deadline:
+                self.say(f"dropped a connection that sent no request within {REQUEST_TIMEOUT} s")
+                self._forget(conn)
+
+    def _forget(self, conn: socket.socket) -> None:
+        self.pending.pop(conn, None)
+        try:
+            self.selector.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def request(self, conn: socket.socket) -> None:
+        """Read a job's request from ``conn``; answer ``cold`` or start the job."""
+        self.pending.pop(conn, None)
+        self.selector.unregister(conn)
         fds: list[int] = []
+        rule = ""
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
+            if not msg:
+                conn.close()
+                return
+            conn.setblocking(True)
+            conn.settimeout(REQUEST_TIMEOUT)
             req = json.loads(msg)
             reason = self._refusal(req)
             if not reason:
@@ -208,7 +266,7 @@ class Server:
                 conn.close()
                 return
             self.start(conn, req, fds, rule)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             self.say(f"bad request: {exc}")
             conn.close()
         finally:
@@ -221,15 +279,21 @@ class Server:
         sys.stdout.flush()
         sys.stderr.flush()
         gc.freeze()
+        server_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             inherited = [self.selector, self.listener, self.wake_r, self.wake_w, conn]
-            become_job(req, fds, inherited + [j.conn for j in self.jobs.values()], modules_file)
+            inherited += [j.conn for j in self.jobs.values()] + list(self.pending)
+            become_job(req, fds, inherited, modules_file, server_pid, rule)
+        try:
+            os.setpgid(pid, pid)  # the child does it too (whichever runs first)
+        except OSError:
+            pass
         self.jobs[pid] = _Job(conn, rule, modules_file, _current_rss_kb())
         try:
             send_message(conn, {"pid": pid})
         except OSError:  # the client is already gone: so is the job
-            os.kill(pid, signal.SIGTERM)
+            self.terminate(pid)
             return
         self.selector.register(conn, selectors.EVENT_READ, pid)
         self.say(f"job {self.served} (pid {pid}): rule {rule} ({os.path.basename(req['script'])})")
@@ -245,9 +309,11 @@ class Server:
             job = self.jobs.pop(pid, None)
             if job is None:
                 continue
+            self.kill_at.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
             report = {
                 "status": code if code >= 0 else 128 - code,
+                "signal": -code if code < 0 else 0,
                 "user": usage.ru_utime,
                 "system": usage.ru_stime,
                 "maxrss_kb": usage.ru_maxrss,
@@ -274,15 +340,27 @@ class Server:
             pass
         self.say(f"client of pid {pid} is gone: terminating the job")
         self.selector.unregister(job.conn)
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        self.terminate(pid)
+
+    def terminate(self, pid: int) -> None:
+        """SIGTERM the job's process group now, SIGKILL after the grace period."""
+        kill_group(pid, signal.SIGTERM)
+        self.kill_at.setdefault(pid, time.monotonic() + self.grace)
+
+    def escalate(self, everything: bool = False) -> None:
+        """SIGKILL the groups of the jobs whose grace period is over (all with ``everything``)."""
+        now = time.monotonic()
+        for pid, deadline in list(self.kill_at.items()):
+            if everything or now > deadline:
+                self.say(f"job pid {pid} did not end within {self.grace} s of SIGTERM: SIGKILL")
+                kill_group(pid, signal.SIGKILL)
+                del self.kill_at[pid]
 
     def serve(self) -> None:
+        """Serve until stopped (SIGTERM, SIGINT, SIGHUP) or until the parent process is gone."""
         self.say(f"serving at {self.socket_path} (pid {os.getpid()})")
         while not self.stopping:
-            for key, _ in self.selector.select(timeout=1.0):
+            for key, _ in self.selector.select(timeout=0.25 if self.pending else 1.0):
                 if key.data == "accept":
                     self.accept()
                 elif key.data == "wake":
@@ -291,21 +369,39 @@ class Server:
                             pass
                     except BlockingIOError:
                         pass
+                elif isinstance(key.data, tuple):
+                    self.request(key.data[1])
                 else:
                     self.client_gone(key.data)
             self.reap()
+            self.drop_silent()
+            self.escalate()
             if os.getppid() != self.parent:
                 self.say("the workflow process is gone")
                 break
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """End every job (SIGTERM, SIGKILL after the grace period) and wait for them."""
+        for conn in list(self.pending):
+            self._forget(conn)
         for pid in list(self.jobs):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self.terminate(pid)
+        deadline = time.monotonic() + self.grace
+        while self.jobs and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.05)
+        self.escalate(everything=True)
+        for pid in list(self.jobs):
+            kill_group(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while self.jobs and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.05)
+        for pid in self.jobs:  # their groups' other processes (the job itself is dead)
+            kill_group(pid, signal.SIGKILL)
+            if group_members(pid):
+                self.say(f"processes of job pid {pid} are still alive")
         usage = os.times()
         self.say(
             f"stopping after {self.served} jobs; server CPU {usage.user + usage.system:.2f} s "
@@ -321,22 +417,6 @@ def _cuda_initialized() -> bool:
         return bool(cuda is not None and cuda.is_initialized())
     except Exception:  # noqa: BLE001 - a partly imported torch: not initialized
         return False
-
-
-def refusal(device: str, dev_dir: str = "/dev") -> str:
-    """Why the workflow must not start a server on this machine ("" when it may).
-
-    Off the Linux platform fork safety is not given; on a machine with an NVIDIA GPU and a
-    ``device`` other than ``cpu`` the jobs may use CUDA, whose driver does not survive a fork
-    once initialized, and warm start has not yet run on a GPU machine (benchmarks/
-    device_check.sh): such runs start every job cold.
-    """
-    if not sys.platform.startswith("linux"):
-        return "warm start needs Linux"
-    if device != "cpu" and os.path.isdir(dev_dir):
-        if any(name.startswith("nvidia") for name in os.listdir(dev_dir)):
-            return f"an NVIDIA GPU is present and device is {device!r} (not 'cpu')"
-    return ""
 
 
 def _rss_kb() -> int:
@@ -365,77 +445,23 @@ def _read_modules(path: str) -> list[str]:
     return [m for m in mods if isinstance(m, str)]
 
 
-# ------------------------------------------------------------------------ the workflow's handle
-
-
-class WarmServer:
-    """A running server started by :func:`start_server`; :meth:`stop` ends it."""
-
-    def __init__(self, proc: subprocess.Popen, socket_path: str, tmpdir: str) -> None:
-        self.proc = proc
-        self.socket_path = socket_path
-        self.tmpdir = tmpdir
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Terminate the server (and any job still running in it); remove its socket."""
-        if os.environ.get(ENV_SOCKET) == self.socket_path:
-            del os.environ[ENV_SOCKET]
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
-def start_server(scripts_dir: str, log_path: str, wait: float = 30.0) -> WarmServer | None:
-    """Start a server for this process's jobs and export its socket (``$MFOML_WARM_SOCKET``).
-
-    ``scripts_dir`` is the directory holding ``mfoml`` (put first on the server's path);
-    the server writes what it does to ``log_path``. Returns None (jobs run cold) off Linux or
-    when the server does not come up within ``wait`` seconds.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    tmpdir = tempfile.mkdtemp(prefix="mfoml-warm-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    socket_path = os.path.join(tmpdir, "socket")
-    env = dict(os.environ)
-    env.pop(ENV_SOCKET, None)
-    env.pop(ENV_CHILD, None)
-    env.update({var: "1" for var in THREAD_VARS})
-    env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # torch.cuda.is_available() without a CUDA init
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts_dir, env.get("PYTHONPATH")) if p)
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mfoml.warm_server", socket_path],
-            cwd=scripts_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = WarmServer(proc, socket_path, tmpdir)
-    deadline = time.monotonic() + wait
-    while not os.path.exists(socket_path):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            return None
-        time.sleep(0.02)
-    os.environ[ENV_SOCKET] = socket_path
-    atexit.register(server.stop)
-    return server
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description="mfoml warm-start server (see mfoml.warm)")
     ap.add_argument("socket", help="path of the Unix socket to serve on")
+    ap.add_argument("--grace", type=float, default=GRACE, help="seconds from SIGTERM to SIGKILL")
     args = ap.parse_args()
-    server = Server(args.socket, sys.stdout)
-    server.serve()
+    # the server's own logger only: a root handler would be inherited by every job (become_job
+    # drops this one)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        server = Server(args.socket, args.grace)
+        server.serve()
+    finally:
+        remove_socket_dir(os.path.dirname(os.path.abspath(args.socket)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 :func:`download_file` streams a URL into a temporary file next to its destination while hashing
 it, checks the byte count against the announced ``Content-Length`` (a cut connection is reported
 as truncated) and the checksum against the expected md5 or sha256, and only then renames it into
-place; on any failure nothing is left at the destination. :func:`fetch_bytes` is the in-memory
+place; on any failure nothing is left at the destination. A temporary ``.part`` file left by a
+download that was killed (no ``finally`` runs on SIGKILL or power loss) is removed by the next
+attempt at the same file; the writer holds an advisory lock on its ``.part`` file, so one still
+being written by a live process is left alone. :func:`fetch_bytes` is the in-memory
 variant (no checksum known in advance; the caller validates the content, e.g. OpenML's JSON and
 ARFF files). Both raise :class:`DownloadError` naming the file or URL and what is wrong. Progress
 goes to this module's logger (``mfoml.data.download``).
@@ -13,6 +16,8 @@ The vision sources use :func:`fetch` to try a list of mirrors in turn.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import gzip
 import hashlib
 import http.client
@@ -26,9 +31,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+try:  # advisory locks on the .part files (POSIX); without them no stale file is removed
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None  # type: ignore[assignment]
+
 from mfoml.io import atomic_path, file_checksum
 
-__all__ = ["DownloadError", "download_file", "fetch", "fetch_bytes", "expected_checksum"]
+__all__ = [
+    "DownloadError",
+    "download_file",
+    "fetch",
+    "fetch_bytes",
+    "expected_checksum",
+    "remove_stale_parts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +166,7 @@ def download_file(
     dest = Path(dest)
     expected = expected.lower()
     algorithm = _algorithm_for(expected)
+    remove_stale_parts(dest)
     if dest.is_file():
         if file_checksum(dest, algorithm) == expected:
             log.info("%s: already downloaded, %s verified", dest.name, algorithm)
@@ -159,6 +177,8 @@ def download_file(
     h = hashlib.new(algorithm)
     with atomic_path(dest, suffix=".part") as tmp:
         with open(tmp, "wb") as out:
+            if fcntl is not None:
+                fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours: just created
             received = _stream(url, out, dest.name, timeout, h)
         got = h.hexdigest()
         if got != expected:
@@ -169,6 +189,36 @@ def download_file(
             )
     log.info("%s: %s downloaded, %s verified", dest.name, _fmt_mb(received), algorithm)
     return dest
+
+
+def remove_stale_parts(dest: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary ``.part`` files of earlier, interrupted downloads of ``dest``.
+
+    They are named ``.<dest name>.<random>.tmp.part`` beside ``dest`` (:func:`mfoml.io.atomic_path`).
+    A file whose advisory lock is held (a download of it still running in a live process) is
+    kept. Returns the removed paths.
+    """
+    dest = Path(dest)
+    removed: list[Path] = []
+    if fcntl is None or not dest.parent.is_dir():
+        return removed
+    for name in glob.glob(glob.escape(f"{dest.parent}/.{dest.name}.") + "*.tmp.part"):
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # in use by a live download
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            removed.append(Path(name))
+            log.info("%s: removed %s, left by an interrupted download", dest.name, name)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def fetch_bytes(url: str, *, timeout: float = 60.0) -> bytes:
