@@ -1,10 +1,19 @@
-# Figures of the report (seaborn), one caption each in workflow/report/.
+# Figures of the report (seaborn), one caption each in workflow/report/, and the report's tables
+# rendered as HTML pages (results/tables/html/).
 
 
 rule figures:
     input:
         **{t: f"results/tables/{t}.csv" for t in TABLES},
     output:
+        **{
+            f"table_{t}": report(
+                f"results/tables/html/{t}.html",
+                caption=f"../report/table_{t}.rst",
+                category="Tables",
+            )
+            for t in REPORT_TABLES
+        },
         alpha_layers=report(
             f"results/figures/alpha_layers.{FIG_EXT}",
             caption="../report/alpha_layers.rst",

@@ -62,11 +62,7 @@ rule ssl_aggregate:
         checkpoints=expand("results/runs/{run}/checkpoints", run=SSL_RUN_IDS),
     output:
         layers="results/tables/ssl_layers.csv",
-        summary=report(
-            "results/tables/ssl_layers_summary.csv",
-            caption="../report/table_ssl_layers.rst",
-            category="Self-supervised",
-        ),
+        summary="results/tables/ssl_layers_summary.csv",  # in the report as HTML (ssl_figures)
         epochs="results/tables/ssl_epochs.csv",
     log:
         "logs/ssl_aggregate.log",
@@ -92,6 +88,11 @@ rule ssl_figures:
             )
             for sweep in SSL_SWEEPS
         ],
+        table=report(
+            "results/tables/html/ssl_layers_summary.html",
+            caption="../report/table_ssl_layers.rst",
+            category="Self-supervised",
+        ),
     log:
         "logs/ssl_figures.log",
     localrule: True

@@ -1,4 +1,5 @@
-"""Rule `figures`: the report's figures from the aggregated tables (mfoml.plots)."""
+"""Rule `figures`: the report's figures from the aggregated tables (mfoml.plots) and its tables
+as HTML pages (mfoml.plots.html)."""
 
 import sys
 
@@ -13,6 +14,7 @@ import json  # noqa: E402
 import pandas as pd  # noqa: E402
 from mfoml import plots  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
+from mfoml.plots.html import write_table_html  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "figures")
 cfg = json.loads(snakemake.params.cfg)
@@ -28,4 +30,8 @@ plots.plot_correlation(
     pd.read_csv(inp.correlation_points), pd.read_csv(inp.correlation), out.correlation, dpi
 )
 plots.plot_noise_alpha(pd.read_csv(inp.noise_alpha), out.noise_alpha, dpi)
-log.info("wrote %d figures", len(out))
+tables = [k for k in out.keys() if k.startswith("table_")]
+for key in tables:  # the report's tables as HTML pages
+    name = key.removeprefix("table_")
+    write_table_html(inp[name], out[key], title=f"results/tables/{name}.csv")
+log.info("wrote %d figures and %d table pages", len(out) - len(tables), len(tables))

@@ -49,6 +49,7 @@ _DIMENSIONS = ["activation", "loss", "noise", "seed"]
 
 FEATURE_LABELS = {
     "alpha_last_inner": "alpha of the last inner layer",
+    "alpha_last_inner_adj": "alpha of the last inner layer, adjusted for log(n_wavelets)",
     "alpha_depth_slope": "slope of alpha over depth",
     "ncc_mismatch_penultimate": "NCC mismatch, penultimate layer (train)",
 }
@@ -115,13 +116,14 @@ def empty_figure(
     why: str,
     dpi: int,
     figsize: tuple[float, float] = (6, 2.5),
-) -> None:
-    """A placeholder figure that says why there is nothing to plot (never a missing file)."""
-    fig, ax = plt.subplots(figsize=figsize)
-    ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+) -> plt.Figure:
+    """A placeholder figure that says why there is nothing to plot (never a missing file). It
+    has no axes (no empty panel), only its title and the reason. Returns it (saved, closed)."""
+    fig = plt.figure(figsize=figsize)
+    fig.suptitle(title)
+    fig.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
     save_figure(fig, path, dpi)
+    return fig
 
 
 #: Largest class count whose confusion matrix shows numbers (percent of the true class);

@@ -1,18 +1,18 @@
 """Figures of the pipeline (seaborn on matplotlib's Agg backend).
 
-Every function takes the tidy tables written by the aggregate rule (``results/tables``) and
-writes one image (PNG or SVG, by the file suffix) atomically. Colours are consistent across
-figures: each activation has a fixed colour (:data:`ACTIVATION_COLORS`); other variant labels
-get colours from a fixed palette in sorted order (:func:`variant_palette`). Panels are one per
-data set and model (rows) and, where it applies, per checkpoint epoch (columns); bands are
-one standard deviation over the folds.
+Every function takes the tidy tables written by the aggregate rule (``results/tables``),
+writes one image (PNG or SVG, by the file suffix) atomically and returns the figure (closed) so
+that a test can inspect it. Colours are consistent across figures: each activation has a fixed
+colour (:data:`ACTIVATION_COLORS`); other variant labels get colours from a fixed palette in
+sorted order (:func:`variant_palette`). Panels are the (data set / model, checkpoint) cells that
+exist (:mod:`mfoml.plots.grid`), each with its number of runs n; bands are one standard
+deviation over the runs (in log space on a log axis).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 
 import matplotlib
 
@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from seaborn.utils import relative_luminance  # noqa: E402
 
@@ -31,6 +32,20 @@ from mfoml.plots.common import (  # noqa: E402
     empty_figure,
     save_figure,
     variant_palette,
+)
+from mfoml.plots.grid import (  # noqa: E402
+    MAX_CHECKPOINTS,
+    MAX_FIG_HEIGHT_IN,
+    MAX_FIG_WIDTH_IN,
+    checkpoint_subset,
+    draw_summary,
+    figure_legend,
+    layer_grid,
+    n_text,
+    new_grid,
+    panel_title,
+    status_reason,
+    summarize,
 )
 
 __all__ = [
@@ -44,275 +59,160 @@ __all__ = [
 ]
 
 
-#: Most checkpoints drawn in a per-layer figure; more are thinned to an evenly spaced subset
-#: (first and last kept), stated in the figure's title.
-MAX_CHECKPOINTS = 12
-#: Panels per row of a per-layer figure (the checkpoints of one model wrap onto further rows).
-PANELS_PER_ROW = 4
-_SEP = " | epoch "
+def _with_variant(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple]]:
+    """``frame`` with ``variant`` and ``panel`` columns (and ``run`` when it has none) and the
+    variants' colours."""
+    data, kind = add_variant(frame)
+    if "run" not in data:
+        data["run"] = data["fold"].astype(str) if "fold" in data else "run"
+    return data, variant_palette(data["variant"], kind)
 
 
-def checkpoint_subset(epochs: Sequence[int], limit: int = MAX_CHECKPOINTS) -> list[int]:
-    """At most ``limit`` of the sorted ``epochs``: all of them, or an evenly spaced subset that
-    keeps the first and the last."""
-    epochs = sorted(epochs)
-    if len(epochs) <= limit:
-        return epochs
-    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, limit)).astype(int))
-    return [epochs[i] for i in picks]
-
-
-def _layer_ticks(ax: plt.Axes, part: pd.DataFrame) -> None:
-    """Label the x axis with the layer names of the panel's own model (models differ)."""
-    names = (
-        part[["layer_index", "layer"]]
-        .drop_duplicates()
-        .sort_values("layer_index")
-        .groupby("layer_index")["layer"]
-        .first()
-    )
-    ax.set_xticks(list(names.index))
-    ax.set_xticklabels(list(names.values), rotation=45, ha="right", fontsize=8)
-
-
-def runs_per_variant(data: pd.DataFrame) -> dict[str, int]:
-    """Number of runs (folds, seeds) behind each variant's line: ``{variant: n}``."""
-    key = "run" if "run" in data else "fold" if "fold" in data else None
-    if key is None:
-        return {str(v): 1 for v in data["variant"].unique()}
-    return {str(v): int(n) for v, n in data.groupby("variant")[key].nunique().items()}
-
-
-def label_with_n(legend: object, n_runs: dict[str, int]) -> None:
-    """Append ``(n=k)`` to each variant entry of a legend: a line of one run (no band) must not
-    look like a mean over folds."""
-    if legend is None:
-        return
-    for text in legend.get_texts():  # type: ignore[attr-defined]
-        label = text.get_text()
-        if label in n_runs:
-            n = n_runs[label]
-            text.set_text(f"{label} (n={n}{', one run' if n == 1 else ''})")
-
-
-def _per_layer_grid(
-    data: pd.DataFrame,
-    y: str,
-    kind: str | None,
-    *,
-    ylabel: str,
-    title: str,
-    path: str | os.PathLike[str],
-    dpi: int,
-    variants: pd.Series | None = None,
-    sharey: bool | None = None,
-    logy: bool = False,
-    **line_kws: object,
-) -> None:
-    """One line per variant of ``y`` over the layer index (mean +- sd over the runs, ``n`` in
-    the legend), one panel per model and checkpoint, saved to ``path``.
-
-    The checkpoints of a model fill rows of :data:`PANELS_PER_ROW` panels (each model starts a
-    new row); more than :data:`MAX_CHECKPOINTS` checkpoints are thinned to an evenly spaced
-    subset, said in the title. The figure stays readable for any number of checkpoints.
-    """
-    pal = variant_palette(data["variant"] if variants is None else variants, kind)
-    n_runs = runs_per_variant(data)
-    epochs = sorted(int(e) for e in data["epoch"].unique())
-    shown = checkpoint_subset(epochs)
-    data = data[data["epoch"].isin(shown)].copy()
-    ncols = min(len(shown), PANELS_PER_ROW)
-    panels = sorted(data["panel"].astype(str).unique())
-    data["facet"] = data["panel"].astype(str) + _SEP + data["epoch"].astype(int).astype(str)
-    order: list[str] = []
-    for panel in panels:
-        cells = [f"{panel}{_SEP}{e}" for e in shown]
-        order += cells + [f"{panel} (empty {i})" for i in range(-len(cells) % ncols)]
-    facet_kws: dict[str, bool] = {"sharex": False}
-    if sharey is not None:
-        facet_kws["sharey"] = sharey
-    g = sns.relplot(
-        data=data,
-        x="layer_index",
-        y=y,
-        hue="variant",
-        hue_order=sorted(pal),
-        palette=pal,
-        col="facet",
-        col_order=order,
-        col_wrap=ncols,
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=2.8,
-        aspect=1.2,
-        facet_kws=facet_kws,
-        **line_kws,
-    )
-    if logy:
-        g.set(yscale="log")
-    g.set_axis_labels("layer", ylabel)
-    for name, ax in g.axes_dict.items():
-        if _SEP not in name:
-            ax.set_visible(False)
-            continue
-        panel, epoch = name.rsplit(_SEP, 1)
-        ax.set_title(f"{panel}\nepoch {epoch}", fontsize=9)
-        _layer_ticks(ax, data[data["facet"] == name])
-    label_with_n(g.legend, n_runs)
-    if g.legend is not None:  # re-placed outside the panels, now that the labels are longer
-        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.97), frameon=False)
-    if len(shown) < len(epochs):
-        title += f" ({len(shown)} of {len(epochs)} checkpoints, evenly spaced)"
-    g.figure.suptitle(title, y=1.02)
-    g.tight_layout()
-    save_figure(g.figure, path, dpi)
-
-
-def plot_alpha_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
-    """Alpha (train split) per layer: mean over folds with a +-1 sd band, one column per epoch.
+def plot_alpha_layers(
+    layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
+) -> plt.Figure:
+    """Alpha (train split) per layer: mean over runs with a +-1 sd band, one panel per existing
+    (data set / model, checkpoint) cell, n in each panel's title. Where alpha is undefined the
+    panel says why (the probe's status and wavelet count) instead of drawing it.
 
     Parameters
     ----------
-    layers : the ``layers`` table (``layer_index, layer, epoch, alpha`` and run columns).
+    layers : the ``layers`` table (``layer_index, layer, epoch, alpha, alpha_status,
+        n_wavelets`` and run columns).
     path : output image.
+
+    Returns
+    -------
+    The figure (saved and closed).
     """
     title = "Besov smoothness alpha per layer (training data)"
-    data = (
-        layers[np.isfinite(pd.to_numeric(layers.get("alpha"), errors="coerce"))]
-        if "alpha" in layers
-        else layers.iloc[0:0]
-    )
-    if data.empty:
-        empty_figure(
+    alpha = pd.to_numeric(layers.get("alpha"), errors="coerce") if "alpha" in layers else None
+    if alpha is None or not np.isfinite(alpha).any():
+        return empty_figure(
             path, title, "no finite alpha estimate (see the probe status in layers.csv)", dpi
         )
-        return
-    data, kind = add_variant(data)
-    _per_layer_grid(
-        data,
-        "alpha",
-        kind,
-        ylabel="alpha (mean +- sd over folds)",
-        title=title,
-        path=path,
-        dpi=dpi,
-        sharey=True,
-    )
+    data, pal = _with_variant(layers)
+    status = data["alpha_status"] if "alpha_status" in data else pd.Series("", index=data.index)
+    wavelets = data["n_wavelets"] if "n_wavelets" in data else pd.Series(np.nan, index=data.index)
+    data["reason"] = [
+        status_reason(s, k) if not np.isfinite(a) else ""
+        for s, k, a in zip(status, wavelets, alpha.to_numpy(float), strict=True)
+    ]
+    fig = layer_grid(
+        data, "alpha", palette=pal, ylabel="alpha (mean +- sd over runs)", title=title,
+        what="alpha",
+    )  # fmt: skip
+    save_figure(fig, path, dpi)
+    return fig
 
 
-def plot_ncc_layers(layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
-    """NCC mismatch per layer, train (solid) and test (dashed), one column per epoch."""
+def plot_ncc_layers(
+    layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
+) -> plt.Figure:
+    """NCC mismatch per layer, train (solid) and test (dashed), one panel per existing
+    (data set / model, checkpoint) cell. Returns the figure (saved and closed)."""
     title = "NCC mismatch with the network's prediction per layer"
     cols = [c for c in ("ncc_mismatch_train", "ncc_mismatch_test") if c in layers]
     if not cols or layers.empty:
-        empty_figure(path, title, "no NCC results", dpi)
-        return
-    data, kind = add_variant(layers)
-    ids = ["variant", "panel", "epoch", "layer", "layer_index", "fold", "run"]
-    long = data.melt(
-        id_vars=[c for c in ids if c in data],
-        value_vars=cols,
-        var_name="split",
-        value_name="mismatch",
-    )
+        return empty_figure(path, title, "no NCC results", dpi)
+    data, pal = _with_variant(layers)
+    ids = ["variant", "panel", "epoch", "layer", "layer_index", "run"]
+    long = data.melt(id_vars=ids, value_vars=cols, var_name="split", value_name="mismatch")
     long["split"] = long["split"].str.replace("ncc_mismatch_", "", regex=False)
-    long = long[np.isfinite(long["mismatch"].astype(float))]
-    _per_layer_grid(
-        long,
-        "mismatch",
-        kind,
-        ylabel="NCC mismatch (fraction)",
-        title=title,
-        path=path,
-        dpi=dpi,
-        variants=data["variant"],
-        style="split",
-        style_order=["train", "test"],
-    )
+    splits = [
+        s for s in ("train", "test") if long.loc[long["split"] == s, "mismatch"].notna().any()
+    ]
+    if not splits:
+        return empty_figure(path, title, "no finite NCC mismatch", dpi)
+    long = long[long["split"].isin(splits)]
+    long["reason"] = "not computed for this split"
+    fig = layer_grid(
+        long, "mismatch", palette=pal, ylabel="NCC mismatch (fraction)", title=title,
+        what="NCC mismatch", style="split", style_order=splits,
+    )  # fmt: skip
+    save_figure(fig, path, dpi)
+    return fig
 
 
 def plot_collapse_layers(
     layers: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
-) -> None:
-    """NC1 (within-class variability relative to between-class, log scale) per layer."""
+) -> plt.Figure:
+    """NC1 (within-class variability relative to between-class) per layer on a log axis:
+    geometric mean over runs with the band exp(mean +- sd of log NC1). Returns the figure."""
     title = "Neural collapse NC1 per layer"
-    data = (
-        layers[pd.to_numeric(layers.get("nc1"), errors="coerce") > 0]
-        if "nc1" in layers
-        else layers.iloc[0:0]
+    nc1 = pd.to_numeric(layers.get("nc1"), errors="coerce") if "nc1" in layers else None
+    if nc1 is None or not (nc1 > 0).any():
+        return empty_figure(path, title, "no positive NC1 value", dpi)
+    data, pal = _with_variant(layers)
+    status = (
+        data["collapse_status"] if "collapse_status" in data else pd.Series("", index=data.index)
     )
-    if data.empty:
-        empty_figure(path, title, "no positive NC1 value", dpi)
-        return
-    data, kind = add_variant(data)
-    _per_layer_grid(
-        data,
-        "nc1",
-        kind,
-        ylabel="NC1 = tr(Sw Sb+)/C",
-        title=title,
-        path=path,
-        dpi=dpi,
-        logy=True,
-    )
+    data["reason"] = [f"status {s}" if s and s != "ok" else "" for s in status.fillna("")]
+    fig = layer_grid(
+        data, "nc1", palette=pal, ylabel="NC1 = tr(Sw Sb+)/C (geometric mean +- sd)",
+        title=title, what="NC1", log=True,
+    )  # fmt: skip
+    save_figure(fig, path, dpi)
+    return fig
 
 
 def plot_accuracy_epochs(
     epochs: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
-) -> None:
-    """Test accuracy (held-out fold where there is no test split) over epochs, +-1 sd band."""
+) -> plt.Figure:
+    """Test accuracy (held-out fold where there is no test split) over epochs, mean +- 1 sd over
+    runs, one panel per data set / model with its n in the title. Returns the figure."""
     title = "Test accuracy over training"
-    if epochs.empty or "target_acc" not in epochs:
-        empty_figure(path, title, "no training metrics", dpi)
-        return
-    data, kind = add_variant(epochs)
-    data = data[np.isfinite(data["target_acc"].astype(float))]
-    pal = variant_palette(data["variant"], kind)
-    g = sns.relplot(
-        data=data,
-        x="epoch",
-        y="target_acc",
-        hue="variant",
-        hue_order=sorted(pal),
-        palette=pal,
-        col="panel",
-        col_wrap=min(3, data["panel"].nunique()),
-        kind="line",
-        errorbar="sd",
-        height=3.0,
-        aspect=1.3,
+    acc = (
+        pd.to_numeric(epochs.get("target_acc"), errors="coerce") if "target_acc" in epochs else None
     )
-    g.set_axis_labels("epoch", "test accuracy (mean +- sd over runs)")
-    g.set_titles(col_template="{col_name}")
-    label_with_n(g.legend, runs_per_variant(data))
-    if g.legend is not None:
-        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.97), frameon=False)
-    for ax in g.axes.flat:
+    if epochs.empty or acc is None or not np.isfinite(acc).any():
+        return empty_figure(path, title, "no training metrics", dpi)
+    data, pal = _with_variant(epochs[np.isfinite(acc)])
+    panels = sorted(data["panel"].astype(str).unique())
+    fig, axes = new_grid(len(panels), panel_size=(3.4, 2.7))
+    for ax, panel in zip(axes, panels, strict=True):
+        part = data[data["panel"].astype(str) == panel]
+        counts = {}
+        for variant in sorted(part["variant"].astype(str).unique()):
+            rows = part[part["variant"].astype(str) == variant]
+            counts[variant] = int(rows["run"].nunique())
+            draw_summary(
+                ax, summarize(rows, "epoch", "target_acc"), "epoch", pal[variant], marker=None
+            )
+        panel_title(ax, f"{panel}\n{n_text(counts)}")
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("test accuracy (mean +- sd)", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    g.figure.suptitle(title, y=1.03)
-    save_figure(g.figure, path, dpi)
+        ax.grid(alpha=0.3)
+    figure_legend(fig, [Line2D([], [], color=pal[v], label=v) for v in sorted(pal)])
+    fig.suptitle(title)
+    save_figure(fig, path, dpi)
+    return fig
 
 
-def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110) -> None:
+def plot_confusion(
+    confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 110
+) -> plt.Figure:
     """Row-normalized confusion matrices of the final models, summed over folds.
 
     Up to :data:`mfoml.plots.common.ANNOTATE_MAX_CLASSES` classes each cell shows its percentage of the true class
-    (font sized to the cell); larger matrices show colours only, with a colour bar.
+    (font sized to the cell); larger matrices show colours only, with a colour bar. Returns
+    the figure (saved and closed).
     """
     title = "Confusion matrices of the final models (rows: true class, normalized"
     if confusion.empty:
-        empty_figure(path, title + ")", "no predictions", dpi)
-        return
+        return empty_figure(path, title + ")", "no predictions", dpi)
     data, _ = add_variant(confusion)
     keys = sorted(data.groupby(["panel", "variant"]).groups)
     n = len(keys)
-    ncol = min(4, n)
-    nrow = math.ceil(n / ncol)
     # the largest model's class count sets the layout; each matrix has its own model's size
     # (the tables hold every true x predicted pair of a run, zeros included)
     n_classes = int(max(data["true"].max(), data["predicted"].max())) + 1
     side, fontsize = confusion_layout(n_classes)
+    side, ncol, nrow = _confusion_grid(n, side)
+    if fontsize is not None:  # the numbers' font follows the (possibly smaller) matrices
+        fontsize = min(fontsize, 0.4 * (side - 1.0) / n_classes * 72)
+        fontsize = fontsize if fontsize >= 4 else None
     title += ", numbers in %)" if fontsize else ")"
     fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol, side * nrow), squeeze=False)
     for ax in axes.flat[n:]:
@@ -354,6 +254,20 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike[str], dpi: i
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi)
+    return fig
+
+
+def _confusion_grid(n: int, side: float) -> tuple[float, int, int]:
+    """``(side, columns, rows)`` of ``n`` matrices of at most ``side`` inches within
+    :data:`MAX_FIG_WIDTH_IN` x :data:`MAX_FIG_HEIGHT_IN` (title and margins kept): the layout
+    that shrinks the matrices least, wider rather than taller on a tie."""
+    best = (0.0, 1, n)
+    for ncol in range(1, n + 1):
+        nrow = math.ceil(n / ncol)
+        s = min(side, (MAX_FIG_WIDTH_IN - 2.0) / ncol, (MAX_FIG_HEIGHT_IN - 1.0) / nrow)
+        if s > best[0] + 1e-9:
+            best = (s, ncol, nrow)
+    return best
 
 
 def _annotate_cells(ax: plt.Axes, norm: np.ndarray, fontsize: float) -> None:

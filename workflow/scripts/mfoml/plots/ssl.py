@@ -1,11 +1,13 @@
 """Figure of a self-supervised experiment: layer x metric per algorithm, backbone and label set.
 
 :func:`plot_ssl_layers` draws one grid per experiment (sweep) from the fold summary
-(``results/tables/ssl_layers_summary.csv``): one row per measure (NCC accuracy on the test
-split, linear-probe and k-NN accuracy on the test split, NC1 and alpha of the train split), one
-column per data set and backbone; the x axis is the probe layer (backbone layers, then the
-projector's). Colour is the SSL algorithm (the loss), the line style the label set (e.g. CIFAR-100
-fine vs coarse); lines are means over folds at the last checkpoint, bands one standard deviation.
+(``results/tables/ssl_layers_summary.csv``), laid out wide so that the report's viewer shows it
+whole: one column per measure (NCC accuracy on the test split, linear-probe and k-NN accuracy on
+the test split, NC1 and alpha of the train split), one row per data set and backbone; the x axis
+is the probe layer (backbone layers, then the projector's). Colour is the SSL algorithm (the
+loss), the line style the label set (e.g. CIFAR-100 fine vs coarse); lines are means over folds
+at the last checkpoint, bands one standard deviation (on NC1's log axis the band m exp(+-sd/m),
+the delta-method sd of log NC1), the number of runs n in each panel's title.
 The network at initialisation (epoch 0, when dumped) is drawn in grey for reference.
 """
 
@@ -38,15 +40,18 @@ _STYLES = ["-", "--", ":", "-."]
 
 def plot_ssl_layers(
     summary: pd.DataFrame, experiment: str, path: str | os.PathLike[str], dpi: int = 110
-) -> None:
-    """Layer x measure grid of one experiment (see the module docstring); written atomically."""
+) -> plt.Figure:
+    """Layer x measure grid of one experiment (see the module docstring), laid out wide: one
+    row per data set and backbone, one column per measure, the legend at the right. Written
+    atomically; returns the figure (closed)."""
     title = f"self-supervised experiment {experiment!r}"
     frame = summary[summary["experiment"] == experiment] if not summary.empty else summary
     if frame.empty:
-        empty_figure(path, title, "no evaluated self-supervised run in this experiment", dpi)
-        return
+        return empty_figure(path, title, "no evaluated self-supervised run in this experiment", dpi)
     measures = [
-        m for m in SSL_PANEL_MEASURES if np.isfinite(frame.get(f"{m[0]}_mean", np.nan)).any()
+        m
+        for m in SSL_PANEL_MEASURES
+        if f"{m[0]}_mean" in frame and np.isfinite(frame[f"{m[0]}_mean"].astype(float)).any()
     ]
     frame = frame.assign(panel=frame["dataset"].astype(str) + " / " + frame["model"].astype(str))
     panels = sorted(frame["panel"].unique())
@@ -54,19 +59,17 @@ def plot_ssl_layers(
     colours = variant_palette(losses)
     label_sets = sorted(frame["label_set"].astype(str).unique(), key=lambda s: (s == "coarse", s))
     style = {s: _STYLES[i % len(_STYLES)] for i, s in enumerate(label_sets)}
-    fig, axes = plt.subplots(
-        len(measures),
-        len(panels),
-        figsize=(3.6 * len(panels) + 1.5, 2.2 * len(measures) + 0.8),
-        squeeze=False,
-        sharex="col",
+    fig = plt.figure(
+        figsize=(3.1 * len(measures) + 2.2, 2.5 * len(panels) + 0.9), layout="constrained"
     )
-    for j, panel in enumerate(panels):
+    axes = fig.subplots(len(panels), len(measures), squeeze=False)
+    for i, panel in enumerate(panels):
         part = frame[frame["panel"] == panel]
         last = int(part["epoch"].max())
         first_loss = sorted(part["loss"].astype(str).unique())[0]  # draws the initialisation
         layers = part.drop_duplicates("layer_index").sort_values("layer_index")
-        for i, (col, label, log_scale) in enumerate(measures):
+        n = _runs(part[part["epoch"] == last])
+        for j, (col, label, log_scale) in enumerate(measures):
             ax = axes[i][j]
             for loss in losses:
                 for s in label_sets:
@@ -78,15 +81,20 @@ def plot_ssl_layers(
                         x = sel["layer_index"].to_numpy()
                         m = sel[f"{col}_mean"].to_numpy(dtype=float)
                         sd = np.nan_to_num(sel[f"{col}_std"].to_numpy(dtype=float))
+                        ok = np.isfinite(m) & ((m > 0) if log_scale else True)
+                        if not ok.any():
+                            continue
+                        x, m, sd = x[ok], m[ok], sd[ok]
                         ax.plot(x, m, style[s], color=colour, lw=width, marker="o", ms=2.5)
                         if epoch == last and np.any(sd > 0):
-                            ax.fill_between(x, m - sd, m + sd, color=colour, alpha=0.15, lw=0)
+                            if log_scale:  # the band in log space: m * exp(+-sd/m)
+                                lo, hi = m * np.exp(-sd / m), m * np.exp(sd / m)
+                            else:
+                                lo, hi = m - sd, m + sd
+                            ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
             if log_scale:
                 ax.set_yscale("log")
-            if j == 0:
-                ax.set_ylabel(label)
-            if i == 0:
-                ax.set_title(f"{panel} (epoch {last})", fontsize=9)
+            ax.set_title(f"{label}\n{panel} (epoch {last}, {n})", fontsize=8)
             ax.set_xticks(layers["layer_index"].to_numpy())
             ax.set_xticklabels(layers["layer"].astype(str), rotation=60, fontsize=7)
             ax.grid(alpha=0.3)
@@ -96,7 +104,19 @@ def plot_ssl_layers(
     ]
     if (frame["epoch"] == 0).any():
         handles.append(plt.Line2D([], [], color="0.6", lw=0.9, label="initialisation"))
-    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 0.86, 0.97))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(title)
     save_figure(fig, path, dpi)
+    return fig
+
+
+def _runs(part: pd.DataFrame) -> str:
+    """The number of runs behind the panel's lines (the summary's ``{measure}_n``)."""
+    counts = [c for c in part.columns if c.endswith("_n")]
+    if not counts:
+        return "n unknown"
+    n = pd.to_numeric(part[counts].stack(), errors="coerce").dropna()
+    if n.empty:
+        return "n unknown"
+    lo, hi = int(n.min()), int(n.max())
+    return f"n={hi} run{'s' if hi != 1 else ''}" if lo == hi else f"n={lo}-{hi} runs"
