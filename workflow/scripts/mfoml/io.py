@@ -192,10 +192,22 @@ def fresh_partial_dir(out: str | os.PathLike[str]) -> Path:
     return work
 
 
+def _short_row(path: Path, n_fields: int) -> tuple[int, int] | None:
+    """(data row number from 1, its field count) of the first row with fewer fields than the
+    header (pandas fills those with NaN silently), or None."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            if i > 0 and row and len(row) < n_fields:
+                return i, len(row)
+    return None
+
+
 def read_csv_checked(
     path: str | os.PathLike[str],
     required: tuple[str, ...] = (),
-    numeric: tuple[str, ...] = (),
+    numeric: tuple[str, ...] | str = (),
 ) -> Any:
     """Read a CSV table of the pipeline (a pandas DataFrame) and check it, naming the file.
 
@@ -203,13 +215,15 @@ def read_csv_checked(
     ----------
     path : the file (e.g. ``results/runs/{run}/probe.csv``).
     required : columns that must be present.
-    numeric : columns (where present) whose every non-empty value must be a number.
+    numeric : columns (where present) whose every non-empty value must be a number, or
+        ``"all"``: every column of the file.
 
     Raises
     ------
     ValueError
-        ``"{path}: ..."`` saying what is wrong (unreadable, empty, missing columns, a value that
-        is not a number, with its row and column) and how to recompute the file.
+        ``"{path}: ..."`` saying what is wrong (unreadable, empty, missing columns, a row with
+        fewer fields than the header, as a file cut mid-row has, a value that is not a number,
+        with its row and column) and how to recompute the file.
     """
     import pandas as pd  # local: the base layer stays light
 
@@ -229,7 +243,13 @@ def read_csv_checked(
         )
     if frame.empty:
         raise ValueError(f"{p}: the table has no rows; {fix}")
-    for col in numeric:
+    short = _short_row(p, len(frame.columns))
+    if short is not None:
+        raise ValueError(
+            f"{p}: row {short[0]} has {short[1]} of {len(frame.columns)} fields; the file is "
+            f"truncated or corrupted; {fix}"
+        )
+    for col in frame.columns if numeric == "all" else numeric:
         if col not in frame.columns:
             continue
         values = pd.to_numeric(frame[col], errors="coerce")

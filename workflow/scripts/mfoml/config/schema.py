@@ -11,6 +11,7 @@ filled in place while validating; cross references are checked by
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -132,7 +133,9 @@ def _format_error(error: Any) -> str:
         extras = [k for k in error.instance if k not in error.schema.get("properties", {})]
         msgs = []
         for k in extras:
-            hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint += f" (allowed: {', '.join(allowed)})" if allowed else ""
             msgs.append(f"config key '{_key_path([*path, k])}': unknown key{hint}")
         return "\n".join(msgs)
     if error.validator == "required":

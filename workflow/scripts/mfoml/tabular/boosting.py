@@ -96,9 +96,9 @@ class WaveletModel:
         """Labels or values of the M-term model."""
         if self.kind != "xgboost":
             return self.est.predict(X, n_terms=n_terms)
-        raw = self.wav.raw_predict(X, n_terms)
         if self.task == "regression":
-            return raw[:, 0]
+            return self.wav.predict(X, n_terms)[:, 0]  # the response scale (inverse link)
+        raw = self.wav.raw_predict(X, n_terms)
         code = (raw[:, 0] >= 0).astype(np.int64) if raw.shape[1] == 1 else raw.argmax(axis=1)
         return self.classes_[code]
 

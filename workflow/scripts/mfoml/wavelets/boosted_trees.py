@@ -52,6 +52,9 @@ __all__ = ["BoostedTreeWavelets"]
 #: Bound on (rows x trees x path length) membership entries built at once by the curves.
 _CURVE_CHUNK_ENTRIES = 2_000_000
 
+#: Inverse links of a regression model's raw sum (the margin) to its response scale.
+LINKS = {"identity": lambda r: r, "log": np.exp, "logit": expit}
+
 
 class BoostedTreeWavelets:
     """Wavelet decomposition of a sum of regression trees ``f0 + Σ_t scale_t · T_t``.
@@ -68,6 +71,10 @@ class BoostedTreeWavelets:
     f0 : (K,) the constant initial raw prediction, or None with ``init_fn``.
     init_fn : callable X -> (n, K) for a non-constant initial model.
     task : ``"regression"`` or ``"classification"`` (raw outputs are log-odds).
+    link : regression only: ``"identity"`` (default), ``"log"`` (Poisson, gamma, Tweedie
+        objectives: the prediction is ``exp(raw)``) or ``"logit"`` (``expit(raw)``). The M-term
+        curves, the staged curves and :meth:`predict` are on this response scale, as the
+        model's own ``predict()``; :meth:`raw_predict` stays on the margin scale.
     norm_weight, importance_tau : as for the forest (METHODS sections 2 and 4).
 
     Attributes
@@ -94,9 +101,16 @@ class BoostedTreeWavelets:
         f0: Any = None,
         init_fn: Any = None,
         task: str = "regression",
+        link: str = "identity",
         norm_weight: str = "num_samples",
         importance_tau: float = 1.0,
     ) -> None:
+        if link not in LINKS or (task == "classification" and link != "identity"):
+            raise ValueError(
+                f"link must be one of {sorted(LINKS)} (regression; 'identity' for a classifier, "
+                f"whose curves use the sigmoid / softmax), got {link!r}"
+            )
+        self.link = link
         if norm_weight not in ("num_samples", "volume"):
             raise ValueError(f"norm_weight must be 'num_samples' or 'volume', got {norm_weight!r}")
         if task not in ("regression", "classification"):
@@ -233,6 +247,11 @@ class BoostedTreeWavelets:
             out[:, k] += s[leaves[:, self.tree_output_ == k]].sum(axis=1)
         return out
 
+    def predict(self, X: Any, n_terms: int | str | None = None) -> np.ndarray:
+        """M-term prediction on the response scale (the inverse link of :meth:`raw_predict`),
+        shape (n, K); a classifier's raw log-odds are returned unchanged."""
+        return LINKS[self.link](self.raw_predict(X, n_terms))
+
     def threshold_for(self, n_terms: np.ndarray) -> np.ndarray:
         """Norm of the M-th wavelet for each M (inf for M = 0), shape like ``n_terms``."""
         n_terms = np.asarray(n_terms, dtype=np.int64)
@@ -263,7 +282,8 @@ class BoostedTreeWavelets:
         :meth:`_summary`, so that differences of scores stay finite.
         """
         if self.task == "regression":
-            sq = np.sum((raw - y.reshape(raw.shape[0], -1)) ** 2, axis=1, keepdims=True)
+            pred = LINKS[self.link](raw)
+            sq = np.sum((pred - y.reshape(raw.shape[0], -1)) ** 2, axis=1, keepdims=True)
             return sq.T / raw.shape[1]
         known = y >= 0
         yk = np.where(known, y, 0)
@@ -330,7 +350,8 @@ class BoostedTreeWavelets:
         -------
         dict of (T,) arrays aligned with ``n_terms`` (its values clipped to W): ``n_terms``,
         ``threshold`` (norm of the M-th wavelet), and ``mse``
-        (regression: mean squared error over samples and outputs), or for classification
+        (regression: mean squared error over samples and outputs of the response, the inverse
+        ``link`` of the raw sum, as the model's ``predict()``), or for classification
         ``error`` (misclassification rate; binary: class 1 iff raw >= 0, else argmax),
         ``log_loss`` (mean cross-entropy of the softmax / sigmoid; infinite when a label was
         never seen in fit) and ``mse`` (the Brier score: squared error of the class

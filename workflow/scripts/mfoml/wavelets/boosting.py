@@ -1,4 +1,5 @@
-"""Wavelet decomposition of scikit-learn's gradient boosting, and the scikit-learn estimators
+"""Wavelet decomposition of scikit-learn's gradient boosting (``GradientBoosting*`` and, read from
+its ``_predictors``, ``HistGradientBoosting*``), and the scikit-learn estimators
 :class:`WaveletBoostingRegressor` / :class:`WaveletBoostingClassifier` (METHODS.md section 13).
 
 The decomposition itself (node values, norms, M-term order, curves, importances, smoothness) is
@@ -22,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mfoml.wavelets.boosted_trees import BoostedTreeWavelets
 from mfoml.wavelets.scaling import minmax_fit, minmax_transform
-from mfoml.wavelets.tree_arrays import TreeArrays, tree_from_sklearn
+from mfoml.wavelets.tree_arrays import TreeArrays, tree_from_hist_predictor, tree_from_sklearn
 
 __all__ = [
     "BoostedTreeWavelets",
@@ -40,12 +41,16 @@ def from_sklearn(
     norm_weight: str = "num_samples",
     importance_tau: float = 1.0,
 ) -> BoostedTreeWavelets:
-    """Decompose a fitted ``GradientBoostingRegressor`` / ``GradientBoostingClassifier``.
+    """Decompose a fitted ``GradientBoostingRegressor`` / ``GradientBoostingClassifier`` or
+    ``HistGradientBoostingRegressor`` / ``HistGradientBoostingClassifier``.
 
     Parameters
     ----------
     model : the fitted model: ``estimators_`` (S, K) of regression trees, ``learning_rate``,
-        ``init_``.
+        ``init_``; or a histogram model: ``_predictors`` (S lists of K trees, leaf values with
+        the learning rate included), ``_baseline_prediction``; its ``poisson`` and ``gamma``
+        losses predict ``exp(raw)``, so the decomposition gets ``link="log"`` (curves on the
+        response scale). Categorical splits are refused.
     X_train : (N, d) its whole training set, in the model's input units (for the
         ``num_samples`` counts and the min-max box of the volumes).
     norm_weight, importance_tau : see :class:`BoostedTreeWavelets`.
@@ -56,6 +61,13 @@ def from_sklearn(
     from sklearn.base import is_classifier
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
+    if hasattr(model, "_predictors"):
+        return _from_hist(model, X_train, norm_weight, importance_tau)
+    if not hasattr(model, "estimators_"):
+        raise TypeError(
+            f"from_sklearn: {type(model).__name__} is not a fitted GradientBoosting* or "
+            "HistGradientBoosting* model (no estimators_ / _predictors); fit it first"
+        )
     est = np.asarray(model.estimators_)
     S, K = est.shape
     trees = [tree_from_sklearn(est[s, k]) for s in range(S) for k in range(K)]
@@ -76,6 +88,32 @@ def from_sklearn(
         norm_weight=norm_weight,
         importance_tau=importance_tau,
         **kw,
+    )
+
+
+def _from_hist(
+    model: Any, X_train: Any, norm_weight: str, importance_tau: float
+) -> BoostedTreeWavelets:
+    """:func:`from_sklearn` for a fitted ``HistGradientBoosting*`` model."""
+    from sklearn.base import is_classifier
+
+    preds = model._predictors
+    S, K = len(preds), int(model.n_trees_per_iteration_)
+    trees = [tree_from_hist_predictor(preds[s][k], f"stage {s} tree {k}") for s in range(S)
+             for k in range(K)]  # fmt: skip
+    clf = is_classifier(model)
+    return BoostedTreeWavelets(
+        trees,
+        np.tile(np.arange(K), S),
+        np.repeat(np.arange(S), K),
+        np.ones(S * K),
+        K,
+        np.asarray(X_train),
+        f0=np.asarray(model._baseline_prediction, dtype=np.float64).reshape(K),
+        task="classification" if clf else "regression",
+        link="log" if not clf and model.loss in ("poisson", "gamma") else "identity",
+        norm_weight=norm_weight,
+        importance_tau=importance_tau,
     )
 
 

@@ -1,4 +1,5 @@
-"""One regression tree as flat arrays, from scikit-learn or XGBoost, for the boosted-tree
+"""One regression tree as flat arrays, from scikit-learn (trees and histogram gradient boosting's
+predictors) or XGBoost, for the boosted-tree
 wavelets (:mod:`mfoml.wavelets.boosted_trees`): structure, split rule (``x <= t`` or
 ``x < t`` on float32 inputs, missing-value direction), leaf values and node weights, and the
 node values ``Q_Ω`` as weighted means of the leaf values below.
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TreeArrays", "tree_from_sklearn", "weighted_node_means"]
+__all__ = ["TreeArrays", "tree_from_hist_predictor", "tree_from_sklearn", "weighted_node_means"]
 
 
 class TreeArrays:
@@ -28,7 +29,8 @@ class TreeArrays:
     value : (n_nodes,) float64; the leaf values (inner entries are not used).
     weight : (n_nodes,) float64 node weight c (in-bag weight or XGBoost cover).
     rule : ``"le"`` (``x <= t`` goes left, scikit-learn) or ``"lt"`` (``x < t``, XGBoost); inputs
-        are compared as float32 values, as both libraries do.
+        are compared as ``input_dtype`` values: float32 as both libraries' trees do, float64 for
+        histogram gradient boosting's predictors.
     default_left : (n_nodes,) bool or None: where a NaN goes (XGBoost's missing direction).
     """
 
@@ -43,6 +45,7 @@ class TreeArrays:
         rule: str = "le",
         default_left: np.ndarray | None = None,
         sklearn_tree: Any = None,
+        input_dtype: Any = np.float32,
     ) -> None:
         if rule not in ("le", "lt"):
             raise ValueError(f"rule must be 'le' or 'lt', got {rule!r}")
@@ -55,6 +58,7 @@ class TreeArrays:
         self.rule = rule
         self.default_left = None if default_left is None else np.asarray(default_left, dtype=bool)
         self._sklearn_tree = sklearn_tree
+        self.input_dtype = np.dtype(input_dtype)
 
     @property
     def node_count(self) -> int:
@@ -68,7 +72,7 @@ class TreeArrays:
         tree is walked level by level (vectorized over samples), comparing float32 inputs with
         the thresholds; NaN follows ``default_left`` (or goes right without it).
         """
-        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        X32 = np.ascontiguousarray(X, dtype=self.input_dtype)  # float32 unless HGB's float64
         if self._sklearn_tree is not None:
             return np.asarray(self._sklearn_tree.apply(X32), dtype=np.int64)
         left, right = self.children_left, self.children_right
@@ -93,7 +97,7 @@ class TreeArrays:
         ]
         return TreeArrays(
             self.children_left, self.children_right, self.feature, t, self.value, self.weight,
-            self.rule, self.default_left,
+            self.rule, self.default_left, input_dtype=self.input_dtype,
         )  # fmt: skip
 
 
@@ -105,6 +109,29 @@ def tree_from_sklearn(estimator: Any) -> TreeArrays:
     return TreeArrays(
         tree.children_left, tree.children_right, tree.feature, tree.threshold,
         tree.value[:, 0, 0], tree.weighted_n_node_samples, "le", sklearn_tree=tree,
+    )  # fmt: skip
+
+
+def tree_from_hist_predictor(predictor: Any, where: str = "tree") -> TreeArrays:
+    """:class:`TreeArrays` of one tree of a fitted ``HistGradientBoosting*`` model (an entry of
+    its ``_predictors``): ``x <= num_threshold`` goes left, compared in float64 as scikit-learn
+    does; NaN follows ``missing_go_to_left``; the leaf values already include the learning
+    rate; the node weight is the training-sample ``count``. Categorical splits raise.
+    """
+    nodes = predictor.nodes
+    leaf = nodes["is_leaf"].astype(bool)
+    if np.any(nodes["is_categorical"][~leaf]):
+        raise NotImplementedError(
+            f"HistGradientBoosting {where}: categorical splits are not supported by the wavelet "
+            "decomposition (fit without categorical_features)"
+        )
+    return TreeArrays(
+        np.where(leaf, -1, nodes["left"].astype(np.int64)),
+        np.where(leaf, -1, nodes["right"].astype(np.int64)),
+        np.where(leaf, 0, nodes["feature_idx"].astype(np.int64)),
+        np.where(leaf, 0.0, nodes["num_threshold"]),
+        np.where(leaf, nodes["value"], 0.0), nodes["count"], "le",
+        default_left=nodes["missing_go_to_left"].astype(bool), input_dtype=np.float64,
     )  # fmt: skip
 
 

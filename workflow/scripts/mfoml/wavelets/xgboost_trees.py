@@ -19,6 +19,10 @@ no wavelet decomposition of its own, hence this reader. Details that matter:
   ``binary:logitraw``, ``binary:hinge``, ``multi:softprob`` / ``multi:softmax``, whose
   ``base_score`` holds one margin per class). The raw prediction matches
   ``predict(output_margin=True)``.
+- The response scale: ``predict()`` of a log-link objective (``count:poisson``, ``reg:gamma``,
+  ``reg:tweedie``) is ``exp(margin)``, of ``reg:logistic`` ``expit(margin)``. The decomposition
+  carries that inverse link (``link``), so its M-term curves, staged curves and ``predict``
+  score the response, as ``predict()`` does, not the margin.
 - Trees are assigned to outputs by ``tree_info`` (the class of a ``multi:*`` model) and to
   stages by ``iteration_indptr``.
 
@@ -79,6 +83,16 @@ def _base_margin(objective: str, base_score: str, n_outputs: int) -> np.ndarray:
     raise NotImplementedError(f"XGBoost objective {objective!r} is not supported")
 
 
+def link_of(objective: str, task: str) -> str:
+    """The link between an objective's margin and its ``predict()`` (regression; a classifier's
+    curves apply the sigmoid / softmax themselves)."""
+    if task != "regression":
+        return "identity"
+    if objective in _LOG:
+        return "log"
+    return "logit" if objective in _LOGIT else "identity"
+
+
 def _tree(t: dict[str, Any], where: str) -> TreeArrays:
     param = t["tree_param"]
     if int(param.get("num_deleted", "0")) > 0:
@@ -109,7 +123,8 @@ def trees_from_xgboost(model: Any) -> dict[str, Any]:
 
     Returns a dict with ``trees`` (list of :class:`TreeArrays`), ``tree_output``,
     ``tree_stage``, ``tree_scale`` (ones), ``n_outputs``, ``f0`` (K,) margin-space base score,
-    ``task`` and ``objective``.
+    ``task``, ``link`` (the inverse link to the response scale: ``"log"``, ``"logit"`` or
+    ``"identity"``) and ``objective``.
     """
     js = booster_json(model)
     learner = js["learner"]
@@ -142,6 +157,7 @@ def trees_from_xgboost(model: Any) -> dict[str, Any]:
         "n_outputs": n_outputs,
         "f0": _base_margin(objective, param["base_score"], n_outputs),
         "task": task,
+        "link": link_of(objective, task),
         "objective": objective,
     }
 
@@ -166,7 +182,8 @@ def from_xgboost(
     Returns
     -------
     BoostedTreeWavelets whose ``raw_predict(X)`` (n, K) equals ``predict(output_margin=True)``
-    (up to XGBoost's float32 summation). Classification curves take class codes ``0..K-1``.
+    and, for a regressor, ``predict(X)`` equals the model's ``predict()`` (up to XGBoost's
+    float32 summation); the regression curves score that response. Classification curves take class codes ``0..K-1``.
     """
     p = trees_from_xgboost(model)
     return BoostedTreeWavelets(
@@ -178,6 +195,7 @@ def from_xgboost(
         X_train,
         f0=p["f0"],
         task=p["task"],
+        link=p["link"],
         norm_weight=norm_weight,
         importance_tau=importance_tau,
     )
