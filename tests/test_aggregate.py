@@ -53,7 +53,7 @@ def test_summarize_matches_numpy(rng):
 
 
 def test_correlation_points_and_spearman(rng):
-    runs = _runs(n_folds=4)
+    runs = _runs(n_folds=2, acts=("relu", "tanh", "gelu", "elu"))  # 4 variants x 2 folds
     probe, ncc, metrics = {}, {}, {}
     layers = ["input", "block1", "block2", "block3", "logits"]
     for r in runs:
@@ -106,18 +106,24 @@ def test_correlation_points_and_spearman(rng):
             float(m.loc[m["epoch"] == p["epoch"], "test_acc"].iloc[0])
         )
     corr = runstats.checkpoint_correlations(pts, outcomes=["accuracy"], n_boot=200)
-    assert len(corr) == 2 * 3  # checkpoints x features; one experiment, runs as the unit
+    assert len(corr) == 2 * 4  # checkpoints x features; one experiment, variants as the unit
     row = corr[(corr["epoch"] == 3) & (corr["feature"] == "ncc_mismatch_penultimate")].iloc[0]
     at3 = pts[pts["epoch"] == 3]
-    x, y = at3["ncc_mismatch_penultimate"].to_numpy(), at3["accuracy"].to_numpy()
+    means = at3.groupby("activation")[["ncc_mismatch_penultimate", "accuracy"]].mean()
+    x, y = means["ncc_mismatch_penultimate"].to_numpy(), means["accuracy"].to_numpy()
     rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))  # no ties in random data
     n = len(x)
     rho = 1 - 6 * ((rx - ry) ** 2).sum() / (n * (n * n - 1))
-    assert row["status"] == "ok" and row["n_runs"] == n == len(runs) and row["headline"]
-    assert row["rho"] == pytest.approx(rho)
-    assert 0 < row["p_value"] <= 1 and not row["exact"]  # 8! > 9999 permutations: sampled
-    few = runstats.checkpoint_correlations(pts[pts["run"].isin([runs[0]["run"], runs[1]["run"]])])
-    assert (few["status"] == "too_few_runs").all() and few["rho"].isna().all()
+    assert row["n_variants"] == n == 4 and row["n_runs"] == len(runs) == 8 and row["headline"]
+    assert row["rho"] == pytest.approx(rho) and row["rho_pooled"] == pytest.approx(rho)
+    # 4 variants: 4! = 24 permutations, the smallest attainable p is 2/24 > 0.05
+    assert row["exact"] and row["n_permutations"] == 24
+    assert row["p_min"] == pytest.approx(2 / 24) and row["status"] == "underpowered"
+    assert 0 < row["p_value"] <= 1 and np.isfinite(row["ci_low"])
+    adj = corr[corr["feature"] == "alpha_last_inner_adj"]
+    assert (adj["status"] == "no_data").all()  # no wavelet counts in this probe table
+    few = runstats.checkpoint_correlations(pts[pts["run"].isin([runs[0]["run"], runs[2]["run"]])])
+    assert set(few["status"]) == {"too_few_variants", "no_data"} and few["rho"].isna().all()
     assert agg.missing_penultimate(table, {r["run"]: "block3" for r in runs}) == {}
 
     # probe.layers / ncc.layers leaving out the penultimate layer: named, and reported as no_data
@@ -201,7 +207,8 @@ def test_correlation_points_at_the_initialization_checkpoint(rng):
             expected = float(m.loc[m["epoch"] == 3, "test_acc"].iloc[0])
         assert p["accuracy"] == expected and p["target"] == "test_acc"
     corr = runstats.checkpoint_correlations(pts, outcomes=["accuracy"], min_runs=2, n_boot=100)
-    assert set(corr["epoch"]) == {0, 3} and (corr["n_runs"] == 2).all()
+    measured = corr[corr["feature"] != "alpha_last_inner_adj"]  # no wavelet counts here
+    assert set(corr["epoch"]) == {0, 3} and (measured["n_runs"] == 2).all()
 
 
 def test_layers_table_keeps_wavelet_counts_and_the_random_label_baseline():

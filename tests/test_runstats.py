@@ -83,11 +83,18 @@ def test_exact_permutation_p_matches_scipy(rng):
     assert ours.p_value == pytest.approx(ref.pvalue)
 
 
+def _within_by_hand(x, y, groups):
+    """Stratum-size-weighted mean of scipy's per-stratum Spearman rho."""
+    rhos = [stats.spearmanr(x[g], y[g]).statistic for g in groups]
+    return sum(len(g) * r for g, r in zip(groups, rhos, strict=True)) / sum(map(len, groups))
+
+
 def test_stratified_exact_p_matches_brute_force(rng):
+    """Under strata the statistic is the within-stratum rho_w, and the p-value is of rho_w."""
     x, y = rng.normal(size=6), rng.normal(size=6)
     strata = ["a", "b", "a", "b", "a", "b"]
     groups = [[0, 2, 4], [1, 3, 5]]
-    rho = stats.spearmanr(x, y).statistic
+    rho = _within_by_hand(x, y, groups)
     hits = total = 0
     for pa in itertools.permutations(groups[0]):
         for pb in itertools.permutations(groups[1]):
@@ -95,10 +102,12 @@ def test_stratified_exact_p_matches_brute_force(rng):
             perm[groups[0]] = pa
             perm[groups[1]] = pb
             total += 1
-            hits += abs(stats.spearmanr(x, y[perm]).statistic) >= abs(rho) - 1e-12
+            hits += abs(_within_by_hand(x, y[perm], groups)) >= abs(rho) - 1e-12
     ours = rs.permutation_test(x, y, strata=strata)
     assert ours.exact and ours.n_permutations == total == 36
+    assert ours.rho == pytest.approx(rho)
     assert ours.p_value == pytest.approx(hits / total)
+    assert ours.p_min == pytest.approx(2 / 36)
 
 
 def test_random_permutations_stay_within_strata_and_approach_exact_p(rng):
@@ -220,6 +229,7 @@ def _points(rng, experiments=("e1",), n_runs=6, epochs=(1, 5)):
                     {
                         "experiment": e,
                         "model": f"m{r % 2}",
+                        "activation": f"a{r}",  # one run per variant
                         "run": f"{e}/run{r}",
                         "epoch": ep,
                         "alpha_last_inner": rng.normal(),
@@ -252,7 +262,8 @@ def test_checkpoint_correlations_table(rng):
     assert row["rho"] == pytest.approx(
         stats.spearmanr(part["alpha_last_inner"], part["final_accuracy"]).statistic
     )
-    assert row["status"] == "ok" and row["n_runs"] == 6 and row["exact"]
+    assert row["status"] == "ok" and row["n_runs"] == 6 and row["n_variants"] == 6
+    assert row["exact"] and row["p_min"] == pytest.approx(2 / math.factorial(6))
     assert row["n_permutations"] == math.factorial(6)
     assert row["ci_low"] <= row["rho"] <= row["ci_high"]
     e2 = within[within["experiment"] == "e2"]
@@ -264,7 +275,7 @@ def test_checkpoint_correlations_table(rng):
         np.testing.assert_allclose(fam["p_holm"], rs.holm(fam["p_value"]), equal_nan=True)
     few = rs.checkpoint_correlations(pts, min_runs=7, n_boot=10)
     assert set(few.loc[few["scope"] == "within experiment", "status"]) <= {
-        "too_few_runs",
+        "too_few_variants",
         "no_data",
     }
     with pytest.raises(ValueError, match="more than one row"):
@@ -276,6 +287,7 @@ def test_dynamics_features_by_hand():
         {
             "experiment": "e",
             "run": ["a", "a", "a", "b", "b", "b", "c"],
+            "activation": ["a", "a", "a", "b", "b", "b", "c"],  # one run per variant
             "epoch": [1, 4, 12, 1, 4, 12, 12],
             "alpha_last_inner": [0.2, 0.3, 0.5, 0.1, 0.1, 0.15, 0.4],
             "alpha_depth_slope": [0.0, 0.01, 0.03, 0.0, 0.0, -0.02, 0.1],
@@ -296,7 +308,8 @@ def test_dynamics_features_by_hand():
     many = pd.concat([dyn.reset_index()] * 1, ignore_index=True)
     table = rs.dynamics_correlations(many, features=["ncc_epoch_below"], min_runs=2, n_boot=20)
     row = table.iloc[0]
-    assert row["n_runs"] == 2 and row["rho"] == pytest.approx(-1.0)
+    assert row["n_runs"] == 2 and row["n_variants"] == 2 and row["rho"] == pytest.approx(-1.0)
+    assert row["status"] == "underpowered" and row["p_min"] == 1.0  # 2 units: p >= 1
 
 
 def _epochs():
@@ -328,7 +341,8 @@ def _epochs():
                     "fold": fold,
                     "run": name,
                     "epoch": ep,
-                    "train_acc": p,
+                    "train_eval_acc": p,
+                    "train_acc": 1.0,  # the running mini-batch accuracy: never the threshold
                     "target_acc": q,
                 }
             )
@@ -343,7 +357,10 @@ def test_training_phases_by_hand():
     assert ph.loc["a", "best_epoch"] == 5 and ph.loc["a", "best_acc"] == 0.8
     assert ph.loc["a", "acc_at_it"] == 0.75 and ph.loc["a", "acc_at_eot"] == 0.78
     assert ph.loc["a", "best_in_tpt"] == 1.0 and ph.loc["b", "best_in_tpt"] == 0.0
-    assert ph.loc["c", "best_in_tpt"] == 0.0 and ph.loc["a", "tpt_epochs"] == 3
+    assert math.isnan(ph.loc["c", "best_in_tpt"]) and ph.loc["a", "tpt_epochs"] == 3
+    assert ph.loc["c", "status"] == "tpt_not_reached" and ph.loc["a", "status"] == "ok"
+    with pytest.raises(KeyError, match="train_eval_acc"):
+        studies.training_phases(_epochs().drop(columns="train_eval_acc"))
     assert studies.training_phases(_epochs(), tol=0.02).set_index("run").loc["c", "it_epoch"] == 6
 
     pivot = studies.phases_pivot(ph.reset_index())
@@ -357,6 +374,9 @@ def test_training_phases_by_hand():
     assert row["ce:best_acc_n"] == 2 and row["svsl:best_acc_n"] == 1
     assert math.isnan(row["svsl:best_acc_std"])  # one fold: undefined, not 0
     assert row["svsl:it_epoch_n"] == 0
+    assert row["svsl:n_tpt_not_reached"] == 1 and row["svsl:n_runs"] == 1
+    assert row["ce:n_tpt_not_reached"] == 0 and row["ce:n_runs"] == 2
+    assert row["svsl:best_in_tpt_n"] == 0  # NaN, not "0.0 +- 0.0"
     assert studies.format_mean_std(0.825, 0.0354) == "0.825 +- 0.035"
     assert studies.format_mean_std(0.5, np.nan) == "0.500"
 

@@ -15,23 +15,13 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 from mfoml.analysis import aggregate as agg  # noqa: E402
-from mfoml.analysis import runstats, studies  # noqa: E402
+from mfoml.analysis import runstats, stability, studies, tablecheck  # noqa: E402
 from mfoml.io import atomic_write_csv, read_csv_checked, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.similarity.merge import merge_intrinsic_dim  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "aggregate")
-# class-geometry columns of the NCC table (mfoml.collapse.geometry), summarised over folds
-GEOMETRY_VALUES = (
-    "cdnv",
-    "trace_within",
-    "trace_between",
-    "trace_ratio",
-    "etf_error_means",
-    "etf_error_classifier",
-    "self_duality_error",
-    "effective_rank",
-)
 cfg = json.loads(snakemake.params.cfg)
 runs = cfg["runs"]
 ckpt_dirs = dict(zip([r["run"] for r in runs], snakemake.input.checkpoints, strict=True))
@@ -47,9 +37,29 @@ def read(path, name):
 probe = {r["run"]: read(p, "probe.csv") for r, p in zip(runs, snakemake.input.probe, strict=True)}
 ncc = {r["run"]: read(p, "ncc.csv") for r, p in zip(runs, snakemake.input.ncc, strict=True)}
 metrics = {r["run"]: read(Path(ckpt_dirs[r["run"]]) / "metrics.csv", "metrics.csv") for r in runs}
+# every table holds the rows its run's dumps and the configuration call for (names the file)
+expect = cfg["tables"]
+for r, p_path, n_path in zip(runs, snakemake.input.probe, snakemake.input.ncc, strict=True):
+    rid = r["run"]
+    want = tablecheck.probe_rows(act_dirs[rid], expect["probe_splits"], expect["probe_layers"])
+    tablecheck.check_rows(probe[rid], p_path, ("epoch", "split", "layer"), want)
+    want = tablecheck.ncc_rows(act_dirs[rid], expect["ncc_layers"])
+    tablecheck.check_rows(ncc[rid], n_path, ("epoch", "layer"), want)
+    last = max(tablecheck.checkpoint_epochs(act_dirs[rid]), default=0)
+    tablecheck.check_epochs(metrics[rid], Path(ckpt_dirs[rid]) / "metrics.csv", last)
 info = {r["run"]: read_json(Path(ckpt_dirs[r["run"]]) / "run.json") for r in runs}
 
 layers = agg.layers_table(runs, probe, ncc)
+# the TwoNN intrinsic dimension per layer (rule intrinsic_dim; no input when intrinsic_dim is off)
+layers = merge_intrinsic_dim(
+    layers,
+    {
+        r["run"]: read_csv_checked(
+            p, ("epoch", "layer", "intrinsic_dim"), ("epoch", "intrinsic_dim")
+        )
+        for r, p in zip(runs, snakemake.input.intrinsic_dim, strict=False)
+    },
+)
 layers.insert(0, "name", cfg["name"])
 epochs = agg.epochs_table(runs, metrics)
 
@@ -102,13 +112,19 @@ opts = {k: cfg[k] for k in ("min_runs", "n_permutations", "n_boot", "seed")}
 opts.update(strata=list(cfg["strata"]), level=float(cfg["ci_level"]))
 correlation = runstats.checkpoint_correlations(points, **opts)
 dynamics = runstats.dynamics_features(points, float(cfg["ncc_threshold"]))
+# edge of stability (runs with train.sharpness_every): the sharpness after its first crossing
+# of 2/lr beside the peak (mfoml.analysis.stability)
+eos = stability.stability_table(epochs)
+if len(eos):
+    dynamics = dynamics.merge(eos, on="run", how="left")
 dynamics_corr = runstats.dynamics_correlations(dynamics, **opts)
 # the accuracy measured: test_acc, or heldout_acc for data sets without a test split
 targets = points.groupby("experiment")["target"].agg(lambda t: "+".join(sorted(set(t.dropna()))))
 targets["all"] = "+".join(sorted(set(points["target"].dropna())))
 for frame in (correlation, dynamics_corr):
     frame.insert(frame.columns.get_loc("outcome") + 1, "target", frame["experiment"].map(targets))
-phases = studies.training_phases(epochs, test_col=acc_col)
+# the interpolation threshold: end-of-epoch training accuracy in eval mode (METHODS section 11)
+phases = studies.training_phases(epochs, train_col="train_eval_acc", test_col=acc_col)
 phases_pivot = studies.phases_pivot(phases)
 noise_alpha = studies.noise_table(layers, penultimate)
 confused = studies.confused_pairs(pd.concat(confusion, ignore_index=True), top=cfg["top_confused"])
@@ -133,13 +149,8 @@ atomic_write_csv(
     agg.summarize(
         layers.drop(columns=["name"]),
         ["epoch", "layer", "layer_index"],
-        [
-            c
-            for c in layers.columns
-            if c.startswith(("alpha", "ncc_", "nc1", "nc2", "nc3", "nc4", "n_tau", "n_wavelets"))
-            and "status" not in c
-            or c in GEOMETRY_VALUES
-        ],
+        # the per-layer measures (a new one is listed in mfoml.analysis.aggregate.LAYER_VALUES)
+        agg.layer_summary_columns(layers.columns),
     ),
 )
 atomic_write_csv(out.epochs, epochs)
@@ -184,15 +195,31 @@ log.info(
 for _, r in pd.concat([correlation, dynamics_corr]).iterrows():
     if r["headline"]:
         log.info(
-            "%s (%s) %s vs %s: rho %.3f [%.3f, %.3f] p %.3g, %d runs (%s)",
+            "%s (%s) %s vs %s%s: rho %.3f [%.3f, %.3f] (pooled %.3f), p_holm %.3g (raw p %.3g, "
+            "smallest attainable %.3g), rho with n_wavelets %.3f, %d variants / %d runs (%s)",
             r["experiment"],
             r["scope"],
             r["feature"],
             r["outcome"],
+            f", within {r['strata']}" if r["strata"] else "",
             r["rho"],
             r["ci_low"],
             r["ci_high"],
+            r["rho_pooled"],
+            r["p_holm"],
             r["p_value"],
+            r["p_min"],
+            r["rho_n_wavelets"],
+            r["n_variants"],
             r["n_runs"],
             r["status"],
         )
+not_reached = phases[phases["status"] == "tpt_not_reached"]
+if len(not_reached):
+    log.info(
+        "%d of %d runs never reach zero training error (eval mode): no terminal phase, "
+        "best_in_tpt NaN (%s)",
+        len(not_reached),
+        len(phases),
+        ", ".join(not_reached["run"].astype(str)),
+    )

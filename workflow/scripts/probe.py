@@ -27,7 +27,7 @@ from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_write_csv, atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.dumps import open_activations  # noqa: E402
-from mfoml.wavelets.probe import sparsity_probe  # noqa: E402
+from mfoml.wavelets.probe import random_labels_for_baseline, sparsity_probe  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "probe")
 cfg = json.loads(snakemake.params.cfg)
@@ -78,7 +78,7 @@ for epoch in epochs:
         y = np.asarray(dump.labels)
         idx = stratified_subsample(y, cfg["max_samples"], seed=int(cfg["seed"]))
         split_no = splits.index(split)
-        y_random = np.random.default_rng([int(cfg["seed"]), epoch, split_no]).permutation(y[idx])
+        y_random = random_labels_for_baseline(y[idx], int(cfg["seed"]), epoch, split_no)
         for name in layers:
             entry = dump.entry(name)
             x = dump.layer(name)

@@ -3,8 +3,10 @@
 - :mod:`mfoml.analysis.metrics`: classification and regression metrics (one accuracy and R^2);
 - :mod:`mfoml.analysis.statistics`: fold statistics, slope;
 - :mod:`mfoml.analysis.aggregate`: tidy tables over runs, summaries over folds, correlation points;
-- :mod:`mfoml.analysis.runstats`: run-level inference (correlation across runs per checkpoint,
-  permutation p-values and bootstrap intervals over runs, per-run dynamics features);
+- :mod:`mfoml.analysis.permutation`: Spearman rho (within strata), restricted permutation
+  tests, stratified bootstrap intervals, the smallest attainable p, Holm;
+- :mod:`mfoml.analysis.runstats`: variant-level inference (correlation across variants per
+  checkpoint, the variant being a run without fold and seed; per-run dynamics features);
 - :mod:`mfoml.analysis.studies`: the course's study tables (training phases, label noise,
   most-confused class pairs);
 - :mod:`mfoml.analysis.ssl_tables`: the self-supervised runs' tables (per layer and label set).

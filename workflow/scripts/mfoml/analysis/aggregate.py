@@ -9,7 +9,12 @@ The correlation analysis follows the course's question: do layer dynamics measur
 training data predict test accuracy? :func:`correlation_points` gives, for every (run,
 checkpoint),
 
-- ``alpha_last_inner``: alpha of the last inner (penultimate) layer,
+- ``alpha_last_inner``: alpha of the last inner (penultimate) layer, with its wavelet count
+  ``n_wavelets_last_inner`` (K, the probe forest's number of wavelets),
+- ``alpha_last_inner_adj``: alpha of the last inner layer adjusted for the wavelet count, the
+  residual of the least-squares line of alpha on log(K) over the runs of one experiment,
+  checkpoint and penultimate layer (NaN with fewer than 3 runs or a constant K); for a fixed
+  depth and sample size alpha is nearly a function of K (METHODS section 11),
 - ``alpha_depth_slope``: least-squares slope of alpha over the inner layers' depth index
   (layers strictly between ``input`` and ``logits``; NaN with fewer than 2 finite values),
 - ``ncc_mismatch_penultimate``: train NCC mismatch at the penultimate layer,
@@ -35,18 +40,22 @@ __all__ = [
     "RUN_COLUMNS",
     "VARIANT_COLUMNS",
     "FEATURES",
+    "LAYER_VALUE_PREFIXES",
+    "LAYER_VALUES",
+    "layer_summary_columns",
     "layers_table",
     "epochs_table",
     "checkpoint_metrics",
     "summarize",
     "correlation_points",
+    "wavelet_adjusted",
     "missing_penultimate",
     "penultimate_gaps",
 ]
 
 #: The per-run result tables the aggregation reads: ``{file name: (required columns, numeric
 #: columns)}`` (for :func:`mfoml.io.read_csv_checked`, so that a corrupted file is named).
-RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | str]] = {
     "probe.csv": (
         ("epoch", "split", "layer", "layer_index", "alpha", "alpha_min", "alpha_max", "status"),
         ("epoch", "layer_index", "dim", "n_samples", "alpha", "alpha_min", "alpha_max", "n_tau"),
@@ -72,7 +81,7 @@ RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "metrics.csv": (
         ("epoch", "train_loss", "train_acc", "heldout_acc", "test_acc"),
-        ("epoch", "train_loss", "train_acc", "heldout_loss", "heldout_acc", "test_loss"),
+        "all",  # every column of metrics.csv is a number
     ),
 }
 
@@ -88,10 +97,44 @@ RUN_COLUMNS = [
     "fold",
     "run",
 ]
-#: Columns identifying a variant; summaries aggregate over the folds of a variant.
-VARIANT_COLUMNS = ["experiment", "dataset", "model", "activation", "loss", "noise", "seed"]
+#: Columns identifying a variant (a run without its fold and seed); summaries aggregate over
+#: the folds *and* seeds of a variant.
+VARIANT_COLUMNS = ["experiment", "dataset", "model", "activation", "loss", "noise"]
+#: The per-layer measures of ``layers.csv`` that ``layers_summary.csv`` summarizes over folds
+#: (:func:`layer_summary_columns`): every column starting with one of these prefixes (``*_status``
+#: columns excepted: they are labels, not numbers), and the columns named in
+#: :data:`LAYER_VALUES`. A new per-layer measure reaches ``layers_summary.csv`` only when its
+#: column is listed here (docs/extending.md, recipe 4).
+LAYER_VALUE_PREFIXES: tuple[str, ...] = (
+    "alpha",
+    "ncc_",
+    "nc1",
+    "nc2",
+    "nc3",
+    "nc4",
+    "n_tau",
+    "n_wavelets",
+)
+#: Per-layer measures summarized by exact name: the NCC job's class geometry
+#: (mfoml.collapse.geometry_table) and the TwoNN intrinsic dimension (mfoml.similarity).
+LAYER_VALUES: tuple[str, ...] = (
+    "cdnv",
+    "trace_within",
+    "trace_between",
+    "trace_ratio",
+    "etf_error_means",
+    "etf_error_classifier",
+    "self_duality_error",
+    "effective_rank",
+    "intrinsic_dim",
+)
 #: Layer-dynamics features correlated with accuracy.
-FEATURES = ["alpha_last_inner", "alpha_depth_slope", "ncc_mismatch_penultimate"]
+FEATURES = [
+    "alpha_last_inner",
+    "alpha_last_inner_adj",
+    "alpha_depth_slope",
+    "ncc_mismatch_penultimate",
+]
 
 
 def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
@@ -99,6 +142,17 @@ def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
     for i, col in enumerate(RUN_COLUMNS):
         out.insert(i, col, meta[col])
     return out
+
+
+def layer_summary_columns(columns: Sequence[str]) -> list[str]:
+    """The columns of ``layers.csv`` (``columns``, in their order) that ``layers_summary.csv``
+    summarizes: :data:`LAYER_VALUE_PREFIXES` (no ``*_status``) and :data:`LAYER_VALUES`."""
+    return [
+        str(c)
+        for c in columns
+        if (str(c).startswith(LAYER_VALUE_PREFIXES) and "status" not in str(c))
+        or c in LAYER_VALUES
+    ]
 
 
 def layers_table(
@@ -229,23 +283,24 @@ def checkpoint_metrics(
 def summarize(
     frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Mean, standard deviation and count over folds.
+    """Mean, standard deviation and count over the folds and seeds of each variant.
 
     Parameters
     ----------
-    frame : a per-run table with :data:`VARIANT_COLUMNS` and ``fold``.
+    frame : a per-run table with :data:`VARIANT_COLUMNS`, ``seed`` and ``fold``.
     keys : further grouping columns (e.g. ``["epoch", "layer", "layer_index"]``).
     values : numeric columns to summarize (default: every numeric column that is not a key,
         ``fold`` or ``seed``).
 
     Returns
     -------
-    DataFrame with the group columns and ``{v}_mean, {v}_std, {v}_n`` per value column
-    (``_n`` counts folds with a finite value; ``_std`` uses ddof = 1, NaN when ``_n < 2``).
+    DataFrame with the group columns and ``{v}_mean, {v}_std, {v}_n`` per value column, over
+    the variant's folds and seeds (``_n`` counts runs with a finite value; ``_std`` uses
+    ddof = 1, NaN when ``_n < 2``).
     """
     group = [c for c in VARIANT_COLUMNS if c in frame.columns] + list(keys)
     if values is None:
-        skip = set(group) | {"fold", "run"}
+        skip = set(group) | {"fold", "seed", "run"}
         values = [
             c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
         ]
@@ -289,6 +344,9 @@ def correlation_points(
                 "alpha_last_inner": float(pen_row["alpha"].iloc[0])
                 if len(pen_row) and "alpha" in pen_row
                 else math.nan,
+                "n_wavelets_last_inner": float(pen_row["n_wavelets"].iloc[0])
+                if len(pen_row) and "n_wavelets" in pen_row
+                else math.nan,
                 "alpha_depth_slope": slope(
                     inner["layer_index"].to_numpy(float),
                     alpha_col.loc[inner.index].to_numpy(float),
@@ -301,6 +359,11 @@ def correlation_points(
     points = pd.DataFrame(rows)
     if points.empty:
         return pd.DataFrame(columns=[*RUN_COLUMNS, "epoch", *FEATURES, "target", "accuracy"])
+    points.insert(
+        points.columns.get_loc("n_wavelets_last_inner") + 1,
+        "alpha_last_inner_adj",
+        wavelet_adjusted(points),
+    )
     acc = epochs[["run", "epoch", "test_acc", "heldout_acc"]].copy()
     if target == "test_acc":
         acc["accuracy"] = acc["test_acc"].where(acc["test_acc"].notna(), acc["heldout_acc"])
@@ -324,6 +387,38 @@ def correlation_points(
                     key[0], "heldout_acc" if split == "heldout" else "test_acc"
                 )
     return points
+
+
+def wavelet_adjusted(
+    points: pd.DataFrame,
+    value: str = "alpha_last_inner",
+    count: str = "n_wavelets_last_inner",
+    by: Sequence[str] = ("experiment", "epoch", "penultimate_layer"),
+) -> np.ndarray:
+    """``value`` adjusted for the wavelet count: its residual from the least-squares line of
+    ``value`` on log(``count``) within each group of ``by`` (experiment, checkpoint, layer).
+
+    Returns (n,) aligned with ``points``; NaN where either is missing, ``count`` is not
+    positive, or the group has fewer than 3 such rows or a constant count.
+    """
+    out = np.full(len(points), math.nan)
+    y = pd.to_numeric(points[value], errors="coerce").to_numpy(float)
+    k = pd.to_numeric(points[count], errors="coerce").to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.where(k > 0, np.log(k), np.nan)
+    by = [c for c in by if c in points.columns]
+    groups = (
+        points.groupby(by, sort=False, dropna=False).indices if by else {0: np.arange(len(points))}
+    )
+    for idx in groups.values():
+        idx = np.asarray(idx)
+        ok = idx[np.isfinite(x[idx]) & np.isfinite(y[idx])]
+        if len(ok) < 3 or np.ptp(x[ok]) == 0:
+            continue
+        b = slope(x[ok], y[ok])
+        a = y[ok].mean() - b * x[ok].mean()
+        out[ok] = y[ok] - (a + b * x[ok])
+    return out
 
 
 def missing_penultimate(

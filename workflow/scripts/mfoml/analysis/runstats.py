@@ -1,67 +1,88 @@
-"""Run-level inference: correlations whose unit of inference is the run.
+"""Variant-level inference: correlations whose unit is the variant (METHODS section 11).
 
 Checkpoints of one run are not independent, and layer measures and accuracy both trend with
 training, so a rank correlation over every (run, checkpoint) point pooled answers "do both
 change during training?" (nearly always yes), not "do runs with a smoother layer generalize
-better?". Here every test has one value per run (METHODS section 11):
+better?". Runs that differ only in fold or seed are replicates of one *variant* (the run's
+configuration without fold and seed: :data:`VARIANT_KEYS`); they share every other cause of the
+feature and the accuracy, so they are not exchangeable across variants. Every test here has one
+value per variant, the mean over its runs (folds and seeds):
 
-- per checkpoint epoch, a feature measured at that checkpoint against the run's accuracy at the
-  same checkpoint (outcome ``accuracy``) and against its final accuracy (``final_accuracy``);
-  the experiment's last checkpoint is the headline;
+- per checkpoint epoch, a feature measured at that checkpoint against the accuracy at the same
+  checkpoint (outcome ``accuracy``) and against the final accuracy (``final_accuracy``); the
+  experiment's last checkpoint is the headline;
 - per-run summaries of the dynamics (:func:`dynamics_features`) against the final accuracy.
 
-The statistic is Spearman's rho (Pearson correlation of average ranks). Its p-value is a
-two-sided permutation test that exchanges the outcome between runs: a permutation assigns a
-run's outcome to another run, never mixes checkpoints. With ``strata`` (e.g. the model, or the
-experiment when experiments are pooled) only runs of the same stratum are exchanged (a
-restricted permutation test of association within strata; the between-strata structure is the
-same in every permutation). When the number of distinct permutations (the product of n_s! over
-strata) is at most ``n_permutations`` they are all enumerated and the p-value is exact;
-otherwise ``n_permutations`` random ones give ``p = (1 + #{|rho*| >= |rho|}) / (1 + B)``, which
-is valid at any B (Phipson & Smyth 2010). The confidence interval is the percentile interval of
-rho over bootstrap resamples of runs with replacement (within strata when given); resamples in
-which a variable is constant are left out and counted.
-
-Why this is written here: ``scipy.stats.permutation_test`` has no restricted (stratified)
-permutations and ``scipy.stats.bootstrap`` no stratified resampling. Both are vectorised over
-permutations / resamples (one gather and one matrix product per block of permutations, no Python
-loop per permutation). tests/test_runstats.py checks them against ``scipy.stats.spearmanr`` and
-``scipy.stats.permutation_test`` and by simulating null studies.
+The statistic, its permutation p-value, bootstrap interval and smallest attainable p are those
+of :mod:`mfoml.analysis.permutation`: with ``strata`` (e.g. the model, and the experiment when
+experiments are pooled) the statistic is the within-stratum association rho_w (the
+stratum-size-weighted mean of per-stratum Spearman rho), permuted and resampled within strata;
+the pooled Spearman rho over the variants is shown beside it (``rho_pooled``), never tested.
+Each row also gives ``rho_n_wavelets``: rho_w of the feature with the penultimate layer's
+wavelet count over the same variants (alpha is close to a function of the number of wavelets
+the probe's forest grows, so a reader can tell smoothness from tree size), ``n_variants`` and
+``n_runs``. A row whose smallest attainable p exceeds 0.05 has status ``underpowered`` (rho,
+p and interval are kept). ``p_holm`` is Holm-adjusted over the rows of one (scope,
+experiment); figures and log lines show it.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+
+from mfoml.analysis.permutation import (
+    BootstrapResult,
+    PermutationResult,
+    _random_permutations,
+    _resample_indices,
+    bootstrap_interval,
+    holm,
+    permutation_test,
+    spearman_rho,
+    within_rho,
+)
 
 __all__ = [
     "CHECKPOINT_FEATURES",
     "DYNAMICS_FEATURES",
     "CORRELATION_COLUMNS",
+    "VARIANT_KEYS",
+    "WAVELET_COLUMN",
     "PermutationResult",
     "BootstrapResult",
     "spearman_rho",
+    "within_rho",
     "permutation_test",
     "bootstrap_interval",
     "correlate",
     "holm",
+    "variant_means",
     "final_accuracy",
     "checkpoint_correlations",
     "dynamics_features",
     "dynamics_correlations",
     "merge_final",
 ]
+_ = (_random_permutations, _resample_indices)  # re-exported for the tests
 
 #: Features measured at one checkpoint (columns of the correlation points table).
-CHECKPOINT_FEATURES = ["alpha_last_inner", "alpha_depth_slope", "ncc_mismatch_penultimate"]
+CHECKPOINT_FEATURES = [
+    "alpha_last_inner",
+    "alpha_last_inner_adj",
+    "alpha_depth_slope",
+    "ncc_mismatch_penultimate",
+]
 #: Per-run summaries of the dynamics (columns of :func:`dynamics_features`).
 DYNAMICS_FEATURES = ["alpha_last_inner_change", "alpha_depth_slope_final", "ncc_epoch_below"]
+#: Columns identifying a variant (a run without its fold and seed): the unit of inference.
+VARIANT_KEYS = ["experiment", "dataset", "model", "activation", "loss", "noise"]
+#: The wavelet count of the penultimate layer (points: per checkpoint; dynamics: last one).
+WAVELET_COLUMN = "n_wavelets_last_inner"
 #: Columns of the correlation tables.
 CORRELATION_COLUMNS = [
     "scope",
@@ -70,177 +91,24 @@ CORRELATION_COLUMNS = [
     "headline",
     "feature",
     "outcome",
+    "strata",
     "rho",
+    "rho_pooled",
     "p_value",
     "p_holm",
+    "p_min",
     "ci_low",
     "ci_high",
+    "rho_n_wavelets",
+    "n_variants",
     "n_runs",
     "n_permutations",
     "exact",
     "n_boot_valid",
     "status",
 ]
-_TOL = 1e-10  # relative tolerance for |rho*| >= |rho| (floating-point ties of the statistic)
-_BLOCK = 2_000_000  # elements per block of permutations / resamples
-
-
-class PermutationResult(NamedTuple):
-    """Spearman rho, its two-sided permutation p-value, the number of permutations used and
-    whether they were all enumerated (exact p-value)."""
-
-    rho: float
-    p_value: float
-    n_permutations: int
-    exact: bool
-
-
-class BootstrapResult(NamedTuple):
-    """Percentile bootstrap interval of rho and the number of resamples in which rho was
-    defined (no constant variable)."""
-
-    low: float
-    high: float
-    n_valid: int
-
-
-def _unit_ranks(v: np.ndarray) -> np.ndarray | None:
-    """Average ranks of ``v`` (n,), centred and scaled to unit norm; None if ``v`` is constant."""
-    r = rankdata(v)
-    r = r - r.mean()
-    norm = math.sqrt(float(r @ r))
-    return None if norm == 0 else r / norm
-
-
-def spearman_rho(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Spearman's rho of two finite vectors (n,): Pearson correlation of average ranks; NaN if
-    either is constant."""
-    zx, zy = _unit_ranks(np.asarray(x, float)), _unit_ranks(np.asarray(y, float))
-    return math.nan if zx is None or zy is None else float(zx @ zy)
-
-
-def _codes(strata: Sequence[Any] | np.ndarray | None, n: int) -> np.ndarray:
-    if strata is None:
-        return np.zeros(n, dtype=np.int64)
-    codes = pd.factorize(pd.Series(list(strata)), sort=True)[0]
-    if len(codes) != n:
-        raise ValueError(f"strata has {len(codes)} entries for {n} runs")
-    return codes.astype(np.int64)
-
-
-def _n_distinct(codes: np.ndarray) -> int:
-    return math.prod(math.factorial(int(c)) for c in np.bincount(codes))
-
-
-def _all_permutations(codes: np.ndarray) -> np.ndarray:
-    """Every permutation (P, n) that maps each index to an index of the same stratum."""
-    n = len(codes)
-    perms = np.arange(n)[None, :]
-    for s in np.unique(codes):
-        members = np.flatnonzero(codes == s)
-        if len(members) < 2:
-            continue
-        ps = np.array(list(itertools.permutations(members)), dtype=np.int64)
-        new = np.repeat(perms, len(ps), axis=0)
-        new[:, members] = np.tile(ps, (len(perms), 1))
-        perms = new
-    return perms
-
-
-def _random_permutations(codes: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` random within-stratum permutations (size, n): row b maps i to perm[b, i]."""
-    n = len(codes)
-    keys = rng.random((size, n))
-    order = np.lexsort((keys, np.broadcast_to(codes, (size, n))), axis=-1)
-    perms = np.empty_like(order)
-    perms[:, np.argsort(codes, kind="stable")] = order
-    return perms
-
-
-def permutation_test(
-    x: Sequence[float] | np.ndarray,
-    y: Sequence[float] | np.ndarray,
-    strata: Sequence[Any] | np.ndarray | None = None,
-    n_permutations: int = 9999,
-    seed: int = 0,
-) -> PermutationResult:
-    """Spearman rho of ``x`` and ``y`` (finite, (n,), one value per run) and its two-sided
-    permutation p-value (outcome exchanged between runs, within ``strata`` when given).
-
-    Exact (every permutation, identity included) when their number is at most
-    ``n_permutations``; otherwise ``n_permutations`` random permutations. NaN rho and p when a
-    variable is constant.
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if len(y) != n:
-        raise ValueError(f"x has {n} values, y has {len(y)}")
-    zx, zy = _unit_ranks(x), _unit_ranks(y)
-    if zx is None or zy is None:
-        return PermutationResult(math.nan, math.nan, 0, False)
-    rho = float(zx @ zy)
-    bound = abs(rho) * (1 - _TOL) - _TOL
-    codes = _codes(strata, n)
-    if _n_distinct(codes) <= n_permutations:
-        perms = _all_permutations(codes)
-        hits = int((np.abs(zy[perms] @ zx) >= bound).sum())
-        return PermutationResult(rho, hits / len(perms), len(perms), True)
-    rng = np.random.default_rng(seed)
-    hits, done, block = 0, 0, max(1, _BLOCK // n)
-    while done < n_permutations:
-        size = min(block, n_permutations - done)
-        perms = _random_permutations(codes, size, rng)
-        hits += int((np.abs(zy[perms] @ zx) >= bound).sum())
-        done += size
-    return PermutationResult(rho, (1 + hits) / (1 + n_permutations), n_permutations, False)
-
-
-def _resample_indices(codes: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    idx = np.empty((size, len(codes)), dtype=np.int64)
-    for s in np.unique(codes):
-        members = np.flatnonzero(codes == s)
-        idx[:, members] = members[rng.integers(0, len(members), (size, len(members)))]
-    return idx
-
-
-def _row_spearman(xb: np.ndarray, yb: np.ndarray) -> np.ndarray:
-    """Spearman rho of every row pair of (B, n) arrays; NaN where a row is constant."""
-    rx = rankdata(xb, axis=1)
-    ry = rankdata(yb, axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
-
-
-def bootstrap_interval(
-    x: Sequence[float] | np.ndarray,
-    y: Sequence[float] | np.ndarray,
-    strata: Sequence[Any] | np.ndarray | None = None,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> BootstrapResult:
-    """Percentile bootstrap interval (``level``) of Spearman's rho, resampling runs (rows of
-    ``x``, ``y``, (n,)) with replacement, within ``strata`` when given."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    codes = _codes(strata, len(x))
-    rng = np.random.default_rng(seed)
-    rhos, done, block = [], 0, max(1, _BLOCK // max(1, len(x)))
-    while done < n_boot:
-        size = min(block, n_boot - done)
-        idx = _resample_indices(codes, size, rng)
-        rhos.append(_row_spearman(x[idx], y[idx]))
-        done += size
-    r = np.concatenate(rhos) if rhos else np.empty(0)
-    r = r[np.isfinite(r)]
-    if len(r) == 0:
-        return BootstrapResult(math.nan, math.nan, 0)
-    low, high = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
-    return BootstrapResult(float(low), float(high), int(len(r)))
+#: A row whose smallest attainable p exceeds this is ``underpowered``.
+POWER_LEVEL = 0.05
 
 
 def correlate(
@@ -252,25 +120,35 @@ def correlate(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    wavelets: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Rho, permutation p-value and bootstrap interval of one feature and one outcome.
+    """rho_w, permutation p-value, smallest attainable p and bootstrap interval of one feature
+    and one outcome over units (variants).
 
-    ``x``, ``y`` : (n,), one value per run; pairs with a NaN drop out (``+inf`` is a valid
-    value: it ranks last). Returns ``rho, p_value, ci_low, ci_high, n_runs, n_permutations,
-    exact, n_boot_valid, status`` with ``status`` one of ``ok``, ``no_data`` (no complete
-    pair), ``too_few_runs`` (fewer than ``min_runs``) and ``constant``; numbers are NaN unless
-    ``ok``.
+    ``x``, ``y`` : (n,), one value per unit; pairs with a NaN drop out (``+inf`` is a valid
+    value: it ranks last). ``wavelets`` (n,): the wavelet count per unit, for
+    ``rho_n_wavelets``. Returns ``rho, rho_pooled, p_value, p_min, ci_low, ci_high,
+    rho_n_wavelets, n_variants, n_permutations, exact, n_boot_valid, status`` with ``status``
+    one of ``ok``, ``underpowered`` (``p_min`` above 0.05; numbers kept), ``no_data`` (no
+    complete pair), ``too_few_variants`` (fewer than ``min_runs`` units),
+    ``too_few_per_stratum`` (no stratum with two units: nothing to compare within a stratum)
+    and ``constant`` (no stratum with two distinct values of both); numbers are NaN for the
+    last four.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = ~np.isnan(x) & ~np.isnan(y)
     st = None if strata is None else np.asarray(list(strata), dtype=object)[ok]
+    w = None if wavelets is None else np.asarray(wavelets, float)[ok]
     x, y, n = x[ok], y[ok], int(ok.sum())
     out: dict[str, Any] = {
         "rho": math.nan,
+        "rho_pooled": math.nan,
         "p_value": math.nan,
+        "p_min": math.nan,
         "ci_low": math.nan,
         "ci_high": math.nan,
-        "n_runs": n,
+        "rho_n_wavelets": math.nan,
+        "n_variants": n,
         "n_permutations": 0,
         "exact": False,
         "n_boot_valid": 0,
@@ -278,37 +156,64 @@ def correlate(
     if n == 0:
         return {**out, "status": "no_data"}
     if n < min_runs:
-        return {**out, "status": "too_few_runs"}
-    if np.ptp(rankdata(x)) == 0 or np.ptp(rankdata(y)) == 0:
-        return {**out, "status": "constant"}
+        return {**out, "status": "too_few_variants"}
+    if st is not None and np.unique(st, return_counts=True)[1].max() < 2:
+        return {**out, "status": "too_few_per_stratum"}
     perm = permutation_test(x, y, st, n_permutations, seed)
+    if not np.isfinite(perm.rho):
+        return {**out, "status": "constant"}
     boot = bootstrap_interval(x, y, st, n_boot, level, seed)
+    rho_w = math.nan
+    if w is not None:
+        fin = np.isfinite(w)
+        rho_w = within_rho(x[fin], w[fin], None if st is None else st[fin]) if fin.any() else rho_w
     return {
         **out,
         "rho": perm.rho,
+        "rho_pooled": spearman_rho(x, y),
         "p_value": perm.p_value,
+        "p_min": perm.p_min,
         "ci_low": boot.low,
         "ci_high": boot.high,
+        "rho_n_wavelets": rho_w,
         "n_permutations": perm.n_permutations,
         "exact": perm.exact,
         "n_boot_valid": boot.n_valid,
-        "status": "ok",
+        "status": "underpowered" if perm.p_min > POWER_LEVEL else "ok",
     }
 
 
-def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error); NaN entries stay NaN and are not
-    counted in the family."""
-    p = np.asarray(p, float)
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    if len(idx) == 0:
-        return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    m = len(order)
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out[order] = adj
-    return out
+def variant_means(
+    part: pd.DataFrame,
+    columns: Sequence[str],
+    extra: Sequence[str] = (),
+    keys: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per variant of ``part`` (a per-run table): the mean of each of ``columns`` over
+    the variant's runs in which all of them are non-NaN (``+inf`` kept: a mean with it is
+    ``+inf``), and of each of ``extra`` over the same runs (NaN values skipped).
+
+    ``keys`` : the variant columns (default: :data:`VARIANT_KEYS` present in ``part``). Returns
+    the keys, ``columns``, ``extra`` and ``n_runs`` (runs averaged); variants without a
+    complete run are left out.
+    """
+    keys = [k for k in (VARIANT_KEYS if keys is None else keys) if k in part.columns]
+    names = list(dict.fromkeys([*columns, *extra]))
+    vals = pd.DataFrame(
+        {c: pd.to_numeric(part[c], errors="coerce") if c in part else np.nan for c in names},
+        index=part.index,
+    )
+    frame = pd.concat([part[keys], vals], axis=1)[vals[list(columns)].notna().all(axis=1)]
+    if frame.empty:
+        return pd.DataFrame(columns=[*keys, *names, "n_runs"])
+    if not keys:
+        means = frame[names].mean().to_frame().T
+        means["n_runs"] = len(frame)
+        return means
+    g = frame.groupby(keys, sort=False, dropna=False)
+    means = g[names].mean()
+    means["n_runs"] = g.size()
+    return means.reset_index()
 
 
 def final_accuracy(epochs: pd.DataFrame, column: str = "target_acc") -> pd.DataFrame:
@@ -328,12 +233,6 @@ def final_accuracy(epochs: pd.DataFrame, column: str = "target_acc") -> pd.DataF
     )
 
 
-def _strata_values(part: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
-    if not columns:
-        return None
-    return part[list(columns)].astype(str).agg("|".join, axis=1).to_numpy()
-
-
 def _num(part: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(part[column], errors="coerce").to_numpy(float)
 
@@ -342,6 +241,52 @@ def _check_one_row_per_run(part: pd.DataFrame, what: str) -> None:
     dup = part["run"][part["run"].duplicated()]
     if len(dup):
         raise ValueError(f"{what}: run {dup.iloc[0]!r} has more than one row")
+
+
+def _check_strata(strata: Sequence[str]) -> None:
+    bad = [c for c in strata if c not in VARIANT_KEYS]
+    if bad:
+        raise ValueError(
+            f"config key 'aggregate.strata': {bad} is not a variant column {VARIANT_KEYS} "
+            "(runs of one variant differ only in fold and seed and are averaged)"
+        )
+
+
+def _add_rows(
+    rows: list[dict[str, Any]],
+    part: pd.DataFrame,
+    head: dict[str, Any],
+    pairs: Sequence[tuple[str, str]],
+    strata_cols: Sequence[str],
+    opts: dict[str, Any],
+) -> None:
+    """Append one row per (feature, outcome) of ``pairs``: variant means of ``part`` (one row
+    per run), then :func:`correlate` over the variants within ``strata_cols``."""
+    for feature, outcome in pairs:
+        cols = [feature, outcome] if feature != outcome else [feature]
+        means = variant_means(part, cols, extra=[WAVELET_COLUMN])
+        st = (
+            means[list(strata_cols)].astype(str).agg("|".join, axis=1).to_numpy()
+            if strata_cols and len(means)
+            else None
+        )
+        res = correlate(
+            _num(means, feature),
+            _num(means, outcome),
+            st,
+            wavelets=_num(means, WAVELET_COLUMN),
+            **opts,
+        )
+        rows.append(
+            {
+                **head,
+                "feature": feature,
+                "outcome": outcome,
+                "strata": ",".join(strata_cols),
+                **res,
+                "n_runs": int(means["n_runs"].sum()) if len(means) else 0,
+            }
+        )
 
 
 def _finish(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -365,51 +310,49 @@ def checkpoint_correlations(
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per experiment, checkpoint epoch, feature and outcome: the correlation across runs.
+    """Per experiment, checkpoint epoch, feature and outcome: the correlation across variants.
 
     Parameters
     ----------
-    points : one row per (run, checkpoint epoch) with ``experiment, run, epoch``, the
-        ``features`` and the ``outcomes`` columns (``accuracy``: at that checkpoint;
-        ``final_accuracy``: the run's last epoch; outcomes missing from the table are skipped).
-    strata : run columns within which runs are exchanged / resampled (e.g. ``["model"]``).
-    min_runs : fewer runs with both values give ``status = too_few_runs``.
+    points : one row per (run, checkpoint epoch) with ``experiment, run, epoch``, the variant
+        columns present of :data:`VARIANT_KEYS`, the ``features`` and the ``outcomes``
+        columns (``accuracy``: at that checkpoint; ``final_accuracy``: the run's last epoch;
+        outcomes and features missing from the table are skipped) and, when present,
+        :data:`WAVELET_COLUMN`.
+    strata : variant columns within which variants are exchanged / resampled (e.g.
+        ``["model"]``); the row's ``rho`` is then the within-stratum rho_w.
+    min_runs : fewer variants with both values give ``status = too_few_variants``.
 
     Returns
     -------
     :data:`CORRELATION_COLUMNS`: ``scope = within experiment`` rows per experiment and epoch
     (``headline`` marks the experiment's last checkpoint); with several experiments also
     ``scope = across experiments`` rows (``experiment = all``, each run at its own last
-    checkpoint, permuted and resampled within experiment). ``p_holm`` is Holm-adjusted over
-    the rows of one (scope, experiment).
+    checkpoint, strata ``experiment`` + ``strata``). ``p_holm`` is Holm-adjusted over the rows
+    of one (scope, experiment).
     """
+    _check_strata(strata)
     outcomes = [o for o in outcomes if o in points.columns]
+    features = [f for f in features if f in points.columns]
+    pairs = [(f, o) for f in features for o in outcomes]
     rows: list[dict[str, Any]] = []
     opts = {"min_runs": min_runs, "n_permutations": n_permutations, "n_boot": n_boot}
     opts.update(level=level, seed=seed)
-
-    def add(part: pd.DataFrame, head: dict[str, Any], strata_cols: Sequence[str]) -> None:
-        _check_one_row_per_run(part, f"experiment {head['experiment']!r}, epoch {head['epoch']}")
-        st = _strata_values(part, strata_cols)
-        for feature in features:
-            for outcome in outcomes:
-                res = correlate(_num(part, feature), _num(part, outcome), st, **opts)
-                rows.append({**head, "feature": feature, "outcome": outcome, **res})
-
     for name, exp in points.groupby("experiment", sort=False):
         last = int(exp["epoch"].max())
         for epoch, part in exp.groupby("epoch", sort=True):
+            _check_one_row_per_run(part, f"experiment {name!r}, epoch {epoch}")
             head = {
                 "scope": "within experiment",
                 "experiment": str(name),
                 "epoch": int(epoch),
                 "headline": int(epoch) == last,
             }
-            add(part, head, strata)
+            _add_rows(rows, part, head, pairs, strata, opts)
     if points["experiment"].nunique() > 1:
         finals = points.loc[points.groupby("run", sort=False)["epoch"].idxmax()]
         head = {"scope": "across experiments", "experiment": "all", "epoch": -1, "headline": True}
-        add(finals, head, ["experiment", *strata])
+        _add_rows(rows, finals, head, pairs, ["experiment", *strata], opts)
     return _finish(rows)
 
 
@@ -432,12 +375,15 @@ def dynamics_features(points: pd.DataFrame, ncc_threshold: float = 0.1) -> pd.Da
     of alpha over the inner layers' depth at the last checkpoint), ``ncc_epoch_below`` (the
     first checkpoint epoch at which the penultimate layer's NCC mismatch is below
     ``ncc_threshold``; NaN if never or without NCC values), ``ncc_never_below`` (True if it
-    has NCC values and never falls below; NaN without values), ``final_accuracy``.
+    has NCC values and never falls below; NaN without values), :data:`WAVELET_COLUMN` (at the
+    last checkpoint), ``final_accuracy``.
     """
     keep = [
         c
         for c in points.columns
-        if c not in {"epoch", "accuracy", "target", "penultimate_layer", *CHECKPOINT_FEATURES}
+        if c
+        not in {"epoch", "accuracy", "target", "penultimate_layer", WAVELET_COLUMN}
+        | set(CHECKPOINT_FEATURES)
         and not c.startswith("final_")
     ]
     rows = []
@@ -462,6 +408,11 @@ def dynamics_features(points: pd.DataFrame, ncc_threshold: float = 0.1) -> pd.Da
                 ),
                 "ncc_epoch_below": float(part["epoch"].iloc[below[0]]) if len(below) else math.nan,
                 "ncc_never_below": (len(below) == 0) if finite.any() else math.nan,
+                WAVELET_COLUMN: float(
+                    pd.to_numeric(pd.Series([last.get(WAVELET_COLUMN, math.nan)]), errors="coerce")[
+                        0
+                    ]
+                ),
                 "final_accuracy": float(last["final_accuracy"])
                 if "final_accuracy" in part
                 else math.nan,
@@ -481,7 +432,7 @@ def dynamics_correlations(
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per experiment and dynamics feature: the correlation across runs with ``outcome``.
+    """Per experiment and dynamics feature: the correlation across variants with ``outcome``.
 
     ``dynamics`` is :func:`dynamics_features` output. A run whose penultimate NCC mismatch never
     falls below the threshold counts as later than every observed ``ncc_epoch_below`` (+inf for
@@ -492,22 +443,18 @@ def dynamics_correlations(
     if "ncc_epoch_below" in frame and "ncc_never_below" in frame:
         never = frame["ncc_never_below"].map(lambda v: v is True or v == 1.0)
         frame["ncc_epoch_below"] = frame["ncc_epoch_below"].astype(float).mask(never, np.inf)
+    _check_strata(strata)
     rows: list[dict[str, Any]] = []
     opts = {"min_runs": min_runs, "n_permutations": n_permutations, "n_boot": n_boot}
     opts.update(level=level, seed=seed)
-
-    def add(part: pd.DataFrame, scope: str, name: str, strata_cols: Sequence[str]) -> None:
-        _check_one_row_per_run(part, f"experiment {name!r}")
-        st = _strata_values(part, strata_cols)
-        for feature in features:
-            res = correlate(_num(part, feature), _num(part, outcome), st, **opts)
-            head = {"scope": scope, "experiment": name, "epoch": -1, "headline": True}
-            rows.append({**head, "feature": feature, "outcome": outcome, **res})
-
+    pairs = [(f, outcome) for f in features if f in frame.columns]
     for name, part in frame.groupby("experiment", sort=False):
-        add(part, "within experiment", str(name), strata)
+        _check_one_row_per_run(part, f"experiment {name!r}")
+        head = {"scope": "within experiment", "experiment": str(name), "epoch": -1}
+        _add_rows(rows, part, {**head, "headline": True}, pairs, strata, opts)
     if frame["experiment"].nunique() > 1:
-        add(frame, "across experiments", "all", ["experiment", *strata])
+        head = {"scope": "across experiments", "experiment": "all", "epoch": -1, "headline": True}
+        _add_rows(rows, frame, head, pairs, ["experiment", *strata], opts)
     return _finish(rows)
 
 

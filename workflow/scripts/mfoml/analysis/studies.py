@@ -1,17 +1,19 @@
 """The course's study tables from the aggregated per-run tables.
 
 - :func:`training_phases`: per run, the interpolation threshold (IT, the first epoch with zero
-  training error), the end of training (EOT), the best test epoch and whether it lies in the
-  terminal phase of training (TPT, every epoch after IT; METHODS section 11), and
-  :func:`phases_pivot`, the workshop's table of vanilla vs SVSL per data set (mean +- std over
-  folds);
+  training error of the end-of-epoch model in eval mode, ``train_eval_acc``), the end of
+  training (EOT), the best test epoch and whether it lies in the terminal phase of training
+  (TPT, every epoch after IT; METHODS section 11; NaN with status ``tpt_not_reached`` for a run
+  without IT), and :func:`phases_pivot`, the workshop's table of vanilla vs SVSL per data set
+  (mean +- std over folds and seeds, with the number of runs without IT);
 - :func:`noise_table`: alpha of the last inner layer by label-noise level and data set (the
   lecture's table; METHODS section 10), mean +- std over folds;
 - :func:`confused_pairs`: the most-confused (true, predicted) class pairs per experiment, from the
   final models' confusion matrices.
 
-Fold statistics follow the pipeline's convention (``{v}_mean``, ``{v}_std`` with ddof = 1 and NaN
-below two folds, ``{v}_n`` finite folds; :func:`fold_statistics`).
+Statistics over the runs (folds and seeds) of a variant follow the pipeline's convention
+(``{v}_mean``, ``{v}_std`` with ddof = 1 and NaN below two runs, ``{v}_n`` finite values;
+:func:`fold_statistics`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ PHASE_VALUES = [
 
 def training_phases(
     epochs: pd.DataFrame,
-    train_col: str = "train_acc",
+    train_col: str = "train_eval_acc",
     test_col: str = "target_acc",
     tol: float = 0.0,
 ) -> pd.DataFrame:
@@ -58,7 +60,10 @@ def training_phases(
     ----------
     epochs : one row per (run, epoch) with ``run, epoch``, ``train_col`` and ``test_col``
         (accuracies, fractions in [0, 1]); other run columns are kept.
-    train_col : accuracy on the training split (against the labels trained on).
+    train_col : accuracy on the training split (against the labels trained on) of the
+        end-of-epoch model in eval mode (``train_eval_acc``); not the running mini-batch
+        accuracy in training mode (``train_acc``), which lags the model and sees BatchNorm's
+        batch statistics.
     test_col : accuracy on the test split (``target_acc``: test, or held-out fold).
     tol : training error at most ``tol`` counts as zero (0: exactly all samples right).
 
@@ -67,10 +72,17 @@ def training_phases(
     One row per run: the run columns, ``it_epoch`` (first epoch with training error <= ``tol``,
     NaN if never), ``eot_epoch`` (last epoch), ``best_epoch`` (first epoch of the highest test
     accuracy), ``best_acc``, ``acc_at_it`` (NaN without IT), ``acc_at_eot``, ``best_in_tpt``
-    (1.0 if the best epoch lies after IT, 0.0 if not or without IT; a number so that it averages
-    to a fraction of folds), ``tpt_epochs`` (epochs after IT).
+    (1.0 if the best epoch lies after IT, 0.0 if not, NaN without IT; a number so that it
+    averages to a fraction of runs), ``tpt_epochs`` (epochs after IT, NaN without IT),
+    ``status`` (``ok``, or ``tpt_not_reached`` without IT).
     """
-    keep = [c for c in VARIANT_COLUMNS + ["fold", "run"] if c in epochs.columns]
+    keep = [c for c in VARIANT_COLUMNS + ["seed", "fold", "run"] if c in epochs.columns]
+    if train_col not in epochs.columns:
+        raise KeyError(
+            f"training_phases: the epochs table has no {train_col!r} column (the end-of-epoch "
+            "eval-mode training accuracy, metrics.csv of mfoml.nets.training.train with "
+            "eval_train=True); retrain the runs to record it"
+        )
     rows = []
     for _, part in epochs.groupby("run", sort=False):
         part = part.sort_values("epoch", kind="stable")
@@ -90,8 +102,9 @@ def training_phases(
                 "best_acc": math.nan if best is None else float(test[best]),
                 "acc_at_it": math.nan if it is None else float(test[zero[0]]),
                 "acc_at_eot": float(test[-1]),
-                "best_in_tpt": float(it is not None and best is not None and ep[best] > it),
-                "tpt_epochs": 0.0 if it is None else float((ep > it).sum()),
+                "best_in_tpt": math.nan if it is None or best is None else float(ep[best] > it),
+                "tpt_epochs": math.nan if it is None else float((ep > it).sum()),
+                "status": "tpt_not_reached" if it is None else "ok",
             }
         )
     return pd.DataFrame(rows)
@@ -100,10 +113,11 @@ def training_phases(
 def phases_pivot(
     phases: pd.DataFrame,
     compare: str = "loss",
-    by: Sequence[str] = ("dataset", "model", "activation", "noise", "seed"),
+    by: Sequence[str] = ("dataset", "model", "activation", "noise"),
     values: Sequence[str] = PHASE_VALUES,
 ) -> pd.DataFrame:
-    """Mean +- std over folds of the training phases, one column block per ``compare`` value.
+    """Mean +- std over the folds and seeds of the training phases, one column block per
+    ``compare`` value.
 
     Parameters
     ----------
@@ -113,19 +127,33 @@ def phases_pivot(
 
     Returns
     -------
-    One row per ``by`` group; columns ``{compare value}:{v}_{mean|std|n}`` for each value.
+    One row per ``by`` group; columns ``{compare value}:{v}_{mean|std|n}`` for each value, then
+    ``{compare value}:n_runs`` and ``{compare value}:n_tpt_not_reached`` (runs without IT: their
+    ``best_in_tpt`` and ``acc_at_it`` are NaN and left out of the means).
     """
     by = [c for c in by if c in phases.columns and c != compare]
     stats = fold_statistics(phases, [*by, compare], list(values))
+    if not stats.empty:
+        not_reached = (
+            phases["status"].eq("tpt_not_reached")
+            if "status" in phases
+            else phases["it_epoch"].isna()
+        )
+        g = not_reached.groupby([phases[c] for c in [*by, compare]], sort=False, dropna=False)
+        counts = pd.DataFrame({"n_runs": g.size(), "n_tpt_not_reached": g.sum()}).reset_index()
+        stats = stats.merge(counts, on=[*by, compare], how="left")
     if stats.empty:
         return pd.DataFrame(columns=by)
     wide = stats.set_index([*by, compare]).unstack(compare)  # only the groups that occur
     wide.columns = [f"{cmp}:{stat}" for stat, cmp in wide.columns]
     order = [
-        f"{cmp}:{v}_{s}"
+        name
         for cmp in pd.unique(stats[compare])
-        for v in values
-        for s in ("mean", "std", "n")
+        for name in [
+            *(f"{cmp}:{v}_{s}" for v in values for s in ("mean", "std", "n")),
+            f"{cmp}:n_runs",
+            f"{cmp}:n_tpt_not_reached",
+        ]
     ]
     wide = wide.reindex(columns=order)
     return wide.reset_index()
@@ -135,11 +163,11 @@ def noise_table(
     layers: pd.DataFrame,
     penultimate: Mapping[str, str] | None = None,
     value: str = "alpha",
-    by: Sequence[str] = ("experiment", "dataset", "model", "activation", "loss", "seed"),
+    by: Sequence[str] = ("experiment", "dataset", "model", "activation", "loss"),
     extra: Sequence[str] = ("n_wavelets", "alpha_random"),
 ) -> pd.DataFrame:
     """Alpha of the last inner layer at each run's last checkpoint, by noise level (and data set,
-    model, ...), mean +- std over folds.
+    model, ...), mean +- std over the folds and seeds of a variant.
 
     Parameters
     ----------

@@ -10,9 +10,10 @@ of them from one forward pass. The names follow one rule, :mod:`mfoml.nets.layer
 Architectures (``L`` = ``depth``, ``H`` = ``width``)
 ----------------------------------------------------
 A block is ``linear map -> [BatchNorm] -> activation``; ``batch_norm=False`` drops the
-BatchNorm of every block (and of the conv stem). ``stride`` (conv, conv1d) is one integer for
-every block or a list of ``L`` integers; ``kernel_size`` (conv, conv1d) is the blocks' kernel
-``k`` with padding ``k // 2``, so a block maps a length ``l`` to ``(l + 2 (k // 2) - k) // s + 1``.
+BatchNorm of every block (and of the conv stem). ``stride``, ``kernel_size`` and ``padding``
+(conv, conv1d) are each one integer for every block or a list of ``L`` integers (one per
+block); the kernel ``k`` defaults to 3 and the padding ``p`` to ``k // 2``, so a block maps a
+length ``l`` to ``(l + 2 p - k) // s + 1``.
 
 ``mlp``
     The input is flattened; ``L`` blocks ``Linear -> BatchNorm1d -> activation`` of width ``H``
@@ -31,8 +32,9 @@ every block or a list of ``L`` integers; ``kernel_size`` (conv, conv1d) is the b
     ``H`` channels (probe layers ``block1..blockL``, shape ``(H, length)``); then a linear head
     on the flattened last block. Defaults ``L=3, H=32, k=3`` and strides 2 for blocks 1-3, 1
     later (length ``40 -> 20 -> 10 -> 5``). The published MNIST-1D network of the reference is
-    ``depth=5, width=80, stride=2, batch_norm=False, probe_point="pre"``: lengths
-    ``40 -> 20 -> 10 -> 5 -> 3 -> 2``, probed on each conv's output before the ReLU.
+    ``depth=5, width=80, stride=2, kernel_size=[5, 3, 3, 3, 3], padding=1, batch_norm=False,
+    probe_point="pre"``: lengths ``40 -> 19 -> 10 -> 5 -> 3 -> 2``, 79,210 parameters,
+    probed on each conv's output before the ReLU (RFWFC ``models/mnist_1d_net.py``).
 ``resnet18``
     ``torchvision.models.resnet18(weights=None, num_classes=n_classes)`` with its BasicBlocks
     wrapped so that ``residual=False`` drops the skip branch (identity and downsample) and the
@@ -107,9 +109,23 @@ def _strides(stride: int | Sequence[int] | None, depth: int, default: list[int])
     return out
 
 
-def _out_length(length: int, kernel: int, stride: int) -> int:
-    """Output length of a convolution with padding ``kernel // 2``."""
-    return (length + 2 * (kernel // 2) - kernel) // stride + 1
+def _per_block(
+    value: int | Sequence[int] | None, depth: int, default: list[int], name: str, minimum: int
+) -> list[int]:
+    """One integer per block from one integer or a list of ``depth`` integers (``None``:
+    ``default``)."""
+    if value is None:
+        return list(default)
+    out = [int(value)] * depth if isinstance(value, int) else [int(v) for v in value]
+    if len(out) != depth or any(v < minimum for v in out):
+        raise ValueError(f"{name}: need one integer >= {minimum} or {depth} of them, got {value!r}")
+    return out
+
+
+def _out_length(length: int, kernel: int, stride: int, padding: int | None = None) -> int:
+    """Output length of a convolution (padding ``kernel // 2`` unless given)."""
+    pad = kernel // 2 if padding is None else padding
+    return (length + 2 * pad - kernel) // stride + 1
 
 
 class MLP(ProbedModel):
@@ -149,7 +165,8 @@ class ConvNet(ProbedModel):
         act: Callable[[], nn.Module],
         batch_norm: bool = True,
         strides: Sequence[int] | None = None,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
+        padding: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         c, hi, wi = input_shape
@@ -170,11 +187,16 @@ class ConvNet(ProbedModel):
         )
         stages: dict[str, nn.Module] = {"stem": stem}
         strides = [1] * depth if strides is None else list(strides)
+        kernels = _per_block(kernel_size, depth, [3] * depth, "kernel_size", 1)
+        pads = _per_block(padding, depth, [k // 2 for k in kernels], "padding", 0)
         for i in range(depth):
-            conv = nn.Conv2d(width, width, kernel_size, stride=strides[i], padding=kernel_size // 2)
+            k, p = kernels[i], pads[i]
+            conv = nn.Conv2d(width, width, k, stride=strides[i], padding=p)
             stages[f"block{i + 1}"] = nn.Sequential(conv, *norm(), act())
-            h = _out_length(h, kernel_size, strides[i])
-            w = _out_length(w, kernel_size, strides[i])
+            h = _out_length(h, k, strides[i], p)
+            w = _out_length(w, k, strides[i], p)
+            if h < 1 or w < 1:
+                raise ValueError(f"conv: block{i + 1} maps the input to an empty map ({h}x{w})")
         stages["logits"] = flatten_linear(width * h * w, n_classes)
         self.stages = nn.ModuleDict(stages)
         self.penultimate_layer = f"block{depth}" if depth > 0 else "stem"
@@ -192,21 +214,24 @@ class Conv1DNet(ProbedModel):
         act: Callable[[], nn.Module],
         batch_norm: bool = True,
         strides: Sequence[int] | None = None,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
+        padding: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         c, length = (1, input_shape[0]) if len(input_shape) == 1 else input_shape
         self._in_channels = c
         strides = [2 if i < 3 else 1 for i in range(depth)] if strides is None else list(strides)
+        kernels = _per_block(kernel_size, depth, [3] * depth, "kernel_size", 1)
+        pads = _per_block(padding, depth, [k // 2 for k in kernels], "padding", 0)
         stages: dict[str, nn.Module] = {}
         for i in range(depth):
-            stride = strides[i]
-            conv = nn.Conv1d(
-                c if i == 0 else width, width, kernel_size, stride=stride, padding=kernel_size // 2
-            )
+            stride, k, p = strides[i], kernels[i], pads[i]
+            conv = nn.Conv1d(c if i == 0 else width, width, k, stride=stride, padding=p)
             norm = [nn.BatchNorm1d(width)] if batch_norm else []
             stages[f"block{i + 1}"] = nn.Sequential(conv, *norm, act())
-            length = _out_length(length, kernel_size, stride)
+            length = _out_length(length, k, stride, p)
+            if length < 1:
+                raise ValueError(f"conv1d: block{i + 1} maps the input to length {length}")
         stages["logits"] = flatten_linear(width * length, n_classes)
         self.stages = nn.ModuleDict(stages)
         self.penultimate_layer = f"block{depth}"
@@ -234,9 +259,10 @@ def build_model(
     heaviside_slope: float = 4.0,
     seed: int | None = None,
     stride: int | Sequence[int] | None = None,
-    kernel_size: int | None = None,
+    kernel_size: int | Sequence[int] | None = None,
     batch_norm: bool = True,
     probe_point: str = "post",
+    padding: int | Sequence[int] | None = None,
 ) -> ProbedModel:
     """Build a :class:`ProbedModel`.
 
@@ -257,8 +283,11 @@ def build_model(
         disturbing the global RNG state.
     stride : ``conv``/``conv1d`` only: the blocks' stride, one integer or a list of ``depth``
         (``None``: conv 1, conv1d 2 for blocks 1-3 and 1 later); stored resolved (a list).
-    kernel_size : ``conv``/``conv1d`` only: the blocks' kernel (``None``: 3), padding
-        ``kernel_size // 2``.
+    kernel_size : ``conv``/``conv1d`` only: the blocks' kernel, one integer or a list of
+        ``depth`` (``None``: 3).
+    padding : ``conv``/``conv1d`` only: the blocks' zero padding, one integer or a list of
+        ``depth`` (``None``: ``kernel_size // 2`` per block); stored in ``spec`` only when
+        given.
     batch_norm : ``False`` drops every BatchNorm (mlp, conv, conv1d; resnet18 keeps its own).
     probe_point : ``"post"`` (after each block's activation) or ``"pre"`` (before it; mlp,
         conv, conv1d); see the module docstring and :mod:`mfoml.nets.layernames`.
@@ -286,10 +315,10 @@ def build_model(
 
     if probe_point not in PROBE_POINTS:
         raise ValueError(f"probe_point: must be one of {PROBE_POINTS}, got {probe_point!r}")
-    if arch in ("mlp", "resnet18") and (stride is not None or kernel_size is not None):
-        raise ValueError(f"stride/kernel_size do not apply to arch {arch!r}; leave them unset")
-    if kernel_size is not None and int(kernel_size) < 1:
-        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    if arch in ("mlp", "resnet18") and any(v is not None for v in (stride, kernel_size, padding)):
+        raise ValueError(
+            f"stride/kernel_size do not apply to arch {arch!r} (nor padding); leave them unset"
+        )
     strides: list[int] | None = None
     if arch == "resnet18":
         if depth is not None or width is not None:
@@ -323,7 +352,14 @@ def build_model(
         if arch != "mlp":
             default = [1] * depth if arch == "conv" else [2 if i < 3 else 1 for i in range(depth)]
             strides = _strides(stride, depth, default)
-            kernel_size = 3 if kernel_size is None else int(kernel_size)
+            kernels = _per_block(kernel_size, depth, [3] * depth, "kernel_size", 1)
+            _per_block(padding, depth, [k // 2 for k in kernels], "padding", 0)  # validates
+            if kernel_size is None or isinstance(kernel_size, int):
+                kernel_size = kernels[0] if depth else 3
+            else:
+                kernel_size = kernels
+            if padding is not None and not isinstance(padding, int):
+                padding = [int(p) for p in padding]
 
     fork = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with fork:
@@ -343,6 +379,7 @@ def build_model(
                 bn,
                 strides,
                 kernel_size,  # type: ignore[arg-type]
+                padding,
             )
         elif arch == "conv1d":
             model = Conv1DNet(
@@ -354,6 +391,7 @@ def build_model(
                 bn,
                 strides,
                 kernel_size,  # type: ignore[arg-type]
+                padding,
             )
         else:
             model = ResNet18(shape, n_classes, bool(residual), stem, act)
@@ -378,4 +416,6 @@ def build_model(
         "batch_norm": bool(batch_norm),
         "probe_point": probe_point,
     }
+    if padding is not None:
+        model.spec["padding"] = padding
     return model

@@ -21,7 +21,8 @@ Outputs in ``out_dir``
     ``train_extra_loss`` when an extra loss is used, + ``train_seconds``, the time of the epoch's
     training batches alone, evaluation excluded, + the columns an ``epoch_callback`` returns). ``train_loss`` and ``train_acc`` are the means over the epoch's mini-batches in
     training mode (the cross-entropy alone); the evaluation columns are computed in eval mode
-    after the epoch (NaN when that set is not given). ``grad_norm_mean``/``grad_norm_max`` are
+    after the epoch (NaN when that set is not given; ``train_eval_loss``, ``train_eval_acc``:
+    the training set itself, with ``eval_train=True``). ``grad_norm_mean``/``grad_norm_max`` are
     the mean and maximum over the epoch's optimiser steps of the L2 norm of the full gradient
     vector (all parameters with a gradient, after unscaling under mixed precision; steps whose
     gradient is not finite, which the ``GradScaler`` skips, are left out). ``n_parameters`` is
@@ -193,6 +194,8 @@ def train(
     extra_loss: ExtraLoss | None = None,
     resume: bool = False,
     epoch_callback: Callable[[ProbedModel, dict[str, Any]], Mapping[str, Any] | None] | None = None,
+    eval_train: bool = False,
+    keep_best: str | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place; write checkpoints and ``metrics.csv`` into ``out_dir``.
 
@@ -217,6 +220,14 @@ def train(
         model and the row; the mapping it returns (e.g. ``{"sharpness": ...}``) is added to the
         row. It must not change the model's weights, buffers or the global random state (the
         run would no longer be reproducible on resume).
+    eval_train : also evaluate the end-of-epoch model in eval mode on the training set
+        (columns ``train_eval_loss``, ``train_eval_acc``: one more forward pass over ``x_train``
+        per epoch); the interpolation threshold is read from ``train_eval_acc`` (METHODS
+        section 11), not from the running mini-batch ``train_acc``.
+    keep_best : a metrics column to maximise (``"heldout_acc"``): also keep the checkpoint of
+        the first epoch with its highest value (a later epoch must be strictly better; the
+        previous best's checkpoint is deleted unless its epoch is in ``cfg.checkpoint_epochs``).
+        The reference's protocol (RFWFC ``train/train.py``: the best validation accuracy).
 
     Returns
     -------
@@ -244,6 +255,13 @@ def train(
             continue
         _as_arrays(pair[0], pair[1], f"evals[{name!r}]")
         eval_sets[name] = (pair[0], pair[1])
+    if eval_train:
+        eval_sets["train_eval"] = (x_train, y_train)
+    if keep_best is not None and keep_best.removesuffix("_acc") not in eval_sets:
+        raise ValueError(
+            f"keep_best={keep_best!r}: needs the evaluation set "
+            f"{keep_best.removesuffix('_acc')!r} (evals has {sorted(eval_sets)})"
+        )
     if extra_loss is not None:
         layers = list(getattr(extra_loss, "layers", []))
         unknown = [la for la in layers if la not in model.probe_layers]
@@ -306,6 +324,12 @@ def train(
             with atomic_path(dest, suffix=".pt") as tmp:
                 torch.save(payload, tmp)
             log.info("saved checkpoint %s", dest)
+
+        best_epoch, best_value = None, -math.inf
+        for r in rows if keep_best is not None else []:  # resumed: the best so far
+            v = float(r.get(keep_best, math.nan))
+            if math.isfinite(v) and v > best_value:
+                best_epoch, best_value = int(r["epoch"]), v
 
         if start == 1 and 0 in cfg.save_epochs:
             save(0)
@@ -395,6 +419,14 @@ def train(
             rows.append({k: _plain(v) for k, v in row.items()})
             atomic_write_csv(out / "metrics.csv", _frame(rows))
             log.info("%s", _progress_line(row, cfg.epochs))
+            value = float(row.get(keep_best, math.nan)) if keep_best is not None else math.nan
+            if math.isfinite(value) and value > best_value:
+                if best_epoch is not None and best_epoch not in cfg.save_epochs:
+                    checkpoint_path(out, best_epoch).unlink(missing_ok=True)
+                best_epoch, best_value = epoch, value
+                if epoch not in cfg.save_epochs:
+                    save(epoch)
+                log.info("best %s so far: %.4f at epoch %d", keep_best, value, epoch)
             if epoch in cfg.save_epochs:
                 save(epoch)
         if not rows:

@@ -17,9 +17,16 @@ import numpy as np
 from mfoml.wavelets.decompose import fit_decompose, onehot_labels, resolve_backend
 from mfoml.wavelets.smoothness import METHODS, AlphaResult, alpha_loglog, alpha_star
 
-__all__ = ["sparsity_probe"]
+__all__ = ["sparsity_probe", "random_labels_for_baseline"]
 
 log = logging.getLogger(__name__)
+
+
+def random_labels_for_baseline(y: np.ndarray, seed: int, epoch: int, split_no: int) -> np.ndarray:
+    """The random-label baseline's labels: ``y`` (N,) permuted by a generator seeded with
+    ``(seed, epoch, split_no)`` (one permutation per checkpoint and split, shared by every
+    layer). Same class counts as ``y``, association with the inputs destroyed."""
+    return np.random.default_rng([int(seed), int(epoch), int(split_no)]).permutation(np.asarray(y))
 
 
 def _infer_task(y: np.ndarray) -> str:
