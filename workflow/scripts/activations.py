@@ -19,7 +19,9 @@ Splits are named for what they are:
 
 Every label set of the data set goes into the dumps (``labels_{set}.npy`` beside ``labels.npy``,
 e.g. CIFAR-100's ``coarse`` labels beside the ``fine`` ones). A self-supervised encoder has no
-classifier: its dumps store no predictions (mfoml.nets.activations).
+classifier: its dumps store no predictions (mfoml.nets.activations). A table's inputs are
+encoded as the train job encoded them (mfoml.tabular.netinput, refitted on the training rows of
+``split.npz``), so the ``input`` layer holds the one-hot, imputed columns.
 """
 
 import sys
@@ -41,6 +43,7 @@ from mfoml.io import atomic_write_json, fresh_partial_dir, replace_dir  # noqa: 
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.activations import dump_activations  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
+from mfoml.tabular.netinput import fold_encoder  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "activations")
 log_device_environment(log)
@@ -96,6 +99,8 @@ if other:
         "labels": "true",
     }
 
+# a table's inputs as the train job encoded them: refitted on the same training rows
+encoder = fold_encoder(ds.meta, ds.x_train, train_idx)  # None for every other data set
 ckpts = list_checkpoints(ckpt_dir)
 if not ckpts:
     raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to dump")
@@ -115,6 +120,8 @@ for epoch, path in ckpts.items():
         x_sel = np.asarray(
             x[idx], dtype=np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
         )
+        if encoder is not None:
+            x_sel = encoder(x_sel)
         # further label sets of the same samples (e.g. CIFAR-100's coarse labels)
         extra = {
             s: np.asarray(pair[0 if which == "x_train" else 1])[idx]

@@ -23,6 +23,16 @@ Transfer learning (``transfer`` in the sweep): the weights of the source run's c
 copied into the new model except the head (re-initialized for the new classes), and the
 parameters of the first ``freeze`` stages are frozen (``requires_grad = False``; the training
 loop also holds their BatchNorm layers in eval mode, so their running statistics stay fixed).
+
+Networks from outside the closed list (``arch: torchvision``, ``arch: module``) load their
+``weights`` in the builder (mfoml.nets.tvmodels, mfoml.nets.usermodule); a builder error names
+the model's own keys (``models.<name>.layers``). ``train.epochs: 0`` trains nothing: the loaded
+weights are checkpoint 0 and ``metrics.csv`` holds their evaluation (train, held-out, test
+split) as the row of epoch 0.
+
+A table with categorical columns or missing values (``table`` source, OpenML) reaches the
+network one-hot encoded and imputed, fitted on the run's training rows only
+(mfoml.tabular.netinput); ``run.json``'s ``input_shape`` is then the encoded width.
 """
 
 import sys
@@ -36,6 +46,7 @@ delegate()  # the job runs in the warm-start server when one serves this run (mf
 import json  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -46,6 +57,7 @@ from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import (  # noqa: E402
     atomic_save_npz,
+    atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
     partial_dir,
@@ -54,7 +66,8 @@ from mfoml.io import (  # noqa: E402
 from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.architectures import build_model, text_model_kwargs  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
-from mfoml.nets.training import TrainConfig, train  # noqa: E402
+from mfoml.nets.training import METRIC_COLUMNS, TrainConfig, evaluate, train  # noqa: E402
+from mfoml.tabular.netinput import fold_encoder  # noqa: E402
 from mfoml.tracking import tracker_from_config  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "train")
@@ -85,11 +98,6 @@ if ds.meta["task"] != "classification":
         "network track needs a classification data set"
     )
 n_classes = int(ds.meta["n_classes"])
-if np.isnan(np.asarray(ds.x_train)).any():
-    raise ValueError(
-        f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN); the network track "
-        "does not impute them (the tabular track imputes inside each fold)"
-    )
 if cfg["fold"] == "full":
     # one run on the whole training split, evaluated on the official test split
     if ds.x_test is None:
@@ -108,9 +116,16 @@ if t.get("subset") is not None and int(t["subset"]) < len(train_idx):
     keep = stratified_subsample(np.asarray(ds.y_train)[train_idx], int(t["subset"]), seed=0)
     train_idx = np.asarray(train_idx)[keep]
     log.info("training on a stratified subset of %d samples (train.subset)", len(train_idx))
+# a table's categories one-hot, its missing values imputed: fitted on the training rows only
+# (mfoml.tabular.netinput; the activations job refits the same transform from split.npz)
+encoder = fold_encoder(ds.meta, ds.x_train, train_idx)
+input_shape = [encoder.n_features_out_] if encoder is not None else list(ds.meta["input_shape"])
 # token ids (text sets) stay integers; everything else is float32
 x_dtype = np.int64 if np.issubdtype(ds.x_train.dtype, np.integer) else np.float32
-x_train = np.asarray(ds.x_train[train_idx], dtype=x_dtype)
+x_rows = ds.x_train[train_idx] if encoder is None else encoder(ds.x_train[train_idx])
+x_train = np.asarray(x_rows, dtype=x_dtype)
+if x_dtype == np.float32 and np.isnan(x_train).any():
+    raise ValueError(f"run {run_id}: data set {cfg['dataset']!r} has missing values (NaN)")
 y_clean = np.asarray(ds.y_train[train_idx], dtype=np.int64)
 y_used, changed = y_clean.copy(), np.zeros(len(y_clean), dtype=bool)
 if cfg["noise"] > 0:
@@ -126,14 +141,21 @@ spec = dict(cfg["model"])
 arch = spec.pop("arch")
 if ds.meta.get("kind") == "text":  # vocabulary and special ids come from the data set
     spec.update(text_model_kwargs(arch, ds.meta["tokenizer"]))
-model = build_model(
-    arch,
-    tuple(ds.meta["input_shape"]),
-    n_classes,
-    activation=cfg["activation"],
-    seed=int(cfg["seed"]),
-    **spec,
-)
+try:
+    model = build_model(
+        arch,
+        tuple(input_shape),
+        n_classes,
+        activation=cfg["activation"],
+        seed=int(cfg["seed"]),
+        **spec,
+    )
+except ValueError as exc:  # name the model's own keys (models.<name>.*)
+    raise ValueError(
+        f"run {run_id}: " + str(exc).replace("models.*", f"models.{run_id.split('/')[1]}")
+    ) from exc
+if spec.get("weights"):
+    log.info("model %s starts from weights %s", arch, spec["weights"])
 
 frozen: list[str] = []
 pretrained = cfg.get("pretrained")
@@ -258,6 +280,8 @@ evals = {
     "heldout": (ds.x_train[heldout_idx], ds.y_train[heldout_idx]) if len(heldout_idx) else None,
     "test": (ds.x_test, ds.y_test) if ds.x_test is not None else None,
 }
+if encoder is not None:
+    evals = {k: None if v is None else (encoder(v[0]), v[1]) for k, v in evals.items()}
 
 every = int(t.get("sharpness_every", 0) or 0)
 if every:
@@ -323,7 +347,32 @@ with tracker:
         extra_loss=extra_loss,
         epoch_callback=on_epoch,
         resume=True,
+        eval_train=True,  # train_eval_acc: the interpolation threshold (METHODS section 11)
+        keep_best=t.get("keep_best"),  # also the best held-out epoch's checkpoint
     )
+if tc.epochs == 0:
+    # analysis without training: the loaded weights are checkpoint 0; metrics.csv holds their
+    # evaluation as the row of epoch 0 (no optimizer step: gradient norms NaN, 0 s of training)
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    row = {"epoch": 0}
+    for split, data in {"train": (x_train, y_used), **evals}.items():
+        if data is None:
+            row[f"{split}_loss"], row[f"{split}_acc"] = math.nan, math.nan
+            continue
+        row[f"{split}_loss"], row[f"{split}_acc"] = evaluate(
+            model, data[0], data[1], batch_size=tc.eval_batch_size, device=tc.device
+        )
+    row["train_eval_loss"], row["train_eval_acc"] = row["train_loss"], row["train_acc"]
+    row |= {"train_seconds": 0.0, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}
+    row |= {"n_parameters": int(sum(p.numel() for p in model.parameters())), "lr": tc.lr}
+    row["seconds"] = time.perf_counter() - t0
+    extra = ["train_eval_loss", "train_eval_acc", "train_seconds"]
+    metrics = pd.DataFrame([row])[[*METRIC_COLUMNS[:-2], *extra, *METRIC_COLUMNS[-2:]]]
+    atomic_write_csv(work / "metrics.csv", metrics)
+    log.info("0 epochs: the given weights evaluated as epoch 0: %s", row)
+
 speed = {}
 if ds.meta.get("kind") == "text":  # training throughput in real (non-padding) tokens
     pad = int(ds.meta["tokenizer"]["special_ids"]["pad"])
@@ -351,7 +400,7 @@ atomic_write_json(
     {
         **cfg,
         "n_classes": n_classes,
-        "input_shape": list(ds.meta["input_shape"]),
+        "input_shape": input_shape,
         "probe_layers": list(model.probe_layers),
         "penultimate_layer": model.penultimate_layer,
         "frozen_stages": frozen,
@@ -362,5 +411,8 @@ atomic_write_json(
     },
 )
 replace_dir(work, out_dir)  # request.json stays: the request this output answers
-last = metrics.iloc[-1].to_dict()
-log.info("finished %s: %s", run_id, {k: round(float(v), 4) for k, v in last.items()})
+if len(metrics):
+    last = metrics.iloc[-1].to_dict()
+    log.info("finished %s: %s", run_id, {k: round(float(v), 4) for k, v in last.items()})
+else:  # train.epochs 0: the loaded weights, analysed as checkpoint 0
+    log.info("finished %s: 0 epochs, the loaded weights are checkpoint 0", run_id)
