@@ -2,7 +2,7 @@
 
 Real torchvision models (random init, tiny inputs), real files (state_dicts in .pt and
 .safetensors, a user's model file) and the configuration checks that run before any job. The
-whole-workflow run of these is tests/test_own_model_workflow.py.
+whole-workflow run of these is tests/test_own_model_data_workflow.py.
 """
 
 from __future__ import annotations

@@ -11,14 +11,15 @@ alpha is defined on every layer.
 Checked here: ``layers.csv`` holds the user's layer names with finite alpha and NCC values for
 all four runs; the analysis-only run's checkpoint 0 holds the saved weights; the table reached
 the mlp one-hot encoded and imputed inside the fold (input width 8 numeric + 3 categories);
-the text pairs stay in one fold. Editing the user's model file reruns its training and touching
-it does not: tests/test_own_model_workflow.py (the architecture's own test) checks that on the
-same mechanism, so it is not repeated here.
+the text pairs stay in one fold; editing the user's model file reruns its training (and only
+that run's), touching it or editing a comment does not. (tests/test_own_model.py has the unit
+tests of the torchvision and module builders: channel repetition, heads, layer names, errors.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_utils import REPO, copy_workflow, run_snakemake
+from workflow_utils import REPO, copy_workflow, dry_run_jobs, run_snakemake
 
 sys.path.insert(0, str(REPO / "tools"))
 from own_example import write_example  # noqa: E402
@@ -39,6 +40,7 @@ RUNS = {
     "own-texts/enc-tiny/gelu/ce/noise0/fold0": ["embeddings", "block1"],
 }
 IMAGES_RUN = "own-images/resnet18/relu/ce/noise0/fold0"
+MODULE_RUN = "own-arrays/my-convnet/relu/ce/noise0/fold0"
 TABLE_RUN = "own-table/mlp-small/relu/ce/noise0/fold0"
 
 
@@ -115,3 +117,20 @@ def test_text_pairs_stay_in_one_fold(own_data_run):
     assert assignment["grouped"] and len(folds) == len(groups)
     for g in np.unique(groups):
         assert len(set(folds[groups == g])) == 1, g
+
+
+@pytest.mark.slow
+def test_editing_the_user_model_reruns_its_training_touching_does_not(own_data_run):
+    # runs last in this module: it edits the model file of the shared run
+    model_file = own_data_run / "resources" / "own-example" / "my_model.py"
+    original = model_file.read_text()
+    # a comment, with a new mtime as a touch would give, changes nothing
+    model_file.write_text("# a comment changes nothing\n" + original)
+    st = model_file.stat()
+    os.utime(model_file, (st.st_atime + 60, st.st_mtime + 60))
+    assert dry_run_jobs(own_data_run, configfile=own_data_run / CONFIG) == []
+    model_file.write_text(original.replace("width=8", "width=6"))
+    jobs = dry_run_jobs(own_data_run, configfile=own_data_run / CONFIG)
+    trained = [w["run"] for rule, w in jobs if rule == "train"]
+    assert trained == [MODULE_RUN]
+    assert {"activations", "probe", "ncc"} <= {rule for rule, _ in jobs}
