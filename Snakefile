@@ -13,6 +13,13 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# OpenMP threads sleep at once when they wait instead of spinning (libgomp's default spins at
+# every barrier): with torch.set_num_threads(N) beside another busy process, spinning threads
+# hold the cores that the others need and a training epoch took up to 35x longer (issue 27,
+# benchmarks/bench_train.py). Read when libgomp loads, so set here, before any job or the
+# warm-start server imports torch: both inherit this environment. An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # The numeric core of this checkout (also when an installed copy exists elsewhere), and the
 # workflow's own planning modules (workflow/rules/*.py).
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
@@ -47,6 +54,8 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/ncc.smk"
+include: "workflow/rules/similarity_common.smk"
+include: "workflow/rules/similarity.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tabular.smk"
@@ -64,3 +73,4 @@ rule all:
         tabular_targets(),
         pretrain_targets(),
         dynamics_targets(),
+        similarity_targets(),

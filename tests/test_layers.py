@@ -6,7 +6,7 @@ import of an ``mfoml`` module becomes an edge of the module graph. The layers
 
     base      mfoml (the package), mfoml._lazy, mfoml.io, mfoml.logs, mfoml.tracking
     core      mfoml.data, mfoml.wavelets, mfoml.collapse, mfoml.analysis
-    models    mfoml.nets, mfoml.tabular, mfoml.plots, mfoml.dynamics
+    models    mfoml.nets, mfoml.tabular, mfoml.plots, mfoml.dynamics, mfoml.similarity
     config    mfoml.config
 
 A module may import its own subpackage and any lower layer, never a higher layer nor another
@@ -34,6 +34,7 @@ LAYERS = {
     "tabular": 2,
     "plots": 2,
     "dynamics": 2,
+    "similarity": 2,
     "config": 3,
 }
 BASE = {
@@ -45,6 +46,8 @@ BASE = {
     "mfoml.warm",
     "mfoml.warm_server",
     "mfoml.warm_child",
+    "mfoml.warm_launch",
+    "mfoml.warm_proc",
 }
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "matplotlib", "scipy", "seaborn")
 

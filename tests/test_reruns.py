@@ -21,7 +21,10 @@ pytestmark = pytest.mark.slow
 RELU = "mnist1d/mlp-d2-w16/relu/ce/noise0/fold0"
 TANH = "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0"
 SVSL = "mnist1d-small/mlp-d2-w16-tl/relu/svsl-l1e-3/noise20/fold0"
-DOWNSTREAM = {"aggregate", "figures", "dynamics_figures", "all"}
+# lenses_figures draws the intrinsic dimension from layers_summary (similarity.smk)
+DOWNSTREAM = {"aggregate", "figures", "dynamics_figures", "lenses_figures", "all"}
+# the per-run lenses of similarity.smk (on by default) and their tables
+LENSES = {"cka", "intrinsic_dim"}
 
 
 @pytest.fixture
@@ -63,7 +66,14 @@ def test_probe_setting_reruns_probe_and_downstream_only(run_copy):
     jobs = _jobs(run_copy, _write_config(run_copy, edit))
     rules = Counter(rule for rule, _ in jobs)
     assert rules == Counter(
-        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+        {
+            "probe": 3,
+            "aggregate": 1,
+            "figures": 1,
+            "dynamics_figures": 1,
+            "lenses_figures": 1,
+            "all": 1,
+        }
     )
     assert {w["run"] for rule, w in jobs if rule == "probe"} == {RELU, TANH, SVSL}
 
@@ -75,9 +85,15 @@ def test_training_setting_of_one_run_reruns_that_run_only(run_copy):
 
     jobs = _jobs(run_copy, _write_config(run_copy, edit))
     per_run = {rule: {w.get("run") for r, w in jobs if r == rule} for rule, _ in jobs}
-    for rule in ("train", "activations", "probe", "ncc"):
+    for rule in ("train", "activations", "probe", "ncc", *LENSES):
         assert per_run[rule] == {TANH}, rule
-    assert {rule for rule, _ in jobs} == {"train", "activations", "probe", "ncc"} | DOWNSTREAM
+    assert {rule for rule, _ in jobs} == {
+        "train",
+        "activations",
+        "probe",
+        "ncc",
+        "similarity_tables",
+    } | LENSES | DOWNSTREAM
     assert not any(w.get("run") == RELU for _, w in jobs)
     assert "data" not in per_run and "folds" not in per_run
 
@@ -117,15 +133,22 @@ def test_changing_ncc_code_reruns_ncc_jobs_and_svsl_training_only(run_copy):
     # the cross-entropy runs: only their NCC analysis
     assert by_run[RELU] == {"ncc"} and by_run[TANH] == {"ncc"}
     # the SVSL run executes mfoml.collapse in training (SVSLLoss uses its class means)
-    assert by_run[SVSL] == {"train", "activations", "probe", "ncc"}
-    assert by_run[None] == DOWNSTREAM
+    assert by_run[SVSL] == {"train", "activations", "probe", "ncc"} | LENSES
+    assert by_run[None] == DOWNSTREAM | {"similarity_tables"}
     # the NC1-NC4 measures are used by the NCC jobs alone
     acc.write_text(original)
     measures = collapse / "measures.py"
     measures.write_text(measures.read_text() + "\n_CHANGED_BY_THE_RERUN_TEST = 1\n")
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(
-        {"ncc": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+        {
+            "ncc": 3,
+            "aggregate": 1,
+            "figures": 1,
+            "dynamics_figures": 1,
+            "lenses_figures": 1,
+            "all": 1,
+        }
     )  # dynamics_figures draws the class-geometry columns of the NCC tables
 
 
@@ -134,7 +157,14 @@ def test_changing_smoothness_code_reruns_only_probe_jobs(run_copy):
     module.write_text(module.read_text().replace("_LOGLOG_ZERO = 1e-6", "_LOGLOG_ZERO = 2e-6"))
     jobs = _jobs(run_copy, run_copy / TINY_CONFIG)
     assert Counter(rule for rule, _ in jobs) == Counter(
-        {"probe": 3, "aggregate": 1, "figures": 1, "dynamics_figures": 1, "all": 1}
+        {
+            "probe": 3,
+            "aggregate": 1,
+            "figures": 1,
+            "dynamics_figures": 1,
+            "lenses_figures": 1,
+            "all": 1,
+        }
     )
 
 
