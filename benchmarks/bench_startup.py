@@ -67,7 +67,7 @@ def noop_script(modules: list[str], warm: bool) -> str:
     lines = ["import sys", "__real_file__ = __file__", f"sys.path.insert(0, {str(SCRIPTS)!r})"]
     lines += [f"import {m}" for m in PREAMBLE]
     if warm:
-        lines += ["from mfoml.warm import delegate", "delegate()"]
+        lines += ["from mfoml.warm import delegate", "delegate(None)"]  # plain python: no job
     lines += [f"import {m}" for m in modules]
     return "\n".join(lines) + "\n"
 

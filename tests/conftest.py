@@ -15,6 +15,9 @@ sys.path.insert(0, str(REPO / "workflow" / "rules"))
 
 # Determinism and a quiet, small CPU footprint for the whole suite.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# OpenMP threads sleep when they wait instead of spinning (as the Snakefile sets for the
+# pipeline; issue 27): two workers' spinning threads otherwise hold each other's cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # The whole-workflow modules, longest first (measured under two workers). They run first, so
@@ -32,6 +35,11 @@ LONGEST_FIRST = (
     "test_ssl_workflow.py",
     "test_crash.py",
     "test_reruns.py",
+    "test_readme_commands.py",  # ten dry runs of the README's commands, on the tiny run too
+    "test_tables_checked.py",  # three aggregations of corrupted copies of the tiny run
+    "test_warm_workflow.py",  # four small Snakemake runs under faults (about 60 s)
+    "test_disk.py",  # activations.keep false: a one-run tiny workflow and two reruns (~90 s)
+    "test_warm_faults.py",  # servers, clients and signals (about 35 s)
 )
 
 

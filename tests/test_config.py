@@ -16,6 +16,29 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 
 
+@pytest.fixture(scope="module")
+def load_experiment(tmp_path_factory):
+    """``load(path)``: an experiment file's validated config. own-model-data.yaml reads files
+    that ``python tools/own_example.py`` writes first (its header): it is validated in a folder
+    holding them."""
+    import contextlib
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from own_example import write_example
+
+    own = tmp_path_factory.mktemp("own-example")
+    write_example(own / "resources" / "own-example")
+
+    def load(path: Path) -> dict:
+        if path.stem != "own-model-data":
+            return C.load_config(path)
+        with contextlib.chdir(own):
+            return C.load_config(path)
+
+    return load
+
+
 def _tiny() -> dict:
     return yaml.safe_load((REPO / "config" / "tests" / "tiny.yaml").read_text())
 
@@ -65,8 +88,12 @@ def test_defaults_do_not_override_given_values():
             {"probe": {"max_depth": -1}},
             "config key 'probe.max_depth': -1 is less than the minimum of 1",
         ),
-        ({"probe": {"maxdepth": 3}}, "config key 'probe.maxdepth': unknown key (allowed: "),
-        ({"colour": "red"}, "config key 'colour': unknown key"),
+        (
+            {"probe": {"maxdepth": 3}},
+            "config key 'probe.maxdepth': unknown key; did you mean 'max_depth'? (allowed: ",
+        ),
+        ({"train": {"epoch": 3}}, "config key 'train.epoch': unknown key; did you mean 'epochs'?"),
+        ({"colour": "red"}, "config key 'colour': unknown key (allowed: "),  # nothing close
         ({"train": {"epochs": 2.5}}, "config key 'train.epochs': 2.5 is not of type 'integer'"),
         (
             {"train": {"lr": 0}},
@@ -329,15 +356,16 @@ def test_default_config_is_offline_and_sized():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
-def test_experiment_configs_validate_and_state_their_cost(path):
-    cfg = C.load_config(path)
+def test_experiment_configs_validate_and_state_their_cost(path, load_experiment):
+    cfg = load_experiment(path)
     assert C.run_table(cfg) or cfg["tabular"]["enabled"], f"{path.name} runs nothing"
     header = path.read_text().split("\nname:")[0]
     assert "Expected cost" in header
+    assert "disk" in header.lower(), f"{path.name}: the header states no peak disk (issue 27)"
 
 
-def test_experiments_cover_the_course_studies():
-    cfgs = {p.stem: C.load_config(p) for p in EXPERIMENTS}
+def test_experiments_cover_the_course_studies(load_experiment):
+    cfgs = {p.stem: load_experiment(p) for p in EXPERIMENTS}
     runs = {name: C.run_table(c) for name, c in cfgs.items()}
     every = [r for t in runs.values() for r in t]
     acts = {r.activation for r in every if r.dataset in ("mnist1d", "mnist")}
@@ -562,22 +590,29 @@ def test_full_training_split_runs():
 
 
 def test_reference_mnist1d_experiment():
-    """The published MNIST-1D protocol: conv1d 5 x 80, stride 2, no BatchNorm, pre-activation
-    probes, full training split, the reference probe, several seeds."""
+    """The published MNIST-1D protocol (RFWFC for_release): conv1d 5 x 80, stride 2, conv1
+    kernel 5 and the others 3, padding 1, no BatchNorm, pre-activation probes, an 80/20
+    train/validation split with the best validation epoch kept, batch 256, 100 epochs, the
+    reference probe, several seeds."""
     from mfoml.nets.layernames import probe_layer_names
 
     cfg = C.load_config(REPO / "config" / "experiments" / "reference-mnist1d.yaml")
     runs = C.run_table(cfg)
     assert len(runs) >= 3
-    assert [r.run_id for r in runs] == ["mnist1d/conv1d-ref/relu/ce/noise0/full"] + [
-        f"mnist1d/conv1d-ref/relu/ce/noise0/full-seed{s}" for s in range(1, len(runs))
+    assert [r.run_id for r in runs] == ["mnist1d/conv1d-ref/relu/ce/noise0/fold0"] + [
+        f"mnist1d/conv1d-ref/relu/ce/noise0/fold0-seed{s}" for s in range(1, len(runs))
     ]
+    assert cfg["folds"]["n_splits"] == 5  # fold 0 held out: 20 % of the 4000 samples
+    train = cfg["train"]
+    assert (train["batch_size"], train["epochs"], train["keep_best"]) == (256, 100, "heldout_acc")
+    assert (train["optimizer"], train["lr"]) == ("adam", 0.01)
     spec = runs[0].model_spec
     assert spec == {
         "arch": "conv1d",
         "depth": 5,
         "width": 80,
-        "kernel_size": 3,
+        "kernel_size": [5, 3, 3, 3, 3],
+        "padding": 1,
         "stride": 2,
         "batch_norm": False,
         "probe_point": "pre",

@@ -233,3 +233,26 @@ def test_no_module_over_about_500_lines() -> None:
     long = {n: len(p.read_text().splitlines()) for n, p in MODULES.items()}
     over = {n: k for n, k in long.items() if k > 560}
     assert not over, f"modules over ~500 lines (split them by concern): {over}"
+
+
+def _core_rule_violations(source: str) -> list[str]:
+    """``print`` calls and any use of the name ``snakemake`` (the Snakemake object, read only by
+    the rule scripts) in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "print":
+                found.append(f"print() at line {node.lineno}")
+        if isinstance(node, ast.Name) and node.id == "snakemake":
+            found.append(f"snakemake at line {node.lineno}")
+        if isinstance(node, ast.Constant) and node.value == "snakemake":
+            found.append(f"'snakemake' looked up at line {node.lineno}")
+    return found
+
+
+def test_core_logs_instead_of_print_and_never_reads_the_snakemake_object() -> None:
+    bad = {n: v for n, p in MODULES.items() if (v := _core_rule_violations(p.read_text()))}
+    assert not bad, f"print or the Snakemake object inside mfoml (use logging; pass it in): {bad}"
+    # the check sees both
+    sample = 'print(1)\njob = getattr(main, "snakemake", None)\nsnakemake.log[0]\n'
+    assert len(_core_rule_violations(sample)) == 3

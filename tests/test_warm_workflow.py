@@ -68,7 +68,7 @@ import sys
 sys.path.insert(0, snakemake.config["scripts"])
 from mfoml.warm import delegate
 
-delegate()
+delegate(snakemake)
 import os
 import time
 """

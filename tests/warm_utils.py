@@ -31,7 +31,7 @@ def job(tmp_path: Path, scripts: Path, body: str, name: str = "job.py") -> Path:
         __real_file__ = __file__
         sys.path.insert(0, {str(scripts)!r})
         from mfoml.warm import delegate
-        delegate()
+        delegate(None)  # run by plain python: no Snakemake object (no log, no benchmark)
     """
     path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
     return path

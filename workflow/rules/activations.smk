@@ -1,12 +1,15 @@
 # Per checkpoint and split, one ordered pass storing every probe layer as a memory-mappable
 # float16 array: results/runs/{run}/activations/{epoch}/{split}/.
+# With `activations.keep: false` the dump directory is temp() (dump_output, common.smk):
+# Snakemake deletes it once every consumer in the DAG (probe, NCC, SSL evaluation, similarity,
+# collapse measures) has run, and rebuilds it from the checkpoints when a later rerun needs it.
 
 
 rule activations:
     input:
         unpack(activation_inputs),
     output:
-        directory("results/runs/{run}/activations"),
+        dump_output("results/runs/{run}/activations"),
     log:
         "logs/runs/{run}/activations.log",
     benchmark:

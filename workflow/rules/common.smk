@@ -1,5 +1,6 @@
 # Run table, path helpers and per-rule settings shared by the rule files.
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -7,6 +8,8 @@ from codedeps import CodeDeps
 from mfoml.config import RUN_ID_PATTERN, canonical_json, dataset_options, rule_params
 from mfoml.config import run_table
 from mfoml.config.text import TEXT_ARCHS, TEXT_SOURCES, pretrain_params, source_of
+from mfoml.nets.registry import ARCHS, arch_info, builder_modules
+from mfoml.data.files import source_files
 
 RUNS = {run.run_id: run for run in run_table(config)}
 # the supervised runs; self-supervised ones (ssl.smk) have their own rules and tables
@@ -46,21 +49,46 @@ def code_version(script, skip=(), extra=()):
 
 # Modules only text runs and text data sets execute: the other jobs do not depend on them.
 TEXT_NET_MODULES = ("mfoml.nets.transformer", "mfoml.nets.hf")
-TEXT_DATA_MODULES = ("mfoml.data.textsets",)
+TEXT_DATA_MODULES = ("mfoml.data.textsets", "mfoml.data.textfile")
+# Builder modules of the architecture registry (imported by name when a model is built): a run's
+# code version holds its own architecture's builder, never another's.
+ARCH_MODULES = tuple(m for m in builder_modules() if m != "mfoml.nets.models")
 
 
 def is_text_run(run):
     return run.model_spec.get("arch") in TEXT_ARCHS
 
 
+def arch_module(run):
+    """The builder module of ``run``'s architecture (a one-tuple; empty for an unknown arch)."""
+    arch = run.model_spec.get("arch")
+    return (arch_info(arch).module,) if arch in ARCHS else ()
+
+
 def run_code(script, run, skip=(), extra=()):
-    """Code version of ``script`` for ``run`` (text modules for text runs only, the SSL
-    encoder's modules for self-supervised runs only, ``extra`` for the runs taking that path).
+    """Code version of ``script`` for ``run`` (its architecture's builder module, not the
+    others'; the SSL encoder's modules for self-supervised runs only, ``extra`` for the runs
+    taking that path).
     """
-    skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL)
-    if not is_text_run(run):
-        skip += TEXT_NET_MODULES
+    extra = tuple(extra) + arch_module(run)
+    skip = tuple(skip) + (() if run.is_ssl else SSL_MODEL) + ARCH_MODULES
     return code_version(script, tuple(m for m in skip if m not in extra), extra)
+
+
+def factory_version(spec):
+    """Version of an ``arch: module`` model's factory file (its normalized syntax tree: an edit
+    of what it does changes it, a touch or a comment does not); "" for other models."""
+    if spec.get("arch") != "module":
+        return ""
+    target = str(spec["factory"]).rpartition(":")[0]
+    if target.endswith(".py"):
+        path = Path(target)
+    else:
+        found = importlib.util.find_spec(target)
+        path = Path(found.origin) if found is not None and found.origin else None
+    if path is None or not path.is_file():
+        raise WorkflowError(f"models: factory {spec['factory']!r}: {target} not found")
+    return f"-factory-{CODE.source_hash(path.resolve())[:16]}"
 
 
 def data_code(wildcards):
@@ -70,12 +98,17 @@ def data_code(wildcards):
 
 
 def data_inputs(wildcards):
-    """Inputs of a data set: for a text set taking its tokenizer from another set, that set."""
+    """Inputs of a data set: for a text set taking its tokenizer from another set, that set;
+    for a file source (imagefolder, table, textfile, arrays) its file or every image of its
+    folder, so that a changed file reruns the data job and what depends on it."""
     inputs = {}
     variant = config["data"]["variants"].get(wildcards.dataset) or {}
     other = (variant.get("text") or {}).get("tokenizer_from")
     if other:
         inputs["tokenizer_source"] = data_dir(other)
+    files = source_files(variant.get("source", ""), variant.get("path"))
+    if files:
+        inputs["source_files"] = files
     return inputs
 
 
@@ -156,12 +189,14 @@ FIGURES += ["correlation", "noise_alpha"]
 
 
 def final_targets():
-    """Tables and figures of the deep-network track (none without runs)."""
+    """Tables, their report pages and figures of the deep-network track (none without runs)."""
     if not RUN_IDS:
         return []
-    return [f"results/tables/{t}.csv" for t in TABLES] + [
-        f"results/figures/{f}.{FIG_EXT}" for f in FIGURES
-    ]
+    return (
+        [f"results/tables/{t}.csv" for t in TABLES]
+        + [f"results/tables/html/{t}.html" for t in REPORT_TABLES]
+        + [f"results/figures/{f}.{FIG_EXT}" for f in FIGURES]
+    )
 
 
 def train_ssl_inputs(wildcards):
@@ -180,7 +215,8 @@ def ssl_targets():
     tables = [
         f"results/tables/ssl_{t}.csv" for t in ("layers", "layers_summary", "epochs")
     ]
-    return tables + [f"results/figures/ssl_{s}.{FIG_EXT}" for s in SSL_SWEEPS]
+    pages = ["results/tables/html/ssl_layers_summary.html"]  # its report page
+    return tables + pages + [f"results/figures/ssl_{s}.{FIG_EXT}" for s in SSL_SWEEPS]
 
 
 def train_inputs(wildcards):
@@ -195,6 +231,9 @@ def train_inputs(wildcards):
         inputs["source"] = checkpoints_dir(run.transfer["source_run"])
     if run.pretrained:  # only these runs execute mfoml.nets.pretrain
         inputs["pretrained"] = pretrain_dir(run.pretrained["stage"])
+    weights = run.model_spec.get("weights")
+    if weights and str(weights).lower().endswith((".pt", ".pth", ".safetensors")):
+        inputs["weights"] = weights  # a local weights file: a new file retrains
     return inputs
 
 
@@ -217,12 +256,21 @@ def train_code(wildcards):
         "mfoml.dynamics.sharpness",
         "mfoml.tracking",
     )
-    return run_code("train.py", run, skip=optional, extra=tuple(extra))
+    code = run_code("train.py", run, skip=optional, extra=tuple(extra))
+    return f"{code}{factory_version(run.model_spec)}"
 
 
 def activation_code(wildcards):
     """Code version of an activation dump of ``wildcards.run``."""
     return run_code("activations.py", run_of(wildcards))
+
+
+def dump_output(path):
+    """The dump directory ``path`` as an output: ``temp()`` unless ``activations.keep``
+    (Snakemake then deletes it once every consumer in the DAG ran, and rebuilds it from the
+    checkpoints when a later rerun needs it)."""
+    out = directory(path)
+    return out if config["activations"]["keep"] else temp(out)
 
 
 def activation_inputs(wildcards):

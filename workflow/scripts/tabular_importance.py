@@ -7,7 +7,7 @@ sys.path.insert(0, snakemake.scriptdir)  # this workflow's mfoml
 
 from mfoml.warm import delegate  # noqa: E402
 
-delegate()  # the job runs in the warm-start server when one serves this run (mfoml.warm)
+delegate(snakemake)  # the job runs in the warm-start server when one serves this run (mfoml.warm)
 
 import json  # noqa: E402
 

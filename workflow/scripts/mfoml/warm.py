@@ -4,7 +4,8 @@ Every job of this workflow is a fresh Python process, and importing torch, sciki
 or numba costs that process more CPU time than the job's work in the default run (a training job:
 about 8 CPU-s of imports for about 2 of epochs). With warm start, the workflow starts one server
 per ``snakemake`` invocation (``start_server``, from ``workflow/rules/warm.smk``); each rule script
-calls :func:`delegate` right after putting its scripts directory on ``sys.path``. The script's
+calls :func:`delegate` (with its ``snakemake`` object) right after putting its scripts directory
+on ``sys.path``. The script's
 process then becomes a thin client: it hands the server its script (Snakemake's temporary copy
 with the pickled job), working directory, environment, ``sys.argv``/``sys.path`` and its
 stdin/stdout/stderr file descriptors; the server imports the script's top-level modules once (and,
@@ -277,16 +278,12 @@ def take_benchmark_figures(
     return figures if isinstance(figures, dict) else None
 
 
-def _job_object() -> object:
-    return getattr(sys.modules.get("__main__"), "snakemake", None)
-
-
-def _record_benchmark(socket_path: str, report: dict) -> None:
-    """For a benchmarked job, leave its own CPU time and peak memory for the workflow.
+def _record_benchmark(socket_path: str, report: dict, job: object) -> None:
+    """For a benchmarked job (``job``: the rule script's ``snakemake`` object), leave its own
+    CPU time and peak memory for the workflow.
 
     ``warm.smk`` writes them into the job's benchmark file in place of the client's figures.
     """
-    job = _job_object()
     iteration = getattr(job, "bench_iteration", None)
     if iteration is None or "error" in report:
         return
@@ -300,9 +297,9 @@ def _record_benchmark(socket_path: str, report: dict) -> None:
             json.dump(figures, fh)
 
 
-def _log_usage(report: dict) -> None:
-    """Append the job's resource use to its Snakemake log file (``snakemake.log[0]``)."""
-    logs = list(getattr(_job_object(), "log", []) or [])
+def _log_usage(report: dict, job: object) -> None:
+    """Append the job's resource use to its Snakemake log file (``job.log[0]``)."""
+    logs = list(getattr(job, "log", []) or [])
     if not logs:
         return
     if "error" in report:
@@ -336,12 +333,15 @@ def die_by_signal(signum: int) -> None:
     os._exit(128 + signum)
 
 
-def delegate() -> None:
+def delegate(job: object | None) -> None:
     """Run the calling rule script's job in the warm server if one serves this run.
 
     Call it at the top of a rule script, after the script has put its scripts directory on
-    ``sys.path``. Returns (and the script goes on, cold) without a server, inside a warm child,
-    or when the server cannot take the job; otherwise it never returns: the process exits with
+    ``sys.path``, as ``delegate(snakemake)``: ``job`` is the script's Snakemake object (its
+    ``log``, ``rule``, ``wildcards`` and ``bench_iteration`` are read; the core never looks the
+    object up itself; None: a job run outside Snakemake, nothing logged or benchmarked).
+    Returns (and the script goes on, cold) without a server, inside a warm child, or when the
+    server cannot take the job; otherwise it never returns: the process exits with
     the job's exit status, or is killed by the signal that killed the job.
     """
     socket_path = os.environ.get(ENV_SOCKET)
@@ -358,8 +358,8 @@ def delegate() -> None:
     except Unavailable as exc:
         log.warning("mfoml warm start: running this job cold: %s", exc)
         return
-    _log_usage(report)
-    _record_benchmark(socket_path, report)
+    _log_usage(report, job)
+    _record_benchmark(socket_path, report, job)
     sys.stdout.flush()
     sys.stderr.flush()
     if report.get("signal"):

@@ -168,7 +168,9 @@ def run_script(script: str) -> int:
             return 0
         if isinstance(exc.code, int):
             return exc.code
-        print(exc.code, file=sys.stderr)
+        # the interpreter's report of a non-integer exit code, on the job's stderr as in a cold
+        # run whatever logging the job set up (so not a log record)
+        sys.stderr.write(f"{exc.code}\n")
         return 1
     except KeyboardInterrupt:
         traceback.print_exc()

@@ -147,12 +147,11 @@ def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
 def layer_summary_columns(columns: Sequence[str]) -> list[str]:
     """The columns of ``layers.csv`` (``columns``, in their order) that ``layers_summary.csv``
     summarizes: :data:`LAYER_VALUE_PREFIXES` (no ``*_status``) and :data:`LAYER_VALUES`."""
-    return [
-        str(c)
-        for c in columns
-        if (str(c).startswith(LAYER_VALUE_PREFIXES) and "status" not in str(c))
-        or c in LAYER_VALUES
-    ]
+    chosen = []
+    for c in map(str, columns):
+        if (c.startswith(LAYER_VALUE_PREFIXES) and "status" not in c) or c in LAYER_VALUES:
+            chosen.append(c)
+    return chosen
 
 
 def layers_table(

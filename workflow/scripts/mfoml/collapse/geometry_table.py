@@ -12,21 +12,16 @@ import numpy as np
 import pandas as pd
 
 from mfoml.collapse.geometry import GEOMETRY_COLUMNS, geometry_metrics
-from mfoml.collapse.streaming import Features, is_torch
+from mfoml.collapse.streaming import is_torch
+from mfoml.collapse.table import dump_source
 
 __all__ = ["geometry_table"]
 
 log = logging.getLogger(__name__)
 
 
-def _source(dump: Any, name: str) -> Features:
-    if hasattr(dump, "layer"):
-        return dump.layer(name)
-    return lambda cs: dump.iter_chunks(name, cs)
-
-
 def _layer_dim(dump: Any, name: str) -> int:
-    src = _source(dump, name)
+    src = dump_source(dump, name)
     if hasattr(src, "shape"):
         return int(src.shape[1])
     return int(np.asarray(next(iter(src(1)))).shape[1])
@@ -98,7 +93,7 @@ def geometry_table(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN are documented values
                 met = geometry_metrics(
-                    _source(dump, name),
+                    dump_source(dump, name),
                     y,
                     int(n_classes),
                     means=None if means is None else means.get(name),

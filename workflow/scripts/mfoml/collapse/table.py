@@ -28,7 +28,7 @@ from mfoml.collapse.streaming import (
     iter_feature_chunks,
 )
 
-__all__ = ["ActivationDumpLike", "LAYER_STATUSES", "layer_table"]
+__all__ = ["ActivationDumpLike", "LAYER_STATUSES", "dump_source", "layer_table"]
 
 #: Values of the ``status`` column of :func:`layer_table` (see there).
 LAYER_STATUSES = ("ok", "one_class", "constant_layer", "class_means_degenerate")
@@ -56,7 +56,7 @@ class ActivationDumpLike(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
-def _dump_source(dump: ActivationDumpLike, name: str) -> Features:
+def dump_source(dump: ActivationDumpLike, name: str) -> Features:
     """Rows of layer ``name``: the memmap when the dump offers one, else its chunk iterator."""
     if hasattr(dump, "layer"):
         return dump.layer(name)
@@ -223,7 +223,7 @@ def layer_table(
         is_pen = name == penultimate_layer
         try:
             split = "train"
-            src = _dump_source(train_dump, name)
+            src = dump_source(train_dump, name)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 met = collapse_metrics(
@@ -247,7 +247,7 @@ def layer_table(
                     )
                 scan = Scan(met["means"].means_, None, None, n_classes)
                 res = scan.run(
-                    _dump_source(test_dump, name),
+                    dump_source(test_dump, name),
                     chunk_size,
                     labels=as_label_array(
                         getattr(test_dump, "true_labels", test_dump.labels), "test labels"
@@ -290,7 +290,7 @@ def layer_table(
                 "nc3": met["nc3"],
                 "nc4": met["nc4"],
                 "is_penultimate": is_pen,
-                "status": _layer_status(met, _dump_source(train_dump, name), chunk_size),
+                "status": _layer_status(met, dump_source(train_dump, name), chunk_size),
             }
         )
         if rows[-1]["status"] != "ok":

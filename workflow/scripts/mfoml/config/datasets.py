@@ -137,7 +137,9 @@ def layer_errors(config: dict[str, Any]) -> list[str]:
                 continue
             seen.add(model)
             try:
-                if spec["arch"] == "torchvision":  # built on the meta device (mfoml.config.ownmodels)
+                if (
+                    spec["arch"] == "torchvision"
+                ):  # built on the meta device (mfoml.config.ownmodels)
                     names = torchvision_layer_names(spec)
                 else:
                     names = spec_layer_names(spec)

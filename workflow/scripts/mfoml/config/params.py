@@ -58,7 +58,8 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
             raise ValueError("rule_params('activations') needs a run")
         return canonical_json(
             {
-                **config["activations"],
+                # `keep` (temp() or not) changes no dump: left out so toggling it reruns nothing
+                **{k: v for k, v in config["activations"].items() if k != "keep"},
                 "dataset": run.dataset,
                 "analysis_dataset": run.analysis_dataset,
                 "fold": run.fold,
@@ -72,6 +73,12 @@ def rule_params(config: dict[str, Any], rule: str, run: Run | None = None) -> st
             {
                 **config["aggregate"],
                 "name": config["name"],
+                # what the per-run tables must hold (mfoml.analysis.tablecheck)
+                "tables": {
+                    "probe_splits": config["probe"]["splits"],
+                    "probe_layers": config["probe"]["layers"],
+                    "ncc_layers": config["ncc"]["layers"],
+                },
                 # the supervised runs (self-supervised ones are summarised by ssl_aggregate)
                 "runs": [r.metadata() for r in run_table(config) if not r.is_ssl],
             }

@@ -15,6 +15,7 @@ from typing import Any
 from mfoml.config.datasets import dataset_errors, layer_errors, sample_errors
 from mfoml.config.dynamics import check_dynamics
 from mfoml.config.errors import ConfigError
+from mfoml.config.ownmodels import own_model_errors
 from mfoml.config.runs import parse_run_id, run_table
 from mfoml.config.ssl import ssl_problems
 from mfoml.config.text import check_text
@@ -147,6 +148,7 @@ def check_references(config: dict[str, Any]) -> None:
             f"config key 'ncc.test_split': split {config['ncc']['test_split']!r} is not dumped "
             f"(activations.splits = {sorted(splits)})"
         )
+    errors += own_model_errors(config)
     errors += dataset_errors(config) + layer_errors(config) + sample_errors(config)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))

@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from mfoml.io import current_umask, replace_dir
 from mfoml.nets.dumps import ActivationDump, open_activations
 from mfoml.nets.models import ProbedModel, resolve_device
+from mfoml.nets.probed import select_probe_layers
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +188,7 @@ def dump_activations(
     if max_features is not None and int(max_features) < 1:
         raise ValueError(f"max_features must be >= 1, got {max_features}")
     known = model.probe_layers
-    wanted = list(known) if layers is None else list(layers)
-    unknown = [la for la in wanted if la not in known]
-    if unknown:
-        raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+    wanted = select_probe_layers(known, layers)
     wanted = [la for la in known if la in set(wanted)]  # model order, no duplicates
     n = len(x)
     y_arr = np.asarray(y)

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from mfoml.nets.layernames import probe_layer_names
-from mfoml.nets.models import ProbedModel
-from mfoml.nets.transformer import masked_mean
+from mfoml.nets.probed import select_probe_layers
+from mfoml.nets.transformer import TokenClassifier, masked_mean
 
 __all__ = ["HFClassifier", "build_hf", "token_types"]
 
@@ -53,7 +53,7 @@ def token_types(ids: torch.Tensor, sep_id: int, mask: torch.Tensor) -> torch.Ten
     return ((before > 0) & mask).long()
 
 
-class HFClassifier(ProbedModel):
+class HFClassifier(TokenClassifier):
     """A ``transformers`` encoder + dropout + linear head (see the module docstring)."""
 
     def __init__(
@@ -103,26 +103,11 @@ class HFClassifier(ProbedModel):
         """``input, embeddings, layer1..layerL, pooled, logits`` (mfoml.nets.layernames)."""
         return probe_layer_names("hf", self.n_layers)
 
-    def _head_linear(self) -> nn.Linear:
-        return self.classifier
-
-    def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` of token ids ``x`` ``(B, T)``."""
-        logits, _ = self.forward_features(x, [])
-        return logits
-
     def forward_features(
         self, x: torch.Tensor, layers: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and the requested probe layers (``None``: all) from one forward pass."""
-        known = self.probe_layers
-        wanted = list(known) if layers is None else list(layers)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+        wanted = select_probe_layers(self.probe_layers, layers)
         if x.dim() != 2 or x.shape[1] > self.max_len:
             raise ValueError(f"hf: input must be token ids (B, T<={self.max_len}), got {x.shape}")
         ids = x.round().long() if x.is_floating_point() else x.long()
@@ -148,18 +133,10 @@ class HFClassifier(ProbedModel):
                     feats[f"layer{i}"] = self._pool(states[i], mask)
         return logits, {name: feats[name] for name in wanted}
 
-    @torch.no_grad()
-    def probe_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per-sample shape of every probe layer (dummy pass in eval mode, no padding)."""
-        was_training = self.training
-        device = next(self.parameters()).device
-        x = torch.full((2, self.max_len), self.pad_id + 1, device=device)
-        try:
-            self.eval()
-            _, feats = self.forward_features(x)
-        finally:
-            self.train(was_training)
-        return {name: tuple(t.shape[1:]) for name, t in feats.items()}
+    def _dummy_input(self, device: torch.device) -> torch.Tensor:
+        """Two full-length rows of one non-padding token id, ``(2, max_len)`` (for
+        :meth:`probe_shapes`)."""
+        return torch.full((2, self.max_len), self.pad_id + 1, device=device)
 
 
 def build_hf(

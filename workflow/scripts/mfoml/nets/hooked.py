@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfoml.nets.probed import ProbedModel
+from mfoml.nets.probed import ProbedModel, select_probe_layers
 
 __all__ = [
     "HookedModel",
@@ -168,11 +168,7 @@ class HookedModel(ProbedModel):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and the requested probe layers (``None``: all) of one forward pass (two when
         graph-node layers are requested: the feature extractor runs the graph again)."""
-        known = self.probe_layers
-        wanted = list(known) if layers is None else list(layers)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+        wanted = select_probe_layers(self.probe_layers, layers)
         got: dict[str, torch.Tensor] = {"input": x}
         self._capture = got
         try:

@@ -15,7 +15,7 @@ from torch import nn
 
 from mfoml.nets.layernames import PRE_SUFFIX
 
-__all__ = ["ProbedModel", "flatten_linear", "resolve_device"]
+__all__ = ["ProbedModel", "flatten_linear", "resolve_device", "select_probe_layers"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -35,6 +35,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} requested but CUDA is not available")
     return dev
+
+
+def select_probe_layers(known: Sequence[str], layers: Sequence[str] | None) -> list[str]:
+    """The probe layers ``layers`` asks for, in its order (``None``: all of ``known``, a model's
+    ``probe_layers``).
+
+    Raises ``KeyError`` naming the unknown names and the model's layers.
+    """
+    wanted = list(known) if layers is None else list(layers)
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise KeyError(f"unknown probe layer(s) {unknown}; this model has {list(known)}")
+    return wanted
 
 
 class ProbedModel(nn.Module):
@@ -112,11 +125,7 @@ class ProbedModel(nn.Module):
         features : dict name -> Tensor ``(B, *layer_shape)``, not flattened, in the order
             requested; tensors keep their autograd graph (``"input"`` is ``x`` itself).
         """
-        known = self.probe_layers
-        wanted = list(known) if layers is None else list(layers)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+        wanted = select_probe_layers(self.probe_layers, layers)
         want = set(wanted)
         got: dict[str, torch.Tensor] = {}
         if "input" in want:
@@ -154,12 +163,16 @@ class ProbedModel(nn.Module):
         """Bias of the final linear classifier, ``(n_classes,)`` (detached)."""
         return self._head_linear().bias.detach()
 
+    def _dummy_input(self, device: torch.device) -> torch.Tensor:
+        """Two inputs for :meth:`probe_shapes`: zeros of shape ``(2, *spec["input_shape"])``."""
+        return torch.zeros((2, *self.spec["input_shape"]), device=device)
+
     @torch.no_grad()
     def probe_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample output shape of every probe layer (from a dummy pass in eval mode)."""
         was_training = self.training
         device = next(self.parameters()).device
-        x = torch.zeros((2, *self.spec["input_shape"]), device=device)
+        x = self._dummy_input(device)
         try:
             self.eval()
             _, feats = self.forward_features(x)

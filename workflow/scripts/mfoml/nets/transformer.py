@@ -73,12 +73,14 @@ from torch import nn
 
 from mfoml.nets.layernames import probe_layer_names
 from mfoml.nets.models import ProbedModel, make_activation
+from mfoml.nets.probed import select_probe_layers
 
 __all__ = [
     "ATTENTION_SCALES",
     "NORMS",
     "POOLINGS",
     "POSITIONAL",
+    "TokenClassifier",
     "TransformerClassifier",
     "build_transformer",
     "masked_mean",
@@ -181,7 +183,28 @@ class EncoderBlock(nn.Module):
         return h + self.drop(self.ff(self.ln2(h)))
 
 
-class TransformerClassifier(ProbedModel):
+class TokenClassifier(ProbedModel):
+    """A probed classifier of token ids ``(B, T)`` whose probe layers come from its
+    ``forward_features`` (the encoders here and in :mod:`mfoml.nets.hf`); ``pooling``:
+    ``"cls"`` (the first position) or ``"mean"`` (over the non-padding positions)."""
+
+    pooling: str
+    classifier: nn.Linear
+
+    def _head_linear(self) -> nn.Linear:
+        return self.classifier
+
+    def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` hidden states -> ``(B, D)`` (``mask`` ``(B, T)``: real tokens)."""
+        return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` of token ids ``x`` ``(B, T)``."""
+        logits, _ = self.forward_features(x, [])
+        return logits
+
+
+class TransformerClassifier(TokenClassifier):
     """Encoder transformer with named probe layers (see the module docstring)."""
 
     def __init__(
@@ -262,9 +285,6 @@ class TransformerClassifier(ProbedModel):
         """``input, embeddings, block1..blockL, pooled, logits`` (mfoml.nets.layernames)."""
         return probe_layer_names("transformer", self.depth)
 
-    def _head_linear(self) -> nn.Linear:
-        return self.classifier
-
     def _ids(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2:
             raise ValueError(f"transformer: input must be token ids (B, T), got {tuple(x.shape)}")
@@ -277,9 +297,6 @@ class TransformerClassifier(ProbedModel):
                 f"[{int(ids.min())}, {int(ids.max())}]"
             )
         return ids
-
-    def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)
 
     def _encode(
         self, x: torch.Tensor, want: set[str]
@@ -306,20 +323,11 @@ class TransformerClassifier(ProbedModel):
                 feats[f"block{i + 1}"] = self._pool(h, mask)
         return self.final_norm(h), mask, feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_classes)`` of token ids ``x`` ``(B, T)``."""
-        logits, _ = self.forward_features(x, [])
-        return logits
-
     def forward_features(
         self, x: torch.Tensor, layers: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and the requested probe layers (``None``: all) from one forward pass."""
-        known = self.probe_layers
-        wanted = list(known) if layers is None else list(layers)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise KeyError(f"unknown probe layer(s) {unknown}; this model has {known}")
+        wanted = select_probe_layers(self.probe_layers, layers)
         h, mask, feats = self._encode(x, set(wanted))
         pooled = torch.tanh(self.pooler(self._pool(h, mask)))
         logits = self.classifier(self.head_drop(pooled))
@@ -332,18 +340,10 @@ class TransformerClassifier(ProbedModel):
         h = self.mlm_norm(F.gelu(self.mlm_dense(h)))
         return F.linear(h * self.token.weight.shape[1] ** -0.5, self.token.weight, self.mlm_bias)
 
-    @torch.no_grad()
-    def probe_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per-sample shape of every probe layer (dummy pass in eval mode, no padding)."""
-        was_training = self.training
-        device = next(self.parameters()).device
-        x = torch.full((2, self.max_len), (self.pad_id + 1) % self.vocab_size, device=device)
-        try:
-            self.eval()
-            _, feats = self.forward_features(x)
-        finally:
-            self.train(was_training)
-        return {name: tuple(t.shape[1:]) for name, t in feats.items()}
+    def _dummy_input(self, device: torch.device) -> torch.Tensor:
+        """Two full-length rows of one non-padding token id, ``(2, max_len)`` (for
+        :meth:`probe_shapes`)."""
+        return torch.full((2, self.max_len), (self.pad_id + 1) % self.vocab_size, device=device)
 
 
 def build_transformer(

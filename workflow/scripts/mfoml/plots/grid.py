@@ -201,9 +201,7 @@ def figure_legend(fig: plt.Figure, handles: Sequence[Line2D], **kwargs: object) 
     return fig.legend(handles=list(handles), **opts)  # type: ignore[arg-type]
 
 
-def footnote(
-    fig: plt.Figure, lines: Sequence[str], width: int = 160, max_lines: int = 4
-) -> None:
+def footnote(fig: plt.Figure, lines: Sequence[str], width: int = 160, max_lines: int = 4) -> None:
     """Notes under the panels (what is left out and why), as the figure's bottom label; at
     most ``max_lines`` notes (the rest counted), so that the figure keeps its size."""
     lines = [ln for ln in lines if ln]

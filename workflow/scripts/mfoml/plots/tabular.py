@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -174,74 +175,71 @@ def plot_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> No
     _save(fig, path, dpi)
 
 
-def plot_compression(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Held-out error of the M-term wavelet forest vs M, with the validation-chosen M*."""
-    c = t.get("compression")
-    if c is None or c.empty:
-        _empty(path, "Compression", "no wavelet-forest results", dpi)
-        return
-    w = t.get("wavelet")
-    datasets = list(dict.fromkeys(c["dataset"]))
-    fig, axes = _grid(len(datasets), 3, (4.0, 3.2))
-    for ax, ds in zip(axes, datasets, strict=False):
-        g = c[c["dataset"] == ds]
-        m = g["n_terms"].to_numpy()
-        for col, style, label in (
-            ("test_error", "-", "test fold"),
-            ("val_error", "--", "validation"),
-        ):
-            mu, sd = g[f"{col}_mean"].to_numpy(), g[f"{col}_std"].to_numpy()
-            ax.plot(m, mu, style, label=label)
-            ax.fill_between(m, mu - sd, mu + sd, alpha=0.2)
-        if w is not None and not w[w["dataset"] == ds].empty:
-            ax.axvline(
-                float(w[w["dataset"] == ds]["n_terms_mean"].iloc[0]),
-                color="k",
-                lw=0.8,
-                ls=":",
-                label="M* (mean)",
-            )
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0)
-        ax.set_xlabel("number of wavelets M")
-        ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
-        ax.set_title(ds)
-    axes[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+#: Error vs model size by study: (table, empty-figure title and note, panel size, x column,
+#: x label, log x axis, marker). "trees": the wavelet forest (all wavelets and M*) vs its
+#: number of trees; "stages": the boosted models (all wavelets of the first stages).
+_ERROR_VS = {
+    "trees": ("trees", "Compression vs trees", "no trees_grid configured", (4.0, 3.2), "n_trees",
+              "number of trees", True, "o"),
+    "stages": ("boosting_stages", "Boosting: error vs stages", "no boosting results", (4.2, 3.3),
+               "n_stages", "number of stages", False, "."),
+}  # fmt: skip
 
 
-def plot_trees(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Held-out error vs number of trees: all wavelets and the validation-chosen M*."""
-    c = t.get("trees")
+def plot_error_vs_size(
+    t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "trees"
+) -> None:
+    """Held-out error (mean ± std over folds) vs the number of trees (``study="trees"``: all
+    wavelets and the validation-chosen M*) or of boosting stages (``"stages"``: per model)."""
+    key, title, note, size, x, xlabel, log_x, marker = _ERROR_VS[study]
+    c = t.get(key)
     if c is None or c.empty:
-        _empty(path, "Compression vs trees", "no trees_grid configured", dpi)
+        _empty(path, title, note, dpi)
         return
     datasets = list(dict.fromkeys(c["dataset"]))
-    fig, axes = _grid(len(datasets), 3, (4.0, 3.2))
+    fig, axes = _grid(len(datasets), 3, size)
     for ax, ds in zip(axes, datasets, strict=False):
         g = c[c["dataset"] == ds]
-        for col, label in (("test_error_full", "all wavelets"), ("test_error_selected", "M*")):
+        if study == "trees":
+            series = [(g, "test_error_full", "all wavelets"), (g, "test_error_selected", "M*")]
+        else:
+            series = [(g[g["model"] == model], "test_error", _LABELS.get(model, model))
+                      for model in dict.fromkeys(g["model"])]  # fmt: skip
+        for h, col, label in series:
             ax.errorbar(
-                g["n_trees"],
-                g[f"{col}_mean"],
-                yerr=g[f"{col}_std"],
-                marker="o",
-                capsize=2,
-                label=label,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("number of trees")
-        ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
-        ax.set_title(ds)
+                h[x], h[f"{col}_mean"], yerr=h[f"{col}_std"].fillna(0.0),
+                marker=marker, capsize=2, label=label,
+            )  # fmt: skip
+        if log_x:
+            ax.set_xscale("log")
+        _error_axes(ax, g, xlabel, ds)
     axes[0].legend(fontsize=7)
     _save(fig, path, dpi)
 
 
-def plot_importance(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Rank agreement (Spearman, Kendall) between the three importance methods."""
-    a = t.get("rank_agreement")
+#: Rank-agreement figures by study: (table, empty-figure title and note, panel title prefix).
+#: "methods": the three importance methods; "boosting": the wavelet importances of the forest
+#: and the boosted models.
+_RANK_AGREEMENT = {
+    "methods": ("rank_agreement", "Feature importance", "no importance results", ""),
+    "boosting": (
+        "boosting_rank_agreement",
+        "Wavelet importance: forest vs boosting",
+        "no boosting results",
+        "wavelet importance, ",
+    ),
+}
+
+
+def plot_importance(
+    t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "methods"
+) -> None:
+    """Rank agreement (Spearman, Kendall) between importance methods (``study="methods"``) or
+    between the wavelet importances of the forest and the boosted models (``"boosting"``)."""
+    key, title, note, prefix = _RANK_AGREEMENT[study]
+    a = t.get(key)
     if a is None or a.empty:
-        _empty(path, "Feature importance", "no importance results", dpi)
+        _empty(path, title, note, dpi)
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
     for ax, stat in zip(axes.flat, ("spearman", "kendall"), strict=True):
@@ -249,7 +247,7 @@ def plot_importance(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) ->
         ax.set_ylabel(f"{stat} rank correlation")
         ax.set_ylim(-1, 1.05)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"{stat}: mean ± std over folds")
+        ax.set_title(f"{prefix}{stat}: mean ± std over folds")
     axes.flat[0].legend(fontsize=7)
     _save(fig, path, dpi)
 
@@ -335,79 +333,87 @@ def plot_xgb_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -
     plot_hparams({**t, "hparams": h}, path, dpi)
 
 
-def plot_boosting_compression(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Held-out error vs number of wavelets M: forest and boosted models, M* marked."""
-    c = t.get("boosting_compression")
+#: The compression figures by study: (curves table, M* table, empty-figure title and note,
+#: panel size). "forest": the wavelet forest's test-fold and validation curves; "boosting": the
+#: test curves of the forest and the boosted models.
+_COMPRESSION = {
+    "forest": ("compression", "wavelet", "Compression", "no wavelet-forest results", (4.0, 3.2)),
+    "boosting": (
+        "boosting_compression",
+        "boosting",
+        "Forest vs boosting compression",
+        "no boosting results",
+        (4.2, 3.3),
+    ),
+}
+
+
+def _band(ax: Any, m: Any, mu: Any, sd: Any, style: str, alpha: float, **kw: Any) -> None:
+    """A mean curve with a ± std band (``kw``: ``label`` of the line, optional ``color``)."""
+    ax.plot(m, mu, style, **kw)
+    ax.fill_between(
+        m, mu - sd, mu + sd, alpha=alpha, **{k: v for k, v in kw.items() if k != "label"}
+    )
+
+
+def _error_axes(ax: Any, g: pd.DataFrame, xlabel: str, title: str) -> None:
+    """x label, the table's ``error_kind`` as y label (``"error"`` without it) and title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
+    ax.set_title(title)
+
+
+def _forest_compression(ax: Any, g: pd.DataFrame, chosen: pd.DataFrame | None, ds: str) -> None:
+    m = g["n_terms"].to_numpy()
+    for col, style, label in (("test_error", "-", "test fold"), ("val_error", "--", "validation")):
+        mu, sd = g[f"{col}_mean"].to_numpy(), g[f"{col}_std"].to_numpy()
+        _band(ax, m, mu, sd, style, 0.2, label=label)
+    if chosen is not None and not chosen[chosen["dataset"] == ds].empty:
+        m_star = float(chosen[chosen["dataset"] == ds]["n_terms_mean"].iloc[0])
+        ax.axvline(m_star, color="k", lw=0.8, ls=":", label="M* (mean)")
+
+
+def _boosting_compression(
+    ax: Any, g: pd.DataFrame, chosen: pd.DataFrame | None, ds: str, colors: dict[str, Any]
+) -> None:
+    for model, color in colors.items():
+        h = g[g["model"] == model]
+        if h.empty:
+            continue
+        m, mu, sd = h["n_terms"], h["test_error_mean"], h["test_error_std"].fillna(0.0)
+        _band(ax, m, mu, sd, "-", 0.15, color=color, label=_LABELS.get(model, model))
+        if chosen is not None:
+            r = chosen[(chosen["dataset"] == ds) & (chosen["model"] == model)]
+            if not r.empty:
+                ax.axvline(float(r["n_terms_mean"].iloc[0]), color=color, lw=0.8, ls=":")
+
+
+def plot_compression(
+    t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "forest"
+) -> None:
+    """Held-out error vs number of wavelets M, with the validation-chosen M* (dotted): of the
+    wavelet forest (``study="forest"``) or of the forest and the boosted models (``"boosting"``)."""
+    curves_key, chosen_key, title, note, size = _COMPRESSION[study]
+    c = t.get(curves_key)
     if c is None or c.empty:
-        _empty(path, "Forest vs boosting compression", "no boosting results", dpi)
+        _empty(path, title, note, dpi)
         return
-    rows = t.get("boosting")
+    chosen = t.get(chosen_key)
     datasets = list(dict.fromkeys(c["dataset"]))
-    models = list(dict.fromkeys(c["model"]))
-    colors = dict(zip(models, sns.color_palette(n_colors=len(models)), strict=True))
-    fig, axes = _grid(len(datasets), 3, (4.2, 3.3))
+    if study == "boosting":
+        models = list(dict.fromkeys(c["model"]))
+        colors = dict(zip(models, sns.color_palette(n_colors=len(models)), strict=True))
+    fig, axes = _grid(len(datasets), 3, size)
     for ax, ds in zip(axes, datasets, strict=False):
-        for model in models:
-            g = c[(c["dataset"] == ds) & (c["model"] == model)]
-            if g.empty:
-                continue
-            m, mu, sd = g["n_terms"], g["test_error_mean"], g["test_error_std"].fillna(0.0)
-            ax.plot(m, mu, "-", color=colors[model], label=_LABELS.get(model, model))
-            ax.fill_between(m, mu - sd, mu + sd, color=colors[model], alpha=0.15)
-            if rows is not None:
-                r = rows[(rows["dataset"] == ds) & (rows["model"] == model)]
-                if not r.empty:
-                    ax.axvline(
-                        float(r["n_terms_mean"].iloc[0]), color=colors[model], lw=0.8, ls=":"
-                    )
+        g = c[c["dataset"] == ds]
+        if study == "boosting":
+            _boosting_compression(ax, g, chosen, ds, colors)
+        else:
+            _forest_compression(ax, g, chosen, ds)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(left=0)
-        ax.set_xlabel("number of wavelets M")
-        ax.set_ylabel(
-            str(c[c["dataset"] == ds]["error_kind"].iloc[0]) if "error_kind" in c else "error"
-        )
-        ax.set_title(ds)
+        _error_axes(ax, g, "number of wavelets M", ds)
     axes[0].legend(fontsize=7)
-    _save(fig, path, dpi)
-
-
-def plot_boosting_stages(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Held-out error of the boosted models vs the number of stages (all wavelets of them)."""
-    s = t.get("boosting_stages")
-    if s is None or s.empty:
-        _empty(path, "Boosting: error vs stages", "no boosting results", dpi)
-        return
-    datasets = list(dict.fromkeys(s["dataset"]))
-    fig, axes = _grid(len(datasets), 3, (4.2, 3.3))
-    for ax, ds in zip(axes, datasets, strict=False):
-        g = s[s["dataset"] == ds]
-        for model in dict.fromkeys(g["model"]):
-            h = g[g["model"] == model]
-            ax.errorbar(
-                h["n_stages"], h["test_error_mean"], yerr=h["test_error_std"].fillna(0.0),
-                marker=".", capsize=2, label=_LABELS.get(model, model),
-            )  # fmt: skip
-        ax.set_xlabel("number of stages")
-        ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
-        ax.set_title(ds)
-    axes[0].legend(fontsize=7)
-    _save(fig, path, dpi)
-
-
-def plot_boosting_importance(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
-    """Rank agreement of the wavelet importances of the forest and the boosted models."""
-    a = t.get("boosting_rank_agreement")
-    if a is None or a.empty:
-        _empty(path, "Wavelet importance: forest vs boosting", "no boosting results", dpi)
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
-    for ax, stat in zip(axes.flat, ("spearman", "kendall"), strict=True):
-        _errorbars(ax, a, "dataset", f"{stat}_mean", "pair", f"{stat}_std")
-        ax.set_ylabel(f"{stat} rank correlation")
-        ax.set_ylim(-1, 1.05)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"wavelet importance, {stat}: mean ± std over folds")
-    axes.flat[0].legend(fontsize=7)
     _save(fig, path, dpi)
 
 
@@ -417,10 +423,10 @@ FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame], str, int], None]] = {
     "hparams": plot_hparams,
     "xgb_hparams": plot_xgb_hparams,
     "compression": plot_compression,
-    "trees": plot_trees,
-    "boosting_compression": plot_boosting_compression,
-    "boosting_stages": plot_boosting_stages,
-    "boosting_importance": plot_boosting_importance,
+    "trees": plot_error_vs_size,
+    "boosting_compression": partial(plot_compression, study="boosting"),
+    "boosting_stages": partial(plot_error_vs_size, study="stages"),
+    "boosting_importance": partial(plot_importance, study="boosting"),
     "importance": plot_importance,
     "synthetic": plot_synthetic,
     "noise": plot_noise,

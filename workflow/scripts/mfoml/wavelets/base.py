@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mfoml.wavelets.decompose import FittedWavelets, fit_decompose, resolve_backend
+from mfoml.wavelets.params import FOREST_PARAMS, sklearn_constraints
 from mfoml.wavelets.scaling import minmax_transform
 from mfoml.wavelets.trees import node_means, tie_argmax, tie_argmax_rows
 
@@ -29,6 +30,9 @@ _CURVE_CHUNK_ELEMENTS = 2_000_000
 
 class WaveletForestBase(BaseEstimator):
     """Shared implementation; use :class:`WaveletForestRegressor` or the classifier."""
+
+    #: checked by ``fit`` (scikit-learn's ``_validate_params``); the same table as the probe's
+    _parameter_constraints: dict = sklearn_constraints(FOREST_PARAMS)
 
     def __init__(
         self,
@@ -87,19 +91,12 @@ class WaveletForestBase(BaseEstimator):
             return FastForestRegressor(**params)
         return RandomForestRegressor(criterion="squared_error", **params)
 
-    def _validate_params_local(self) -> None:
-        if not (isinstance(self.importance_tau, numbers.Real) and self.importance_tau > 0):
-            raise ValueError(
-                f"importance_tau must be a positive number, got {self.importance_tau!r}"
-            )
-
     def _fit_targets(self, X: Any, targets: np.ndarray) -> None:
-        """Scale X, fit the forest on (scaled X, targets) and decompose it."""
-        self._validate_params_local()
+        """Scale X, fit the forest on (scaled X, targets) and decompose it (parameters and X
+        already validated by ``fit``)."""
         self.backend_ = resolve_backend(self.backend, self._task)
         fitted = fit_decompose(X, targets, self._make_forest(), self.norm_weight)
         t0 = time.perf_counter()
-        self.n_features_in_ = fitted.data_min.shape[0]
         self.data_min_, self.scale_, self.forest_ = fitted.data_min, fitted.scale, fitted.forest
         self._order_wavelets(fitted)
         self.fit_seconds_ = fitted.fit_seconds
@@ -140,6 +137,13 @@ class WaveletForestBase(BaseEstimator):
         self.n_terms_ = self.n_wavelets_
         self.threshold_norm_ = 0.0
 
+    def _validate_X_y(self, X: Any, y: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Check the parameters and (X, y) with scikit-learn (numeric, dense, 2-D X; sets
+        ``n_features_in_``); X keeps its dtype and is not copied (a float16 memmap stays one),
+        its NaN/inf are reported by the scaling, naming row and feature."""
+        self._validate_params()
+        return validate_data(self, X, y, dtype="numeric", ensure_all_finite=False, **kwargs)
+
     # ---- helpers -------------------------------------------------------------------------
     def scale_inputs(self, X: Any) -> np.ndarray:
         """The inputs as the trees see them.
@@ -153,6 +157,7 @@ class WaveletForestBase(BaseEstimator):
         ndarray of shape (n_samples, n_features), float32: ``clip((X − data_min_) · scale_, 0, 1)``.
         """
         check_is_fitted(self, "forest_")
+        X = validate_data(self, X, reset=False, dtype="numeric", ensure_all_finite=False)
         return minmax_transform(X, self.data_min_, self.scale_)
 
     def _coefficients(self, t: int) -> np.ndarray:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mfoml.wavelets.boosted_trees import BoostedTreeWavelets
+from mfoml.wavelets.params import BOOSTING_PARAMS, sklearn_constraints
 from mfoml.wavelets.scaling import minmax_fit, minmax_transform
 from mfoml.wavelets.tree_arrays import TreeArrays, tree_from_hist_predictor, tree_from_sklearn
 
@@ -120,6 +122,9 @@ def _from_hist(
 class _WaveletBoostingBase(BaseEstimator):
     """Shared implementation; use :class:`WaveletBoostingRegressor` or the classifier."""
 
+    #: checked by ``fit`` (scikit-learn's ``_validate_params``)
+    _parameter_constraints: dict = sklearn_constraints(BOOSTING_PARAMS)
+
     def __init__(
         self,
         n_estimators: int = 100,
@@ -154,12 +159,15 @@ class _WaveletBoostingBase(BaseEstimator):
             random_state=self.random_state,
         )
 
+    def _validate_X_y(self, X: Any, y: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Check the parameters and (X, y) with scikit-learn (numeric, dense, 2-D X, 1-D y; sets
+        ``n_features_in_``); NaN/inf in X are reported by the scaling, naming row and feature."""
+        self._validate_params()
+        return validate_data(self, X, y, dtype="numeric", ensure_all_finite=False, **kwargs)
+
     def _fit_model(self, X: Any, targets: np.ndarray, model: Any) -> None:
         self.data_min_, self.scale_ = minmax_fit(X)
         Xs = minmax_transform(X, self.data_min_, self.scale_, check_finite=False)
-        if targets.shape[0] != Xs.shape[0]:
-            raise ValueError(f"X has {Xs.shape[0]} samples but y has {targets.shape[0]}")
-        self.n_features_in_ = Xs.shape[1]
         t0 = time.perf_counter()
         self.model_ = model.fit(Xs, targets)
         t1 = time.perf_counter()
@@ -179,9 +187,11 @@ class _WaveletBoostingBase(BaseEstimator):
         """The inputs as the trees see them: ``clip((X − data_min_) · scale_, 0, 1)``, float32,
         shape (n_samples, n_features)."""
         check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype="numeric", ensure_all_finite=False)
         return minmax_transform(X, self.data_min_, self.scale_)
 
     def _raw(self, X: Any, n_terms: int | str | None) -> np.ndarray:
+        check_is_fitted(self, "model_")
         M = self.n_terms_ if n_terms is None else n_terms
         return self.wavelets_.raw_predict(self.scale_inputs(X), M)
 
@@ -252,6 +262,13 @@ class WaveletBoostingRegressor(RegressorMixin, _WaveletBoostingBase):
     fit_seconds_, decompose_seconds_ : wall times of the boosting fit and the decomposition.
     """
 
+    _parameter_constraints: dict = sklearn_constraints(
+        {
+            **BOOSTING_PARAMS,
+            "loss": [frozenset({"squared_error", "absolute_error", "huber", "quantile"})],
+        }
+    )
+
     def __init__(
         self,
         n_estimators: int = 100,
@@ -283,11 +300,8 @@ class WaveletBoostingRegressor(RegressorMixin, _WaveletBoostingBase):
         """Fit on ``X`` (n_samples, n_features) and targets ``y`` (n_samples,)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
+        X, y = self._validate_X_y(X, y, y_numeric=True)  # y: one output, finite
         y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (gradient boosting has one output), got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinite values")
         self._fit_model(X, y, GradientBoostingRegressor(loss=self.loss, **self._gb_params()))
         return self
 
@@ -310,12 +324,11 @@ class WaveletBoostingClassifier(ClassifierMixin, _WaveletBoostingBase):
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,), >= 2 classes."""
         from sklearn.ensemble import GradientBoostingClassifier
 
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}")
+        X, y = self._validate_X_y(X, y)
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if self.classes_.shape[0] < 2:
-            raise ValueError("the classifier needs at least 2 classes in y")
+            raise ValueError("the classifier needs at least 2 classes in y, got 1 class")
         model = GradientBoostingClassifier(loss="log_loss", **self._gb_params())
         self._fit_model(X, codes.astype(np.int64), model)
         return self

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mfoml.wavelets.params import FOREST_PARAMS, check_params
 from mfoml.wavelets.scaling import as_2d, minmax_fit, minmax_transform
 from mfoml.wavelets.trees import node_means, tree_structure, tree_wavelet_norms
 
@@ -31,6 +32,9 @@ __all__ = [
 BACKENDS = ("auto", "fast", "sklearn")
 #: Wavelet norm weights: fraction of training samples in the node, or volume of its box.
 NORM_WEIGHTS = ("num_samples", "volume")
+#: The forest settings :func:`fit_decompose` checks on the forest it is given.
+_BUILDER_PARAMS = ("n_estimators", "max_depth", "min_samples_split", "min_samples_leaf",
+                   "max_features", "bootstrap", "max_samples", "random_state", "n_jobs")  # fmt: skip
 
 
 def resolve_backend(backend: str, task: str) -> str:
@@ -93,8 +97,12 @@ def fit_decompose(X: Any, targets: np.ndarray, forest: Any, norm_weight: str) ->
     ``tree_`` has scikit-learn's tree arrays (``RandomForestRegressor`` or
     :class:`mfoml.wavelets.fasttree.FastForestRegressor`). ``norm_weight``: ``"num_samples"`` or
     ``"volume"``. Raises ``ValueError`` for mismatched lengths and NaN/inf in X (naming the row
-    and feature).
+    and feature), and :class:`mfoml.wavelets.params.InvalidParameterError` for a forest setting
+    outside :data:`mfoml.wavelets.params.FOREST_PARAMS` (also for the fast builder, which does
+    not check them itself).
     """
+    settings = {k: getattr(forest, k) for k in _BUILDER_PARAMS if hasattr(forest, k)}
+    check_params(settings, FOREST_PARAMS, type(forest).__name__)
     if norm_weight not in NORM_WEIGHTS:
         raise ValueError(f"norm_weight must be one of {NORM_WEIGHTS}, got {norm_weight!r}")
     X = as_2d(X)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from mfoml.wavelets.base import WaveletForestBase
@@ -82,15 +83,17 @@ class WaveletForestRegressor(RegressorMixin, WaveletForestBase):
     def fit(self, X: Any, y: Any) -> WaveletForestRegressor:
         """Fit the forest on scaled ``X`` (n_samples, n_features) and ``y`` (n_samples,) or
         (n_samples, n_outputs), then compute the wavelet decomposition."""
+        X, y = self._validate_X_y(X, y, multi_output=True, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
-        if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinite values")
         self._y_1d = y.ndim == 1
         self._fit_targets(X, y)
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y of shape (n_samples, n_outputs) is fitted
+        return tags
 
     def predict(self, X: Any, n_terms: int | str | None = None) -> np.ndarray:
         """M-term forest prediction.
@@ -164,6 +167,8 @@ class WaveletForestClassifier(ClassifierMixin, WaveletForestBase):
 
     def fit(self, X: Any, y: Any) -> WaveletForestClassifier:
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,)."""
+        X, y = self._validate_X_y(X, y)
+        check_classification_targets(y)
         self.classes_, targets = onehot_labels(y)
         self._fit_targets(X, targets)
         self.n_outputs_ = self.classes_.shape[0]
@@ -188,6 +193,7 @@ class WaveletForestClassifier(ClassifierMixin, WaveletForestBase):
 
     def predict(self, X: Any, n_terms: int | str | None = None) -> np.ndarray:
         """Class labels ``classes_[argmax f_M(x)]``, shape (n_samples,)."""
+        check_is_fitted(self, "forest_")
         return self.classes_[tie_argmax(self._wavelet_sum(X, n_terms))]
 
     def _encode(self, y: Any) -> tuple[np.ndarray, np.ndarray]:

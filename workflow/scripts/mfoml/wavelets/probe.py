@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mfoml.wavelets.decompose import fit_decompose, onehot_labels, resolve_backend
+from mfoml.wavelets.params import PROBE_PARAMS, check_params
 from mfoml.wavelets.smoothness import METHODS, AlphaResult, alpha_loglog, alpha_star
 
 __all__ = ["sparsity_probe", "random_labels_for_baseline"]
@@ -85,9 +86,15 @@ def sparsity_probe(
     Raises
     ------
     ValueError
-        NaN/inf in X (naming row and feature), mismatched lengths, unknown task or method.
+        NaN/inf in X (naming row and feature), mismatched lengths, unknown task or method;
+        :class:`mfoml.wavelets.params.InvalidParameterError` (a ``ValueError``) for a forest
+        setting out of range (``n_trees=0``, ``max_depth=-1``: ``PROBE_PARAMS``).
     """
-
+    settings = {"n_trees": n_trees, "max_depth": max_depth, "norm_weight": norm_weight,
+                "max_features": max_features, "min_samples_leaf": min_samples_leaf,
+                "bootstrap": bootstrap, "random_state": random_state, "n_jobs": n_jobs,
+                "backend": backend}  # fmt: skip
+    check_params(settings, PROBE_PARAMS, "sparsity_probe")
     y = np.asarray(y)
     if task is None:
         task = _infer_task(y)
