@@ -70,11 +70,11 @@ def test_per_layer_figure_wraps_and_stays_readable(tmp_path, n_checkpoints):
     assert width <= grid.MAX_FIG_WIDTH_IN * dpi and height <= grid.MAX_FIG_HEIGHT_IN * dpi
 
 
-def test_many_checkpoints_are_thinned_and_said_so():
+def test_many_checkpoints_are_thinned_and_said_so(tmp_path):
     assert plots.checkpoint_subset(list(range(1, 6))) == [1, 2, 3, 4, 5]
     sub = plots.checkpoint_subset(list(range(0, 31)), limit=12)
     assert len(sub) == 12 and sub[0] == 0 and sub[-1] == 30 and sub == sorted(set(sub))
-    fig = plots.plot_alpha_layers(_layers_table(20, n_folds=1), "unused.png", dpi=30)
+    fig = plots.plot_alpha_layers(_layers_table(20, n_folds=1), tmp_path / "a.png", dpi=30)
     note = fig._supxlabel.get_text()  # the note under the panels
     assert "12 of 20" in note and "evenly spaced" in note, note
 
@@ -218,7 +218,7 @@ def test_correlation_legend_has_headings(monkeypatch, tmp_path):
     }
 
 
-def test_confusion_matrices_have_their_models_class_count(monkeypatch):
+def test_confusion_matrices_have_their_models_class_count(monkeypatch, tmp_path):
     """A 10-class and a 2-class model in one figure: each matrix has its own size (the tables
     hold every true x predicted pair of a run, zeros included)."""
     figures = _captured(monkeypatch)
@@ -239,7 +239,7 @@ def test_confusion_matrices_have_their_models_class_count(monkeypatch):
                 }
             )
         )
-    plots.plot_confusion(pd.concat(rows), "unused.png", dpi=60)
+    plots.plot_confusion(pd.concat(rows), tmp_path / "c.png", dpi=60)
     panels = [ax for ax in figures[0].axes if ax.get_visible() and ax.has_data()]
     sizes = sorted(len([t for t in ax.texts if t.get_text()]) for ax in panels)
     assert sizes == [4, 100]  # 2 x 2 and 10 x 10 numbers
