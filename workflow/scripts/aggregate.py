@@ -18,7 +18,7 @@ from mfoml.analysis import aggregate as agg  # noqa: E402
 from mfoml.analysis import runstats, stability, studies, tablecheck  # noqa: E402
 from mfoml.io import atomic_write_csv, read_csv_checked, read_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.similarity.merge import merge_intrinsic_dim  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "aggregate")
@@ -67,7 +67,7 @@ rows, confusion = [], []
 for meta in runs:
     rid = meta["run"]
     act = Path(act_dirs[rid])
-    epochs_done = sorted(int(p.name) for p in act.iterdir() if p.is_dir() and p.name.isdigit())
+    epochs_done = dump_epochs(act)
     for epoch in epochs_done:
         split_dirs = sorted(p for p in (act / str(epoch)).iterdir() if p.is_dir())
         names = [p.name for p in split_dirs]

@@ -20,13 +20,13 @@ from pathlib import Path  # noqa: E402
 
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.similarity.tables import run_cka_table  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "cka")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
-epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+epochs = dump_epochs(act_dir)
 dumps = {e: open_activations(act_dir / str(e) / cfg["split"]) for e in epochs}
 table = run_cka_table(
     dumps,

@@ -19,14 +19,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.plots.lenses import plot_embedding  # noqa: E402
 from mfoml.similarity.embedding import umap_embedding  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "embedding")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
-have = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+have = dump_epochs(act_dir)
 if cfg["epochs"] == "all":
     epochs = have
 elif cfg["epochs"] == "last":

@@ -23,13 +23,13 @@ from mfoml.collapse.geometry_table import geometry_table  # noqa: E402
 from mfoml.collapse.table import layer_table  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.tracking import tracker_from_config  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "ncc")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
-epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+epochs = dump_epochs(act_dir)
 frames = []
 for epoch in epochs:
     train_dump = open_activations(act_dir / str(epoch) / "train")

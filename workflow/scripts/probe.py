@@ -26,13 +26,13 @@ import pandas as pd  # noqa: E402
 from mfoml.data.subsample import stratified_subsample  # noqa: E402
 from mfoml.io import atomic_write_csv, atomic_write_json  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.wavelets.probe import random_labels_for_baseline, sparsity_probe  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "probe")
 cfg = json.loads(snakemake.params.cfg)
 act_dir = Path(snakemake.input.activations)
-epochs = sorted(int(p.name) for p in act_dir.iterdir() if p.is_dir() and p.name.isdigit())
+epochs = dump_epochs(act_dir)
 # the tau and epsilon grids of the angle estimators (the log-log estimator has none)
 grids = (
     {}

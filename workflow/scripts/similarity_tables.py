@@ -29,7 +29,7 @@ from mfoml.analysis.aggregate import RUN_COLUMNS, summarize  # noqa: E402
 from mfoml.analysis.statistics import fold_statistics  # noqa: E402
 from mfoml.io import atomic_write_csv, read_csv_checked  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
-from mfoml.nets.dumps import open_activations  # noqa: E402
+from mfoml.nets.dumps import dump_epochs, open_activations  # noqa: E402
 from mfoml.similarity.tables import CKA_COLUMNS, cross_run_cka_table  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "similarity_tables")
@@ -82,7 +82,7 @@ needed = sorted({rid for g in groups for rid in g})
 run_dumps = {}
 for rid in needed:
     act = Path(act_dirs[rid])
-    epochs = sorted(int(p.name) for p in act.iterdir() if p.is_dir() and p.name.isdigit())
+    epochs = dump_epochs(act)
     run_dumps[rid] = {e: open_activations(act / str(e) / cfg["split"]) for e in epochs}
 pairs = cross_run_cka_table(
     run_dumps, groups, layers=cfg["layers"], max_samples=cfg["max_samples"], seed=int(cfg["seed"])

@@ -14,7 +14,7 @@ import numpy as np
 
 from mfoml.io import read_json
 
-__all__ = ["ActivationDump", "open_activations"]
+__all__ = ["ActivationDump", "dump_epochs", "open_activations"]
 
 
 class ActivationDump:
@@ -140,3 +140,11 @@ class ActivationDump:
 def open_activations(path: str | os.PathLike[str]) -> ActivationDump:
     """Open an activation dump directory (see :class:`ActivationDump`)."""
     return ActivationDump(path)
+
+
+def dump_epochs(activations_dir: str | os.PathLike[str]) -> list[int]:
+    """The checkpoint epochs dumped in a run's ``activations/`` directory (its numeric
+    sub-directories ``{epoch}/``), ascending."""
+    return sorted(
+        int(p.name) for p in Path(activations_dir).iterdir() if p.is_dir() and p.name.isdigit()
+    )
