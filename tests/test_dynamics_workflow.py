@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from figure_checks import check_figures, drawn_panels, render
 from mfoml import config as C
 from mfoml.config.dynamics import dynamics_params
 from workflow_utils import REPO, copy_workflow, run_snakemake
@@ -224,6 +225,40 @@ def test_optional_tables_and_figures(tiny):
     ):
         png = tiny / "results" / "figures" / f"{name}.png"
         assert png.stat().st_size > 2000, name
+
+
+@pytest.mark.slow
+def test_dynamics_figures_are_readable(tiny, tmp_path):
+    """The optional figures of rule dynamics_figures (sharpness, per-checkpoint measures,
+    interpolation, trajectory), re-rendered from the run's tables through mfoml.plots.dynamics,
+    pass the reader's checks (tests/figure_checks.py): no empty panel, no legend over data,
+    within the maximum size, not a placeholder. (The always-on ones: tests/test_figures.py.)"""
+    from mfoml.plots import dynamics as plots
+
+    tables = tiny / "results" / "tables"
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_csv(tables / f"{name}.csv")
+
+    epochs, interp, dpi = read("epochs"), read("dynamics_interpolation"), 40
+    surface, path = read("dynamics_trajectory_surface"), read("dynamics_trajectory_path")
+    jobs = {
+        "sharpness_epochs": lambda p: plots.plot_sharpness_epochs(epochs, p, dpi),
+        "dynamics_checkpoints": lambda p: plots.plot_checkpoint_measures(
+            read("dynamics_checkpoints"), p, dpi
+        ),
+        "interpolation": lambda p: plots.plot_interpolation(interp, p, dpi),
+        "trajectory": lambda p: plots.plot_trajectory(surface, path, p, dpi),
+    }
+    figures = render(jobs, tmp_path)
+    check_figures(figures, dpi)
+    for name in jobs:  # and the rule drew each one
+        assert (tiny / "results" / "figures" / f"{name}.png").is_file(), name
+    # one interpolation panel per (kind, data set); the trajectory's path is the checkpoints
+    groups = interp.drop_duplicates(["kind", "dataset"])
+    assert len(drawn_panels(figures["interpolation"][0])) == len(groups)
+    (ax,) = [a for a in figures["trajectory"][0].axes if a.get_lines()]
+    assert len(ax.get_lines()[0].get_xdata()) == len(path)
 
 
 @pytest.mark.slow

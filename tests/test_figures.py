@@ -12,10 +12,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import check_figure, check_figures, drawn_panels, render
 from figure_tables import default_like_tables
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PathCollection
-from matplotlib.lines import Line2D
 from mfoml.plots import grid
 from mfoml.plots import pipeline as plots
 from mfoml.plots.common import ANNOTATE_MAX_CLASSES
@@ -251,68 +249,11 @@ def test_confusion_matrices_have_their_models_class_count(monkeypatch, tmp_path)
 # --- every figure of the tiny and the default-like runs -------------------------------------
 
 
-def _line_points(artist) -> np.ndarray:
-    """Display coordinates of the data points of a line or a scatter (finite ones)."""
-    if isinstance(artist, Line2D):
-        xy = np.asarray(artist.get_xydata(), dtype=float)
-        xy = xy[np.isfinite(xy).all(axis=1)]
-        return artist.get_transform().transform(xy) if len(xy) else np.empty((0, 2))
-    offsets = np.asarray(artist.get_offsets(), dtype=float)
-    offsets = offsets[np.isfinite(offsets).all(axis=1)] if offsets.ndim == 2 else offsets
-    if not len(offsets):
-        return np.empty((0, 2))
-    return artist.get_offset_transform().transform(offsets)
-
-
-def has_points(ax) -> bool:
-    """Whether a panel draws data: a line or a scatter with a finite point, an image, or
-    another collection with paths (bands, heat maps, contours). ``ax.has_data()`` is also true
-    for a scatter of no points."""
-    if ax.images:
-        return True
-    for artist in list(ax.get_lines()) + [
-        c for c in ax.collections if isinstance(c, PathCollection)
-    ]:
-        if len(_line_points(artist)):
-            return True
-    return any(not isinstance(c, PathCollection) and len(c.get_paths()) for c in ax.collections)
-
-
-def check_figure(fig, path, dpi: int) -> None:
-    """No visible axes without data, no legend over a line's or a scatter's points, and the
-    saved image within the stated maximum size (mfoml.plots.grid)."""
-    fig.set_dpi(dpi)
-    canvas = FigureCanvasAgg(fig)  # a closed figure has lost its pyplot canvas
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    for ax in axes:
-        assert has_points(ax), f"{path}: a panel without data ({ax.get_title()!r})"
-    legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend()]
-    boxes = [lg.get_window_extent(renderer) for lg in legends]
-    for ax in axes:
-        artists = list(ax.get_lines()) + [
-            c for c in ax.collections if isinstance(c, PathCollection)
-        ]
-        for artist in artists:
-            pts = _line_points(artist)
-            for box in boxes:
-                inside = (
-                    (pts[:, 0] > box.x0) & (pts[:, 0] < box.x1)
-                    & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)
-                )  # fmt: skip
-                assert not inside.any(), f"{path}: a legend covers points of {artist}"
-    height, width = mpimg.imread(path).shape[:2]
-    assert width <= grid.MAX_FIG_WIDTH_IN * dpi + 2, (path, width / dpi)
-    assert height <= grid.MAX_FIG_HEIGHT_IN * dpi + 2, (path, height / dpi)
-
-
 def render_all(tables: dict, out, dpi: int) -> dict:
     """Every figure of the figures, dynamics_figures (always-on) and ssl_figures rules from
     ``tables``: ``{name: (figure, path)}``."""
     from mfoml.plots import dynamics, ssl, studies
 
-    out.mkdir(parents=True, exist_ok=True)
     layers, epochs = tables["layers"], tables["epochs"]
     jobs = {
         "alpha_layers": lambda p: plots.plot_alpha_layers(layers, p, dpi),
@@ -332,11 +273,7 @@ def render_all(tables: dict, out, dpi: int) -> dict:
     if summary is not None:
         for exp in summary["experiment"].unique():
             jobs[f"ssl_{exp}"] = lambda p, e=exp: ssl.plot_ssl_layers(summary, e, p, dpi)
-    done = {}
-    for name, job in jobs.items():
-        path = out / f"{name}.png"
-        done[name] = (job(path), path)
-    return done
+    return render(jobs, out)
 
 
 def _all_text(fig) -> str:
@@ -353,9 +290,7 @@ def test_every_figure_of_a_default_like_run(tmp_path):
     a 2-class text study with undefined alpha, an experiment with too few variants."""
     dpi = 40
     figs = render_all(default_like_tables(), tmp_path, dpi)
-    for name, (fig, path) in figs.items():
-        assert [ax for ax in fig.axes if has_points(ax)], f"{name} is a placeholder"
-        check_figure(fig, path, dpi)
+    check_figures(figs, dpi)
     alpha = figs["alpha_layers"][0]
     panels = [ax for ax in alpha.axes if ax.has_data()]
     # the cells that exist: 2 models x 3 checkpoints + 2 text models x 2, not 4 x 4
@@ -375,6 +310,38 @@ def test_every_figure_of_a_default_like_run(tmp_path):
     ssl = figs["ssl_ssl-mnist1d-small"][0]
     width, height = ssl.get_size_inches()
     assert width > 2 * height  # wide, not tall
+
+
+def test_intrinsic_dim_of_a_default_like_run(tmp_path):
+    """The default run's models have different checkpoints (MNIST-1D 1, 4, 12; text 1, 3): one
+    panel per (data set / model, checkpoint) that exists, never an empty cell, n per panel;
+    a layer without a value is a gap named in its panel's title."""
+    from mfoml.plots import lenses
+
+    layers = default_like_tables()["layers"]
+    layers["intrinsic_dim"] = 2.0 + layers["layer_index"] + layers["fold"]
+    layers.loc[layers["model"] == "enc-d1-pos", "intrinsic_dim"] = np.nan
+    layers.loc[(layers["model"] == "enc-d1-nopos") & (layers["layer"] == "pool"),
+               "intrinsic_dim"] = np.nan  # fmt: skip
+    keys = ["experiment", "dataset", "model", "activation", "loss", "noise", "seed", "epoch",
+            "layer", "layer_index"]  # fmt: skip
+    summary = layers.groupby(keys, as_index=False).agg(
+        intrinsic_dim_mean=("intrinsic_dim", "mean"),
+        intrinsic_dim_std=("intrinsic_dim", "std"),
+        intrinsic_dim_n=("intrinsic_dim", "count"),
+    )
+    dpi = 40
+    figures = render({"intrinsic_dim": lambda p: lenses.plot_intrinsic_dim(summary, p, dpi)},
+                     tmp_path)  # fmt: skip
+    check_figures(figures, dpi)
+    panels = drawn_panels(figures["intrinsic_dim"][0])
+    assert len(panels) == 2 * 3 + 2  # enc-d1-pos has no value at all: no panel
+    titles = [ax.get_title().replace("\n", " ") for ax in panels]
+    assert sum("n=3 runs per line" in t for t in titles) == 6
+    text = [t for t in titles if "enc-d1-nopos" in t]
+    assert len(text) == 2 and all("n=1 run" in t and "undefined at pool" in t for t in text)
+    note = _all_text(figures["intrinsic_dim"][0])
+    assert "textorder-small / enc-d1-pos, epoch 1, 3: not drawn" in note
 
 
 @pytest.mark.parametrize("n_checkpoints", [1, 5, 20])
@@ -399,10 +366,8 @@ def test_every_figure_of_the_tiny_run(tmp_path_factory, tmp_path):
                      "noise_alpha")
     }  # fmt: skip
     dpi = 40
-    for name, (fig, path) in render_all(tables, tmp_path, dpi).items():
-        check_figure(fig, path, dpi)
-        if name != "correlation":  # 3 runs: too few variants for any statistic
-            assert [ax for ax in fig.axes if has_points(ax)], f"{name} is a placeholder"
+    # correlation: 3 runs are too few variants for any statistic (a placeholder)
+    check_figures(render_all(tables, tmp_path, dpi), dpi, placeholders={"correlation"})
     for name in ("alpha_layers", "ncc_layers", "collapse_layers"):
         page = tiny / "results" / "figures" / f"{name}.png"
         assert page.is_file()

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from figure_checks import check_figures, drawn_panels, render
 from mfoml.config import ConfigError, run_table, validate_config
 from workflow_utils import REPO, TINY_CONFIG, completed_tiny_run, run_snakemake
 
@@ -117,6 +118,68 @@ def test_tiny_run_has_the_lens_tables_columns_and_figures(tmp_path_factory):
         assert img.ndim == 3 and float(np.std(img)) > 0, name
 
 
+def _pairs_summary() -> pd.DataFrame:
+    """A ``cka_runs_summary`` table (the tiny run has no two runs in one sweep): three
+    activations of one model compared pairwise, CKA undefined at the logits of relu vs gelu."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for a, b in (("relu", "tanh"), ("relu", "gelu"), ("tanh", "gelu")):
+        for i, layer in enumerate(LAYERS):
+            rows.append(
+                {
+                    "experiment": "acts", "dataset": "mnist1d", "seed": 0,
+                    "model_a": "mlp-d2-w16", "activation_a": a, "loss_a": "ce", "noise_a": 0.0,
+                    "model_b": "mlp-d2-w16", "activation_b": b, "loss_b": "ce", "noise_b": 0.0,
+                    "epoch": 2, "layer": layer, "layer_index_a": i, "layer_index_b": i,
+                    "cka_mean": np.nan if (a, b, layer) == ("relu", "gelu", "logits")
+                    else rng.random(),
+                    "cka_std": 0.01, "cka_n": 3,
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_lens_figures_of_the_tiny_run_are_readable(tmp_path_factory, tmp_path):
+    """Every figure of rule lenses_figures, re-rendered from the tiny run's tables through
+    mfoml.plots.lenses, passes the reader's checks (tests/figure_checks.py): no empty panel,
+    no legend over data, within the maximum size, not a placeholder (cka_runs is one in the
+    tiny run, which has no two runs in one sweep; it is drawn from a small table as well)."""
+    from mfoml.plots import lenses
+
+    tiny = completed_tiny_run(tmp_path_factory.getbasetemp())
+    tables = tiny / "results" / "tables"
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_csv(tables / f"{name}.csv")
+
+    dpi = 40
+    jobs = {
+        "cka_layers": lambda p: lenses.plot_cka_layers(read("cka_layers_summary"), p, dpi),
+        "cka_checkpoints": lambda p: lenses.plot_cka_checkpoints(
+            read("cka_checkpoints_summary"), p, dpi
+        ),
+        "cka_runs": lambda p: lenses.plot_cka_runs(read("cka_runs_summary"), p, dpi),
+        "intrinsic_dim": lambda p: lenses.plot_intrinsic_dim(read("layers_summary"), p, dpi),
+        "cka_runs_of_pairs": lambda p: lenses.plot_cka_runs(_pairs_summary(), p, dpi),
+    }
+    figures = render(jobs, tmp_path)
+    check_figures(figures, dpi, placeholders={"cka_runs"})
+    for name in ("cka_layers", "cka_checkpoints", "cka_runs", "intrinsic_dim"):
+        assert (tiny / "results" / "figures" / f"{name}.png").is_file(), name
+    why = " ".join(t.get_text() for t in figures["cka_runs"][0].texts)
+    assert "no two runs of one sweep" in why
+    # one panel per (data set / model, checkpoint) with a value; every variant in the legend
+    summary = read("layers_summary").dropna(subset=["intrinsic_dim_mean"])
+    dim = figures["intrinsic_dim"][0]
+    assert len(drawn_panels(dim)) == len(summary.groupby(["dataset", "model", "epoch"]))
+    legend = {t.get_text() for t in dim.legends[0].get_texts()}
+    assert len(legend) == len(summary.groupby(["activation", "loss", "noise"]))
+    assert all("n=1 run" in ax.get_title() for ax in drawn_panels(dim))
+    pairs = figures["cka_runs_of_pairs"][0].axes[0]
+    assert [t.get_text() for t in pairs.texts].count("undefined") == 1
+
+
 @pytest.mark.slow
 def test_umap_embedding_is_seeded_and_drawn(tmp_path):
     from mfoml.plots.lenses import plot_embedding
@@ -135,6 +198,8 @@ def test_umap_embedding_is_seeded_and_drawn(tmp_path):
     nearest = np.argmin(((a[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     assert (nearest == labels).mean() > 0.95
     path = tmp_path / "embedding.png"
-    plot_embedding({(1, "h"): a, (2, "h"): b}, labels, path, 60, title="t")
+    fig = plot_embedding({(1, "h"): a, (2, "h"): b}, labels, path, 60, title="t")
     img = mpimg.imread(path)
     assert img.ndim == 3 and float(np.std(img)) > 0
+    check_figures({"embedding": (fig, path)}, 60)
+    assert len(drawn_panels(fig)) == 2

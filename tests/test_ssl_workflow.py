@@ -11,6 +11,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import check_figures, drawn_panels, render
 from workflow_utils import copy_run, copy_workflow, run_snakemake
 
 CONFIG = "config/tests/ssl_tiny.yaml"
@@ -73,6 +74,26 @@ def test_ssl_workflow_end_to_end(ssl_run):
     # everything is up to date afterwards
     proc = run_snakemake(ssl_run, "-n", "--cores", "1", configfile=ssl_run / CONFIG, check=True)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_ssl_figure_is_readable(ssl_run, tmp_path):
+    """The figure of rule ssl_figures, re-rendered from the run's fold summary through
+    mfoml.plots.ssl, passes the reader's checks (tests/figure_checks.py): no empty panel, no
+    legend over data, within the maximum size, not a placeholder; one panel per measure, both
+    algorithms (and the initialisation) in the legend."""
+    from mfoml.plots.ssl import SSL_PANEL_MEASURES, plot_ssl_layers
+
+    summary = pd.read_csv(ssl_run / "results" / "tables" / "ssl_layers_summary.csv")
+    (experiment,) = summary["experiment"].unique()
+    dpi = 40
+    figures = render({"ssl": lambda p: plot_ssl_layers(summary, experiment, p, dpi)}, tmp_path)
+    check_figures(figures, dpi)
+    assert (ssl_run / "results" / "figures" / f"ssl_{experiment}.png").is_file()
+    fig = figures["ssl"][0]
+    assert len(drawn_panels(fig)) == len(SSL_PANEL_MEASURES)
+    assert all("n=1 run" in ax.get_title() for ax in fig.axes)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"dino", "vicreg", "initialisation"} <= set(legend)
 
 
 def test_rerun_discards_what_a_killed_training_left(ssl_run, tmp_path):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from figure_checks import check_figures
 from mfoml.data.folds import load_folds
+from mfoml.plots.tabular import plot_all
 from workflow_utils import copy_workflow, dry_run_jobs, run_snakemake
 
 CONFIG = Path("config") / "tests" / "tabular_tiny.yaml"
@@ -129,6 +132,23 @@ def test_xgboost_and_boosted_wavelet_tables(run: Path) -> None:
     assert len(agree) == 6 and agree["spearman_mean"].between(-1, 1).all()
     ds = _t(run, "datasets").set_index("dataset")
     assert {"nested_xgb_score", "gradient_boosting_wavelet_score"} <= set(ds.columns)
+
+
+@pytest.mark.slow
+def test_figures_are_readable(run: Path, tmp_path: Path) -> None:
+    """Every figure of rule tabular_figures, re-rendered from the run's tables through
+    mfoml.plots.tabular, passes the reader's checks (tests/figure_checks.py): no empty panel,
+    no legend over data (bars included), within the maximum size, not a placeholder."""
+    tables = {name: _t(run, name) for name in TABLES}
+    paths = {name: tmp_path / f"tabular_{name}.png" for name in FIGURES}
+    dpi = 40
+    with matplotlib.rc_context():  # plot_all sets seaborn's theme: not for the other tests
+        drawn = plot_all(tables, {name: str(path) for name, path in paths.items()}, dpi)
+    assert set(drawn) == set(FIGURES)
+    check_figures({name: (drawn[name], paths[name]) for name in FIGURES}, dpi)
+    # the number of folds in the panels' titles
+    noise = drawn["noise"]
+    assert all("n=3 folds" in ax.get_title() for ax in noise.axes if ax.has_data())
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """Figures of the tabular track (seaborn / matplotlib, Agg backend).
 
 Every function takes the aggregated tables of :func:`mfoml.tabular.tables.aggregate` (mean and std over
-folds) and writes one figure atomically to ``path`` (format from the suffix). A figure whose
-table is empty (e.g. confusion matrices when no classification data set is configured) is drawn
+folds), writes one figure atomically to ``path`` (format from the suffix) and returns it (closed).
+A figure whose table is empty (e.g. confusion matrices when no classification data set is configured) is drawn
 with a short note instead of failing, so the report always has every configured figure.
 """
 
@@ -27,13 +27,14 @@ from mfoml.plots.common import confusion_layout, empty_figure, save_figure  # no
 __all__ = ["FIGURES", "plot_all"]
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> None:
+def _save(fig: plt.Figure, path: str | os.PathLike[str], dpi: int) -> plt.Figure:
     fig.tight_layout()
     save_figure(fig, path, dpi)
+    return fig
 
 
-def _empty(path: str | os.PathLike[str], title: str, note: str, dpi: int) -> None:
-    empty_figure(path, title, note, dpi, figsize=(5, 2))
+def _empty(path: str | os.PathLike[str], title: str, note: str, dpi: int) -> plt.Figure:
+    return empty_figure(path, title, note, dpi, figsize=(5, 2))
 
 
 def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.2)):
@@ -43,8 +44,14 @@ def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.2)):
         nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False
     )
     for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat)
+        ax.remove()  # only the cells that exist
+    return fig, list(axes.flat[:n])
+
+
+def _legend(ax: Any) -> None:
+    """``ax``'s legend at its right, outside every data area (the tight layout makes room);
+    drawn on the last panel of a row when it explains the whole row."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def _tasks(t: Mapping[str, pd.DataFrame]) -> dict[str, str]:
@@ -52,6 +59,16 @@ def _tasks(t: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     if ds is None or ds.empty:
         return {}
     return dict(zip(ds["dataset"], ds["task"], strict=False))
+
+
+def _folds(frame: pd.DataFrame, col: str = "n_folds") -> str:
+    """The number of folds behind a panel's means, ``"n=3 folds"`` (``"n=2-3 folds"`` when
+    its rows differ), from the table's fold counts ``col``."""
+    n = pd.to_numeric(frame[col], errors="coerce").dropna() if col in frame else frame.index[:0]
+    if not len(n):
+        return "n unknown"
+    lo, hi = int(n.min()), int(n.max())
+    return f"n={lo}-{hi} folds" if lo != hi else f"n={hi} fold" + "s" * (hi != 1)
 
 
 def _errorbars(ax: Any, frame: pd.DataFrame, x: str, y: str, hue: str, yerr: str) -> None:
@@ -70,12 +87,11 @@ def _errorbars(ax: Any, frame: pd.DataFrame, x: str, y: str, hue: str, yerr: str
     ax.set_xticklabels(xs, rotation=20, ha="right")
 
 
-def plot_baselines(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_baselines(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """Score (accuracy / R^2) of every model per data set, mean ± std over folds."""
     b = t.get("baselines")
     if b is None or b.empty:
-        _empty(path, "Baselines", "no baseline results", dpi)
-        return
+        return _empty(path, "Baselines", "no baseline results", dpi)
     frame = b[["dataset", "model", "score_mean", "score_std"]].copy()
     extra = [("rf_search", "random_forest (nested search)"), ("wavelet", "wavelet_forest (M*)")]
     for key, label in extra:
@@ -94,16 +110,15 @@ def plot_baselines(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
         ax.set_ylabel("accuracy" if task == "classification" else "R$^2$")
         n_folds = int(b["n_folds"].max()) if "n_folds" in b else 0
         ax.set_title(f"{task}: {n_folds}-fold CV, mean ± std")
-        ax.legend(fontsize=7)
-    _save(fig, path, dpi)
+        _legend(ax)
+    return _save(fig, path, dpi)
 
 
-def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """Row-normalized confusion matrices (summed over folds) of the random-forest baseline."""
     c = t.get("confusion")
     if c is None or c.empty:
-        _empty(path, "Confusion matrices", "no classification data set", dpi)
-        return
+        return _empty(path, "Confusion matrices", "no classification data set", dpi)
     model = "random_forest" if "random_forest" in set(c["model"]) else c["model"].iloc[0]
     c = c[c["model"] == model]
     datasets = list(dict.fromkeys(c["dataset"]))
@@ -131,7 +146,7 @@ def plot_confusion(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
         ax.set_title(f"{ds} ({model}" + (", %)" if fontsize else ")"))
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-    _save(fig, path, dpi)
+    return _save(fig, path, dpi)
 
 
 def _label(v: Any) -> str:
@@ -143,12 +158,11 @@ def _label(v: Any) -> str:
     return str(v)
 
 
-def plot_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """Marginal inner-CV score per hyper-parameter value (mean ± std over outer folds)."""
     h = t.get("hparams")
     if h is None or h.empty:
-        _empty(path, "Hyper-parameters", "no hyper-parameter search results", dpi)
-        return
+        return _empty(path, "Hyper-parameters", "no hyper-parameter search results", dpi)
     params = list(dict.fromkeys(h["param"]))
     tasks = _tasks(t)
     h = h.assign(task=h["dataset"].map(lambda d: tasks.get(d, "classification")))
@@ -168,11 +182,11 @@ def plot_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> No
                     capsize=2,
                     label=str(ds),
                 )
-            ax.set_title(f"{p} ({task})")
+            ax.set_title(f"{p} ({task}, {_folds(sub)})")
             ax.set_xlabel("value")
             ax.set_ylabel("inner CV " + ("accuracy" if task == "classification" else "R$^2$"))
-        row[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+        _legend(row[-1])
+    return _save(fig, path, dpi)
 
 
 #: Error vs model size by study: (table, empty-figure title and note, panel size, x column,
@@ -188,14 +202,13 @@ _ERROR_VS = {
 
 def plot_error_vs_size(
     t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "trees"
-) -> None:
+) -> plt.Figure:
     """Held-out error (mean ± std over folds) vs the number of trees (``study="trees"``: all
     wavelets and the validation-chosen M*) or of boosting stages (``"stages"``: per model)."""
     key, title, note, size, x, xlabel, log_x, marker = _ERROR_VS[study]
     c = t.get(key)
     if c is None or c.empty:
-        _empty(path, title, note, dpi)
-        return
+        return _empty(path, title, note, dpi)
     datasets = list(dict.fromkeys(c["dataset"]))
     fig, axes = _grid(len(datasets), 3, size)
     for ax, ds in zip(axes, datasets, strict=False):
@@ -213,8 +226,8 @@ def plot_error_vs_size(
         if log_x:
             ax.set_xscale("log")
         _error_axes(ax, g, xlabel, ds)
-    axes[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+    _legend(axes[min(3, len(axes)) - 1])
+    return _save(fig, path, dpi)
 
 
 #: Rank-agreement figures by study: (table, empty-figure title and note, panel title prefix).
@@ -233,31 +246,29 @@ _RANK_AGREEMENT = {
 
 def plot_importance(
     t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "methods"
-) -> None:
+) -> plt.Figure:
     """Rank agreement (Spearman, Kendall) between importance methods (``study="methods"``) or
     between the wavelet importances of the forest and the boosted models (``"boosting"``)."""
     key, title, note, prefix = _RANK_AGREEMENT[study]
     a = t.get(key)
     if a is None or a.empty:
-        _empty(path, title, note, dpi)
-        return
+        return _empty(path, title, note, dpi)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
     for ax, stat in zip(axes.flat, ("spearman", "kendall"), strict=True):
         _errorbars(ax, a, "dataset", f"{stat}_mean", "pair", f"{stat}_std")
         ax.set_ylabel(f"{stat} rank correlation")
         ax.set_ylim(-1, 1.05)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"{prefix}{stat}: mean ± std over folds")
-    axes.flat[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+        ax.set_title(f"{prefix}{stat}: mean ± std over folds ({_folds(a)})")
+    _legend(axes.flat[-1])
+    return _save(fig, path, dpi)
 
 
-def plot_synthetic(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_synthetic(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """Synthetic data: normalized importance per feature (true features marked) per method."""
     s, imp = t.get("synthetic"), t.get("synthetic_importance")
     if s is None or s.empty or imp is None or imp.empty:
-        _empty(path, "Synthetic importance", "synthetic check disabled", dpi)
-        return
+        return _empty(path, "Synthetic importance", "synthetic check disabled", dpi)
     methods = list(dict.fromkeys(imp["method"]))
     fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 3.2), squeeze=False)
     for ax, method in zip(axes.flat, methods, strict=True):
@@ -273,18 +284,18 @@ def plot_synthetic(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> 
         row = s[s["method"] == method].iloc[0]
         ax.set_title(
             f"{method}: {row['recovered_mean']:.2f}/{int(row['k'])} true in top {int(row['k'])}"
+            f"\n(mean over {_folds(g)})"
         )
         ax.set_xlabel("feature (red: relevant)")
         ax.set_ylabel("normalized importance")
-    _save(fig, path, dpi)
+    return _save(fig, path, dpi)
 
 
-def plot_noise(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_noise(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """Score and smoothness alpha vs label noise (classification) / target noise (regression)."""
     n = t.get("noise")
     if n is None or n.empty:
-        _empty(path, "Label noise", "noise study disabled", dpi)
-        return
+        return _empty(path, "Label noise", "noise study disabled", dpi)
     tasks = _tasks(t)
     n = n.assign(task=n["dataset"].map(lambda d: tasks.get(d, "classification")))
     groups = [g for g in ("classification", "regression") if g in set(n["task"])]
@@ -312,9 +323,9 @@ def plot_noise(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None
                 else "target noise sigma / std(y)"
             )
             ax.set_ylabel(label)
-            ax.set_title(task)
-        row[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+            ax.set_title(f"{task} ({_folds(sub, f'{col}_n')})")
+        _legend(row[-1])
+    return _save(fig, path, dpi)
 
 
 _LABELS = {
@@ -324,13 +335,12 @@ _LABELS = {
 }
 
 
-def plot_xgb_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> None:
+def plot_xgb_hparams(t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110) -> plt.Figure:
     """:func:`plot_hparams` of the nested XGBoost search (table ``xgb_hparams``)."""
     h = t.get("xgb_hparams")
     if h is None or h.empty:
-        _empty(path, "XGBoost hyper-parameters", "no XGBoost search results", dpi)
-        return
-    plot_hparams({**t, "hparams": h}, path, dpi)
+        return _empty(path, "XGBoost hyper-parameters", "no XGBoost search results", dpi)
+    return plot_hparams({**t, "hparams": h}, path, dpi)
 
 
 #: The compression figures by study: (curves table, M* table, empty-figure title and note,
@@ -357,10 +367,11 @@ def _band(ax: Any, m: Any, mu: Any, sd: Any, style: str, alpha: float, **kw: Any
 
 
 def _error_axes(ax: Any, g: pd.DataFrame, xlabel: str, title: str) -> None:
-    """x label, the table's ``error_kind`` as y label (``"error"`` without it) and title."""
+    """x label, the table's ``error_kind`` as y label (``"error"`` without it) and title (with
+    the number of folds)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(str(g["error_kind"].iloc[0]) if "error_kind" in g else "error")
-    ax.set_title(title)
+    ax.set_title(f"{title} ({_folds(g)})")
 
 
 def _forest_compression(ax: Any, g: pd.DataFrame, chosen: pd.DataFrame | None, ds: str) -> None:
@@ -390,14 +401,13 @@ def _boosting_compression(
 
 def plot_compression(
     t: Mapping[str, pd.DataFrame], path: str, dpi: int = 110, *, study: str = "forest"
-) -> None:
+) -> plt.Figure:
     """Held-out error vs number of wavelets M, with the validation-chosen M* (dotted): of the
     wavelet forest (``study="forest"``) or of the forest and the boosted models (``"boosting"``)."""
     curves_key, chosen_key, title, note, size = _COMPRESSION[study]
     c = t.get(curves_key)
     if c is None or c.empty:
-        _empty(path, title, note, dpi)
-        return
+        return _empty(path, title, note, dpi)
     chosen = t.get(chosen_key)
     datasets = list(dict.fromkeys(c["dataset"]))
     if study == "boosting":
@@ -413,11 +423,11 @@ def plot_compression(
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(left=0)
         _error_axes(ax, g, "number of wavelets M", ds)
-    axes[0].legend(fontsize=7)
-    _save(fig, path, dpi)
+    _legend(axes[min(3, len(axes)) - 1])
+    return _save(fig, path, dpi)
 
 
-FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame], str, int], None]] = {
+FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame], str, int], plt.Figure]] = {
     "baselines": plot_baselines,
     "confusion": plot_confusion,
     "hparams": plot_hparams,
@@ -435,10 +445,13 @@ FIGURES: dict[str, Callable[[Mapping[str, pd.DataFrame], str, int], None]] = {
 
 def plot_all(
     tables: Mapping[str, pd.DataFrame], outputs: Mapping[str, str], dpi: int = 110
-) -> None:
-    """Draw the figures named in ``outputs`` (``{figure name: path}``; names of :data:`FIGURES`)."""
+) -> dict[str, plt.Figure]:
+    """Draw the figures named in ``outputs`` (``{figure name: path}``; names of :data:`FIGURES`).
+    Returns ``{figure name: figure}`` (each saved and closed)."""
     sns.set_theme(style="whitegrid", context="paper")
+    figures = {}
     for name, path in outputs.items():
         if name not in FIGURES:
             raise ValueError(f"unknown tabular figure {name!r}; known: {', '.join(FIGURES)}")
-        FIGURES[name](tables, path, dpi)
+        figures[name] = FIGURES[name](tables, path, dpi)
+    return figures
