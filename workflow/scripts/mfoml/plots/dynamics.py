@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -272,6 +273,7 @@ def _measure_grid(
             counts[str(v)] = _mean_band(ax, sub, x, col, pal[str(v)])
         ax.set_ylabel(label, fontsize=8)
         ax.set_xlabel(x)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         panel_title(ax, f"{panel}\n{n_text(counts)}")
     figure_legend(fig, _variant_handles(pal))
     fig.suptitle(title)
@@ -320,6 +322,8 @@ def plot_sharpness_epochs(
         axes[0, j].set_ylabel("top Hessian eigenvalue")
         axes[1, j].set_ylabel("training loss")
         axes[1, j].set_xlabel("epoch (= step with full_batch)")
+        for ax in axes[:, j]:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure_legend(fig, _variant_handles(pal) + _style_handles([("-", "sharpness"), ("--", "2/lr")]))
     fig.suptitle(title)
     save_figure(fig, path, dpi)
@@ -384,7 +388,11 @@ def plot_trajectory(
         p = path_table[path_table["run"] == rid].sort_values("epoch")
         ax.plot(p["a"], p["b"], "o-", color="white", ms=3, lw=1)
         for _, r in p.iterrows():
-            ax.annotate(str(int(r["epoch"])), (r["a"], r["b"]), fontsize=6, color="white")
+            ax.annotate(  # outlined, so that the number reads on light and dark contours
+                str(int(r["epoch"])), (r["a"], r["b"]), xytext=(3, 3), textcoords="offset points",
+                fontsize=7, color="white",
+                path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
+            )  # fmt: skip
         ev = p[["explained_variance_ratio_1", "explained_variance_ratio_2"]].iloc[0]
         ax.set_xlabel(f"PC1 ({100 * ev.iloc[0]:.0f}% var.)")
         ax.set_ylabel(f"PC2 ({100 * ev.iloc[1]:.0f}% var.)")
