@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,3 +61,50 @@ def rng() -> np.random.Generator:
 def repo_root() -> Path:
     """The repository root."""
     return REPO
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch with one intra-op thread during the test, restored after: on tiny models more
+    threads only add overhead (and noise) on a shared CPU. Modules of small torch tests use it
+    for every test: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch  # here: most test modules never import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _sklearn_table(name: str, n_rows: int | None = None) -> tuple[Any, np.ndarray]:
+    """A scikit-learn set as a ``TabularData`` (its first ``n_rows``) and 3 folds, seed 0."""
+    from mfoml.data.folds import make_folds  # here: conftest stays light for every module
+    from mfoml.tabular.data import TabularData
+    from sklearn import datasets
+
+    task, n_classes = {"iris": ("classification", 3), "diabetes": ("regression", 0)}[name]
+    bunch = getattr(datasets, f"load_{name}")()
+    data = TabularData(bunch.data[:n_rows], bunch.target[:n_rows], task, n_classes, name=name)
+    return data, make_folds(data.y, n_splits=3, seed=0, stratified=n_classes > 0)
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[Any, np.ndarray]:
+    """Iris as a table (150 x 4, 3 classes) and 3 stratified folds (seed 0)."""
+    return _sklearn_table("iris")
+
+
+@pytest.fixture(scope="module")
+def diabetes(request: pytest.FixtureRequest) -> tuple[Any, np.ndarray]:
+    """The first ``DIABETES_ROWS`` rows (a constant of the test module; default 240) of the
+    diabetes regression set as a table, and 3 plain folds (seed 0)."""
+    return _sklearn_table("diabetes", getattr(request.module, "DIABETES_ROWS", 240))
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Path:
+    """A private copy of workflow/scripts/mfoml under ``tmp_path`` for a warm-start server
+    (``warm_utils.copy_scripts``: the test may edit its files)."""
+    from warm_utils import copy_scripts
+
+    return copy_scripts(tmp_path)

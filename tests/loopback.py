@@ -26,12 +26,16 @@ closes the connection.
 The server binds port 0 (the OS picks a free port), serves files read-only from one directory
 with :class:`http.server.SimpleHTTPRequestHandler` (which sends ``Content-Length``), runs in a
 daemon thread and is shut down and closed on exit. Nothing is logged to stderr.
+
+:func:`prepare_served` prepares a data set (``mfoml.data.catalog.prepare_dataset``) from such a
+mirror of a directory, with the md5s of its files (:func:`md5s`) as the expected checksums.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import http.server
 import os
 import threading
@@ -39,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LoopbackServer", "serve_directory"]
+__all__ = ["LoopbackServer", "md5s", "prepare_served", "serve_directory"]
 
 HOST = "127.0.0.1"
 
@@ -169,3 +173,22 @@ def serve_directory(
         yield server.start()
     finally:
         server.stop()
+
+
+def md5s(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The manifest of the files in ``directory``: name -> md5 hex digest (hashlib)."""
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in Path(directory).iterdir()}
+
+
+def prepare_served(
+    name: str, out: Path, served: Path, download_dir: Path, **options: Any
+) -> dict[str, Any]:
+    """``prepare_dataset(name, out, ...)`` downloading into ``download_dir`` from a loopback
+    mirror of ``served``, with the md5s of the served files as the checksums; ``options`` go to
+    ``prepare_dataset``. Returns its metadata."""
+    from mfoml.data.catalog import prepare_dataset  # here: the server itself needs no mfoml
+
+    with serve_directory(served) as base:
+        return prepare_dataset(
+            name, out, download_dir=download_dir, mirror=base, checksums=md5s(served), **options
+        )

@@ -53,6 +53,25 @@ def test_rule_scripts_resolve_to_the_modules_they_execute() -> None:
     assert not any(m.startswith("mfoml.collapse") for m in ce_train)
     assert "mfoml.collapse.accumulators" in svsl_train  # SVSL uses the class means
     assert "mfoml.collapse.measures" not in svsl_train
+    # the training jobs behind the thin scripts; the sharpness tracker (mfoml.dynamics.edge) and
+    # the MLM stage's encoder only where common.smk's train_code keeps them
+    plain = code.script_modules(
+        "train.py",
+        skip=(
+            "mfoml.nets.losses",
+            "mfoml.nets.pretrain",
+            "mfoml.dynamics.edge",
+            "mfoml.dynamics.sharpness",
+        ),
+    )
+    assert {"mfoml.nets.supervised", "mfoml.nets.trainjob", "mfoml.nets.transfer"} <= set(plain)
+    assert not any(m.startswith("mfoml.dynamics.") for m in plain)
+    assert "mfoml.nets.transformer" not in plain
+    sharp = code.script_modules("train.py", extra=("mfoml.dynamics.edge",))
+    assert "mfoml.dynamics.sharpness" in sharp  # through the tracker
+    ssl = code.script_modules("train_ssl.py")
+    assert {"mfoml.nets.ssl_job", "mfoml.nets.trainjob"} <= set(ssl)
+    assert "mfoml.nets.supervised" not in ssl and "mfoml.nets.transfer" not in ssl
     ncc = code.script_modules("ncc.py")
     assert {"mfoml.collapse.table", "mfoml.collapse.measures"} <= set(ncc)
     assert not any(m.startswith("mfoml.wavelets") for m in ncc)
@@ -63,6 +82,23 @@ def test_rule_scripts_resolve_to_the_modules_they_execute() -> None:
         m.startswith("mfoml.wavelets") for m in code.script_modules("tabular_baselines.py")
     )
     assert "mfoml.wavelets.forest" in code.script_modules("tabular_noise.py")
+
+
+def test_thin_scripts_resolve_to_their_modules() -> None:
+    """The rule scripts that delegate to one mfoml module (issue 24) depend on it and on what it
+    imports: the registry of per-layer measures reruns the tables that use it, and the probe
+    still does not depend on the NCC code."""
+    code = CodeDeps(SCRIPTS)
+    probe = code.script_modules("probe.py")
+    assert {"mfoml.nets.layer_probe", "mfoml.wavelets.probe", "mfoml.data.subsample"} <= set(probe)
+    assert not any(m.startswith(("mfoml.collapse", "mfoml.analysis")) for m in probe)
+    assert "mfoml.nets.layer_probe" in code.script_modules("ssl_eval.py")  # shared settings
+    aggregate = code.script_modules("aggregate.py")
+    assert {"mfoml.analysis.aggregate_tables", "mfoml.layer_measures"} <= set(aggregate)
+    assert not any(m.startswith("mfoml.collapse") for m in aggregate)
+    assert "mfoml.layer_measures" in code.script_modules("ncc.py")  # the geometry columns
+    assert "mfoml.nets.dump_splits" in code.script_modules("activations.py")
+    assert "mfoml.similarity.cka_summary" in code.script_modules("similarity_tables.py")
 
 
 def test_code_version_follows_meaning(tmp_path: Path) -> None:

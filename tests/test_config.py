@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mfoml import config as C
+from workflow_utils import config_error
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
@@ -41,12 +42,6 @@ def load_experiment(tmp_path_factory):
 
 def _tiny() -> dict:
     return yaml.safe_load((REPO / "config" / "tests" / "tiny.yaml").read_text())
-
-
-def _error(cfg: dict) -> str:
-    with pytest.raises(C.ConfigError) as info:
-        C.validate_config(cfg)
-    return str(info.value)
 
 
 def test_empty_config_gets_every_default():
@@ -152,14 +147,14 @@ def test_schema_errors_name_the_key(patch, expected):
                     cfg[key][k] = v
         else:
             cfg[key] = value
-    assert expected in _error(cfg)
+    assert expected in config_error(cfg)
 
 
 def test_sweep_errors_name_the_sweep_key():
     cfg = _tiny()
     cfg["sweeps"][1]["extra"] = 1
     cfg["sweeps"][0]["noise"] = [1.5]
-    msg = _error(cfg)
+    msg = config_error(cfg)
     assert "config key 'sweeps[1].extra': unknown key" in msg
     assert "config key 'sweeps[0].noise[0]': 1.5 is greater than the maximum of 1" in msg
 
@@ -247,7 +242,7 @@ def test_sweep_errors_name_the_sweep_key():
 def test_reference_errors_name_the_key(edit, expected):
     cfg = _tiny()
     edit(cfg)
-    assert expected in _error(cfg)
+    assert expected in config_error(cfg)
 
 
 def test_run_table_expands_every_dimension_with_readable_ids():
@@ -517,7 +512,7 @@ def _transfer_from(run_id: str):
 def test_data_layer_fold_and_sample_errors_name_the_key(edit, expected):
     cfg = _tiny()
     edit(cfg)
-    message = _error(cfg)
+    message = config_error(cfg)
     assert expected in message
     assert "is not a run of this configuration" not in message
 
@@ -577,14 +572,14 @@ def test_full_training_split_runs():
     bad["activations"]["splits"] = ["train", "heldout", "test"]
     bad["ncc"]["test_split"] = "heldout"
     bad["probe"]["splits"] = ["train", "heldout"]
-    msg = _error(bad)
+    msg = config_error(bad)
     for what in ("ncc.test_split", "probe.splits"):
         assert (
             f"config key 'sweeps[0].folds': runs on the full training split have no held-out "
             f"fold, but {what} asks for it"
         ) in msg
     # `full` is a value of its own, not a fold index
-    assert "config key 'sweeps[0].folds[0]': 'full' is not of type 'integer'" in _error(
+    assert "config key 'sweeps[0].folds[0]': 'full' is not of type 'integer'" in config_error(
         {**_tiny(), "sweeps": [{**_tiny()["sweeps"][0], "folds": ["full"]}]}
     )
 

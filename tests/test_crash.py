@@ -13,7 +13,14 @@ import shutil
 
 import pytest
 import torch
-from workflow_utils import TINY_CONFIG, completed_tiny_run, copy_run, dry_run_jobs, run_snakemake
+from workflow_utils import (
+    TINY_CONFIG,
+    assert_aggregation_names_corrupt_table,
+    completed_tiny_run,
+    copy_run,
+    dry_run_jobs,
+    run_snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -97,16 +104,5 @@ def test_partial_directory_of_another_request_is_discarded(run_copy):
     ],
 )
 def test_corrupted_result_table_is_named_by_the_aggregation(run_copy, table, corrupt, expected):
-    wd = run_copy
-    path = wd / "results" / "runs" / TANH / table
-    path.write_text(corrupt(path.read_text()))
-    target = "results/tables/layers.csv"
-    # the target between two options: `--forcerun` takes every following word as a rule name,
-    # and `--configfile` (put first by run_snakemake) every following word as a file
-    proc = run_snakemake(
-        wd, "--cores", "1", target, "--forcerun", "aggregate", configfile=wd / TINY_CONFIG
-    )
-    assert proc.returncode != 0
-    log = (wd / "logs" / "aggregate.log").read_text()
-    assert f"results/runs/{TANH}/{table}: " in log and expected in log, log[-2000:]
-    assert not (wd / target).exists()
+    path = f"results/runs/{TANH}/{table}"
+    assert_aggregation_names_corrupt_table(run_copy, path, corrupt, expected)

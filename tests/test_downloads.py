@@ -8,7 +8,6 @@ of the parser under test. The real download, verification and parsing code runs 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import pickle
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from logcapture import captured
-from loopback import LoopbackServer, serve_directory
+from loopback import LoopbackServer, md5s, prepare_served, serve_directory
 from mfoml.data.catalog import prepare_dataset
 from mfoml.data.download import DownloadError
 from mfoml.data.formats import DataFormatError, read_idx_gz
@@ -59,11 +58,6 @@ def make_idx_set(directory: Path, rng: np.random.Generator, n_train=30, n_test=1
     for name, arr in zip(IDX_FILES, (x_tr, y_tr, x_te, y_te), strict=True):
         write_gz(directory / name, idx_bytes(arr))
     return x_tr, y_tr, x_te, y_te
-
-
-def md5s(directory: Path) -> dict[str, str]:
-    """The manifest of the served files, computed here with hashlib."""
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in directory.iterdir()}
 
 
 def pickled(obj) -> bytes:
@@ -321,14 +315,7 @@ def test_cifar100_download_and_parse(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     x_tr, y_tr, x_te, y_te, fine = make_cifar100(served, np.random.default_rng(3))
-    with serve_directory(served) as base:
-        meta = prepare_dataset(
-            "cifar100",
-            tmp_path / "c100",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    meta = prepare_served("cifar100", tmp_path / "c100", served, tmp_path / "dl")
     ds = load_dataset(tmp_path / "c100")
     np.testing.assert_allclose(ds.x_train, chw_reference(x_tr), atol=1e-7)
     np.testing.assert_allclose(ds.x_test, chw_reference(x_te), atol=1e-7)
@@ -350,17 +337,8 @@ def test_cifar_pickle_with_foreign_globals_is_refused(tmp_path):
         for n in ("train", "test", "meta")
     }
     write_tar_gz(served / "cifar-100-python.tar.gz", members)
-    with (
-        serve_directory(served) as base,
-        pytest.raises(DataFormatError, match="forbidden global .*print"),
-    ):
-        prepare_dataset(
-            "cifar100",
-            tmp_path / "out",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    with pytest.raises(DataFormatError, match="forbidden global .*print"):
+        prepare_served("cifar100", tmp_path / "out", served, tmp_path / "dl")
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
 
@@ -368,17 +346,8 @@ def test_cifar_archive_missing_member(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     write_tar_gz(served / "cifar-10-python.tar.gz", {"cifar-10-batches-py/data_batch_1": b"x"})
-    with (
-        serve_directory(served) as base,
-        pytest.raises(DataFormatError, match="lacks .*test_batch"),
-    ):
-        prepare_dataset(
-            "cifar10",
-            tmp_path / "out",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    with pytest.raises(DataFormatError, match="lacks .*test_batch"):
+        prepare_served("cifar10", tmp_path / "out", served, tmp_path / "dl")
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
 
@@ -493,17 +462,8 @@ def test_not_a_tar_gz(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     (served / "cifar-10-python.tar.gz").write_bytes(gzip.compress(b"not a tar archive" * 100))
-    with (
-        serve_directory(served) as base,
-        pytest.raises(DataFormatError, match="cifar-10-python.tar.gz"),
-    ):
-        prepare_dataset(
-            "cifar10",
-            tmp_path / "out",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    with pytest.raises(DataFormatError, match="cifar-10-python.tar.gz"):
+        prepare_served("cifar10", tmp_path / "out", served, tmp_path / "dl")
     assert_nothing_trusted(tmp_path / "out", tmp_path / "dl")
 
 

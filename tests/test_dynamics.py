@@ -21,8 +21,10 @@ from mfoml.dynamics.gradnorm import GradNormMeter, total_grad_norm
 from mfoml.dynamics.interpolation import (
     interpolate_states,
     interpolation_curve,
+    labeled_curve,
     recompute_batchnorm,
 )
+from mfoml.dynamics.job import job_settings
 from mfoml.dynamics.sensitivity import input_gradient_norms, input_sensitivity
 from mfoml.dynamics.sharpness import (
     hessian_vector_product,
@@ -37,13 +39,7 @@ from mfoml.tracking import Tracker, TrackingError, tracker_from_config
 from torch import nn
 from torch.func import functional_call
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def tiny_net(bn: bool = False, seed: int = 0) -> nn.Module:
@@ -203,6 +199,32 @@ def test_interpolation_curve_end_points_match_the_models():
         row = curve[curve["t"] == t].iloc[0]
         assert row["test_loss"] == pytest.approx(lt, rel=1e-6)  # logits cast to float32
         assert row["train_acc"] == pytest.approx(acc)
+
+
+def test_labeled_curve_puts_the_ends_first_on_the_configured_grid():
+    ma, mb = tiny_net(bn=True, seed=0), tiny_net(bn=True, seed=1)
+    data = {"train": tiny_data(40, seed=0), "test": tiny_data(20, seed=1)}
+    cfg = {"t_min": -0.5, "t_max": 1.5, "n_points": 5, "bn_samples": None, "eval_samples": None}
+    curve = labeled_curve(ma, mb, data, cfg, ("run/a", 2), ("run/b", 7))
+    assert list(curve.columns[:5]) == ["run_a", "epoch_a", "run_b", "epoch_b", "t"]
+    assert curve["t"].tolist() == [-0.5, 0.0, 0.5, 1.0, 1.5]
+    assert set(curve["run_a"]) == {"run/a"} and set(curve["epoch_a"]) == {2}
+    assert set(curve["run_b"]) == {"run/b"} and set(curve["epoch_b"]) == {7}
+    plain = interpolation_curve(ma, mb, data["train"], data["test"], ts=[0.0, 1.0], seed=0)
+    at_ends = curve[curve["t"].isin([0.0, 1.0])].reset_index(drop=True)
+    np.testing.assert_allclose(at_ends["train_loss"], plain["train_loss"])  # same settings
+
+
+def test_job_settings_parse_the_slice_and_set_the_threads():
+    job = types.SimpleNamespace(
+        params=types.SimpleNamespace(cfg='{"device": "cpu", "grid": 4}'), threads=2
+    )
+    cfg, device = job_settings(job)
+    assert cfg == {"device": "cpu", "grid": 4}
+    assert device == torch.device("cpu") and torch.get_num_threads() == 2
+    job.threads = 0  # a job given no core still gets one thread
+    job_settings(job)
+    assert torch.get_num_threads() == 1
 
 
 # --------------------------------------------------------------------------------------------

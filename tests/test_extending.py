@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from mfoml import config as C
+from mfoml import layer_measures
 from mfoml.analysis import aggregate as agg
 from mfoml.data.catalog import prepare_dataset
 from mfoml.data.files import FILE_KEYS
@@ -209,26 +210,36 @@ def _run_tables(fold: int, measure: list[float]) -> tuple[dict, pd.DataFrame, pd
     return meta, probe, ncc
 
 
-def test_recipe_4_new_per_layer_measure(monkeypatch):
-    (values_src,) = blocks(4, "python")
-    assert '"my_measure"' in values_src and "LAYER_VALUES" in values_src
+def test_recipe_4_new_per_layer_measure():
+    (src,) = blocks(4, "python")
+    assert '"my_measure"' in src and "LAYER_MEASURES" in src
     parts = [_run_tables(0, [1.0, 2.0, 3.0]), _run_tables(1, [3.0, 6.0, 9.0])]
     runs = [p[0] for p in parts]
     layers = agg.layers_table(
         runs, {m["run"]: p for m, p, _ in parts}, {m["run"]: n for m, _, n in parts}
     )
-    assert "my_measure" in layers.columns  # step 1: the NCC table's column reaches layers.csv
+    assert "my_measure" in layers.columns  # step 2: the NCC table's column reaches layers.csv
     keys = ["epoch", "layer", "layer_index"]
-    # without step 2 it never reaches layers_summary.csv
+    # not declared: never in layers_summary.csv
     before = agg.summarize(layers, keys, agg.layer_summary_columns(layers.columns))
     assert "my_measure_mean" not in before.columns and "alpha_mean" in before.columns
-    # step 2: listed in LAYER_VALUES
-    monkeypatch.setattr(agg, "LAYER_VALUES", (*agg.LAYER_VALUES, "my_measure"))
-    after = agg.summarize(layers, keys, agg.layer_summary_columns(layers.columns))
+    # step 1: declared in the registry (the recipe's code, run in the registry's namespace)
+    registry = dict(vars(layer_measures))
+    exec(src, registry)
+    measures = registry["LAYER_MEASURES"]
+    after = agg.summarize(
+        layers, keys, agg.layer_summary_columns(layers.columns, measures=measures)
+    )
     got = after.set_index("layer")
     assert got.loc["hidden", "my_measure_mean"] == pytest.approx(4.0)  # (2 + 6) / 2
     assert got.loc["logits", "my_measure_n"] == 2
     assert got.loc["input", "my_measure_std"] == pytest.approx(np.sqrt(2.0))  # of 1 and 3
+    # the registered measures' columns keep their place
+    assert [c for c in after.columns if c not in before.columns] == [
+        "my_measure_mean",
+        "my_measure_std",
+        "my_measure_n",
+    ]
 
 
 def test_recipe_5_new_rule(tmp_path):

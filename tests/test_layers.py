@@ -4,7 +4,8 @@ Every module of ``mfoml`` is parsed (its AST, so function-level imports count to
 import of an ``mfoml`` module becomes an edge of the module graph. The layers
 (docs/architecture.md) are, from the bottom:
 
-    base      mfoml (the package), mfoml._lazy, mfoml.io, mfoml.logs, mfoml.tracking
+    base      mfoml (the package), mfoml._lazy, mfoml.io, mfoml.logs, mfoml.tracking,
+              mfoml.layer_measures
     core      mfoml.data, mfoml.wavelets, mfoml.collapse, mfoml.analysis
     models    mfoml.nets, mfoml.tabular, mfoml.plots, mfoml.dynamics, mfoml.similarity
     config    mfoml.config
@@ -41,6 +42,7 @@ BASE = {
     "mfoml",
     "mfoml._lazy",
     "mfoml.io",
+    "mfoml.layer_measures",
     "mfoml.logs",
     "mfoml.tracking",
     "mfoml.warm",

@@ -15,14 +15,7 @@ from mfoml.nets.losses import SVSLLoss, svsl_term
 from mfoml.nets.models import build_model
 from mfoml.nets.training import ExtraLoss, TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add overhead (and noise) on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def hand_term(h: np.ndarray, y: np.ndarray, means: np.ndarray | None = None) -> float:

@@ -7,14 +7,13 @@ parser under test; the real download, md5 verification and parsing run end to en
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from loopback import serve_directory
+from loopback import md5s, prepare_served
 from mfoml.data.catalog import prepare_dataset
 from mfoml.data.formats import DataFormatError
 from mfoml.data.store import load_dataset
@@ -54,22 +53,11 @@ def write_stl10(directory: Path, rng: np.random.Generator, n_train=6, n_test=4, 
     return x_tr, y_tr, x_te, y_te
 
 
-def md5s(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in directory.iterdir()}
-
-
 def test_stl10_download_parse_and_cap(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     x_tr, y_tr, x_te, y_te = write_stl10(served, np.random.default_rng(0))
-    with serve_directory(served) as base:
-        meta = prepare_dataset(
-            "stl10",
-            tmp_path / "s",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    meta = prepare_served("stl10", tmp_path / "s", served, tmp_path / "dl")
     ds = load_dataset(tmp_path / "s")
     assert ds.x_train.shape == (6, 3, 96, 96) and ds.x_test.shape == (4, 3, 96, 96)
     np.testing.assert_allclose(ds.x_train, x_tr / 255.0, atol=1e-7)
@@ -95,12 +83,6 @@ def test_stl10_archive_missing_member_is_discarded(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     write_stl10(served, np.random.default_rng(1), members={"stl10_binary/train_X.bin": b"x" * 10})
-    with serve_directory(served) as base, pytest.raises(DataFormatError, match="train_y.bin"):
-        prepare_dataset(
-            "stl10",
-            tmp_path / "s",
-            download_dir=tmp_path / "dl",
-            mirror=base,
-            checksums=md5s(served),
-        )
+    with pytest.raises(DataFormatError, match="train_y.bin"):
+        prepare_served("stl10", tmp_path / "s", served, tmp_path / "dl")
     assert not (tmp_path / "dl" / "stl10" / "stl10_binary.tar.gz").exists()

@@ -13,7 +13,7 @@ import pytest
 from mfoml import io
 from mfoml.analysis import tablecheck
 from mfoml.analysis.aggregate import RESULT_TABLES
-from workflow_utils import TINY_CONFIG, completed_tiny_run, copy_run, run_snakemake
+from workflow_utils import assert_aggregation_names_corrupt_table, completed_tiny_run, copy_run
 
 TANH = "mnist1d/mlp-d2-w16/tanh/ce/noise0/fold0"
 
@@ -139,13 +139,4 @@ def _text_in_test_acc(text: str) -> str:
 )
 def test_the_aggregation_stops_naming_the_file(tiny, tmp_path, table, corrupt, expected):
     wd = copy_run(tiny, tmp_path / "wd")
-    path = wd / "results" / "runs" / TANH / table
-    path.write_text(corrupt(path.read_text()))
-    target = "results/tables/layers.csv"
-    proc = run_snakemake(
-        wd, "--cores", "1", target, "--forcerun", "aggregate", configfile=wd / TINY_CONFIG
-    )
-    assert proc.returncode != 0
-    log = (wd / "logs" / "aggregate.log").read_text()
-    assert f"results/runs/{TANH}/{table}: " in log and expected in log, log[-2000:]
-    assert not (wd / target).exists()
+    assert_aggregation_names_corrupt_table(wd, f"results/runs/{TANH}/{table}", corrupt, expected)

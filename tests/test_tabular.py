@@ -4,42 +4,31 @@ fits, wavelet-forest curves, importances, noise study, aggregation and plots."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from mfoml.config import ConfigError, validate_config
-from mfoml.data.folds import make_folds
+from mfoml.data.catalog import prepare_dataset
+from mfoml.data.folds import make_folds, save_folds
 from mfoml.plots.tabular import FIGURES, plot_all
 from mfoml.tabular.baselines import run_baselines
 from mfoml.tabular.data import TabularData, forest_params
 from mfoml.tabular.importance import importance_cv, rank_agreement, synthetic_importance
+from mfoml.tabular.job import run_dataset_job
 from mfoml.tabular.models import BASELINES
 from mfoml.tabular.noise import noise_study
 from mfoml.tabular.search import hparam_effects, nested_rf_search
 from mfoml.tabular.tables import aggregate, mean_std
 from mfoml.tabular.wavelet import n_terms_grid, wavelet_cv
-from sklearn.datasets import load_diabetes, load_iris, load_wine
+from sklearn.datasets import load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-
-@pytest.fixture(scope="module")
-def iris() -> tuple[TabularData, np.ndarray]:
-    b = load_iris()
-    data = TabularData(b.data, b.target, "classification", 3, name="iris")
-    return data, make_folds(data.y, n_splits=3, seed=0, stratified=True)
-
-
-@pytest.fixture(scope="module")
-def diabetes() -> tuple[TabularData, np.ndarray]:
-    b = load_diabetes()
-    data = TabularData(b.data[:240], b.target[:240], "regression", 0, name="diabetes")
-    return data, make_folds(data.y, n_splits=3, seed=0, stratified=False)
-
 
 # ------------------------------------------------------------------------------------------
 # nested CV: the outer test fold never reaches the inner search
@@ -520,3 +509,37 @@ def test_plan_targets_and_subset_errors() -> None:
     cfg["tabular"]["wavelet"]["datasets"] = ["wine"]
     with pytest.raises(ValueError, match="tabular.wavelet.datasets"):
         TabularPlan(cfg["tabular"])
+
+
+# ------------------------------------------------------------------------------------------
+# a rule's job (mfoml.tabular.job)
+# ------------------------------------------------------------------------------------------
+
+
+def test_run_dataset_job_reads_the_job_and_writes_the_record(iris, tmp_path: Path) -> None:
+    prepare_dataset("iris", tmp_path / "iris")
+    save_folds(tmp_path / "folds.json", iris[1], n_splits=3, seed=0, stratified=True)
+    seen = {}
+
+    def compute(job):
+        seen.update(name=job.data.name, shape=job.data.X.shape, cfg=job.cfg, n_jobs=job.n_jobs)
+        return {"n_splits": job.folds["n_splits"]}
+
+    job = SimpleNamespace(
+        input=SimpleNamespace(data=str(tmp_path / "iris"), folds=str(tmp_path / "folds.json")),
+        wildcards=SimpleNamespace(dataset="iris-copy"),
+        params=SimpleNamespace(cfg='{"seed": 3}'),
+        threads=2,
+        output=[str(tmp_path / "out" / "record.json")],
+    )
+    record = run_dataset_job(job, compute)
+    assert seen == {"name": "iris-copy", "shape": (150, 4), "cfg": {"seed": 3}, "n_jobs": 2}
+    assert record["n_splits"] == 3
+    assert record["meta"] == {
+        "dataset": "iris-copy",
+        "task": "classification",
+        "n_samples": 150,
+        "n_features": 4,
+        "n_classes": 3,
+    }
+    assert json.loads((tmp_path / "out" / "record.json").read_text()) == record

@@ -9,32 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from mfoml.data.folds import make_folds, split_indices
+from mfoml.data.folds import split_indices
 from mfoml.plots.tabular import plot_all
 from mfoml.tabular.boosting import boosting_cv
-from mfoml.tabular.data import TabularData
 from mfoml.tabular.models import XGBoostModel, make_baseline
 from mfoml.tabular.search import XGB_SEARCH_PARAMS, nested_xgb_search
 from mfoml.tabular.tables import aggregate
 from mfoml.tabular.wavelet import wavelet_cv
-from sklearn.datasets import load_diabetes, load_iris
 
 BOOSTED = {"n_estimators": 4, "learning_rate": 0.5, "max_depth": 2}
 FOREST = {"n_estimators": 3, "max_depth": 4}
-
-
-@pytest.fixture(scope="module")
-def iris() -> tuple[TabularData, np.ndarray]:
-    b = load_iris()
-    data = TabularData(b.data, b.target, "classification", 3, name="iris")
-    return data, make_folds(data.y, n_splits=3, seed=0, stratified=True)
-
-
-@pytest.fixture(scope="module")
-def diabetes() -> tuple[TabularData, np.ndarray]:
-    b = load_diabetes()
-    data = TabularData(b.data[:150], b.target[:150], "regression", 0, name="diabetes")
-    return data, make_folds(data.y, n_splits=3, seed=0, stratified=False)
+DIABETES_ROWS = 150  # rows of the diabetes fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")

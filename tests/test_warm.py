@@ -18,29 +18,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from mfoml.warm_launch import refusal, start_server
-from warm_utils import copy_scripts, job, job_env, read_pid, run_job, wait_gone
+from mfoml.warm_launch import refusal
+from warm_utils import job, job_env, log_of, read_pid, run_job, serving, wait_gone
 from workflow_utils import completed_tiny_run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm start: Linux")
 
 
 @pytest.fixture()
-def scripts(tmp_path: Path) -> Path:
-    return copy_scripts(tmp_path)
-
-
-@pytest.fixture()
 def server(scripts: Path, tmp_path: Path):
-    srv = start_server(str(scripts), str(tmp_path / "warm.log"))
-    assert srv is not None
-    yield srv
-    srv.stop()
-    assert not os.path.exists(srv.tmpdir)
-
-
-def log_of(tmp_path: Path) -> str:
-    return (tmp_path / "warm.log").read_text()
+    yield from serving(scripts, tmp_path)
 
 
 def test_job_runs_in_a_fork_with_the_clients_context(server, scripts, tmp_path):

@@ -23,12 +23,13 @@ import pytest
 from mfoml.warm_launch import start_server
 from warm_utils import (
     alive,
-    copy_scripts,
     group_pids,
     job,
     job_env,
+    log_of,
     read_pid,
     run_job,
+    serving,
     state,
     wait_for,
     wait_gone,
@@ -39,22 +40,9 @@ NOBODY = 65534
 
 
 @pytest.fixture()
-def scripts(tmp_path: Path) -> Path:
-    return copy_scripts(tmp_path)
-
-
-@pytest.fixture()
 def server(scripts: Path, tmp_path: Path, monkeypatch):
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    srv = start_server(str(scripts), str(tmp_path / "warm.log"), grace=1.0)
-    assert srv is not None
-    yield srv
-    srv.stop()
-    assert not os.path.exists(srv.tmpdir)
-
-
-def log_of(tmp_path: Path) -> str:
-    return (tmp_path / "warm.log").read_text()
+    yield from serving(scripts, tmp_path, grace=1.0)
 
 
 def sleeper(tmp_path: Path, scripts: Path, name: str, seconds: float = 60, extra: str = "") -> Path:

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -21,6 +23,24 @@ def copy_scripts(tmp_path: Path) -> Path:
     dest = tmp_path / "scripts"
     shutil.copytree(SCRIPTS / "mfoml", dest / "mfoml", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+def serving(scripts: Path, tmp_path: Path, **kwargs: Any) -> Iterator[Any]:
+    """A warm-start server on ``scripts`` logging to ``tmp_path/warm.log`` (``kwargs`` go to
+    ``start_server``), as a fixture body (``yield from``): stopped after the test, which must
+    leave its socket directory removed."""
+    from mfoml.warm_launch import start_server
+
+    srv = start_server(str(scripts), str(tmp_path / "warm.log"), **kwargs)
+    assert srv is not None
+    yield srv
+    srv.stop()
+    assert not os.path.exists(srv.tmpdir)
+
+
+def log_of(tmp_path: Path) -> str:
+    """The text of the server log that :func:`serving` set up."""
+    return (tmp_path / "warm.log").read_text()
 
 
 def job(tmp_path: Path, scripts: Path, body: str, name: str = "job.py") -> Path:

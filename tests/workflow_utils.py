@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -183,6 +184,16 @@ def dry_run_jobs(
     return jobs
 
 
+def config_error(cfg: dict) -> str:
+    """The message of the ``ConfigError`` that validating ``cfg`` must raise."""
+    import pytest
+    from mfoml.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    return str(info.value)
+
+
 TINY_CONFIG = Path("config") / "tests" / "tiny.yaml"
 _COMPLETED: dict[str, Path] = {}
 
@@ -208,3 +219,23 @@ def completed_tiny_run(base: str | os.PathLike[str], cores: int = 2) -> Path:
                 done.touch()
         _COMPLETED[key] = wd
     return _COMPLETED[key]
+
+
+def assert_aggregation_names_corrupt_table(
+    wd: Path, table: str, corrupt: Callable[[str], str], expected: str
+) -> None:
+    """Corrupt the result table ``table`` (a path relative to ``wd``, a copy of the tiny run)
+    with ``corrupt`` (old text -> new text) and force the aggregation of the layers table: it
+    must fail, its log naming the file and ``expected``, and leave no layers table."""
+    path = wd / table
+    path.write_text(corrupt(path.read_text()))
+    target = "results/tables/layers.csv"
+    # the target between two options: `--forcerun` takes every following word as a rule name,
+    # and `--configfile` (put first by run_snakemake) every following word as a file
+    proc = run_snakemake(
+        wd, "--cores", "1", target, "--forcerun", "aggregate", configfile=wd / TINY_CONFIG
+    )
+    assert proc.returncode != 0
+    log = (wd / "logs" / "aggregate.log").read_text()
+    assert f"{table}: " in log and expected in log, log[-2000:]
+    assert not (wd / target).exists()

@@ -240,19 +240,21 @@ def train_inputs(wildcards):
 def train_code(wildcards):
     """Code version of a training job: the modules of optional paths count only for the runs
     taking them (SVSL: mfoml.nets.losses and through it the class means of mfoml.collapse;
-    sharpness: mfoml.dynamics.sharpness; pretrained: mfoml.nets.pretrain). mfoml.tracking
-    (optional W&B logging) never changes a result and is never part of it."""
+    sharpness: mfoml.dynamics.edge and mfoml.dynamics.sharpness; pretrained:
+    mfoml.nets.pretrain). mfoml.tracking (optional W&B logging) never changes a result and is
+    never part of it."""
     run = run_of(wildcards)
     extra = []
     if run.loss_spec.get("type") == "svsl":
         extra.append("mfoml.nets.losses")
     if run.train.get("sharpness_every"):
-        extra.append("mfoml.dynamics.sharpness")
+        extra += ["mfoml.dynamics.edge", "mfoml.dynamics.sharpness"]
     if run.pretrained:
         extra.append("mfoml.nets.pretrain")
     optional = (
         "mfoml.nets.losses",
         "mfoml.nets.pretrain",
+        "mfoml.dynamics.edge",
         "mfoml.dynamics.sharpness",
         "mfoml.tracking",
     )

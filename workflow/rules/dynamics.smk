@@ -1,24 +1,25 @@
 # Training dynamics and class geometry (issue 13; config keys `dynamics`, `train.sharpness_every`,
 # `ncc.geometry`). Always: figures of the per-epoch gradient norm, of the error against the
 # parameter count and of the per-layer geometry (from the aggregated tables). Optional, per run:
-# sharpness and input sensitivity per checkpoint (rule dynamics), the weight trajectory (rule
-# trajectory), interpolation between a run's checkpoints (interpolation_run) and between two runs
-# (interpolation_pair), collected by dynamics_tables.
+# sharpness and input sensitivity per checkpoint (rule dynamics_checkpoints), the weight
+# trajectory (dynamics_trajectory), interpolation between a run's checkpoints
+# (dynamics_interpolation_run) and between two runs (dynamics_interpolation_pair), collected by
+# dynamics_tables. Their resources: `resources.dynamics`.
 
 
 wildcard_constraints:
     pair=r"[0-9]+",
 
 
-rule dynamics:
+rule dynamics_checkpoints:
     input:
-        unpack(_run_inputs("dynamics_checkpoints.py")),
+        unpack(_run_inputs),
     output:
         "results/runs/{run}/dynamics.csv",
     log:
-        "logs/runs/{run}/dynamics.log",
+        "logs/runs/{run}/dynamics_checkpoints.log",
     benchmark:
-        "results/benchmarks/{run}/dynamics.tsv"
+        "results/benchmarks/{run}/dynamics_checkpoints.tsv"
     conda:
         "../../envs/mfoml.yaml"
     threads: res("dynamics", "threads")
@@ -33,16 +34,16 @@ rule dynamics:
         "../scripts/dynamics_checkpoints.py"
 
 
-rule trajectory:
+rule dynamics_trajectory:
     input:
-        unpack(_run_inputs("dynamics_trajectory.py")),
+        unpack(_run_inputs),
     output:
         surface="results/runs/{run}/trajectory_surface.csv",
         path="results/runs/{run}/trajectory_path.csv",
     log:
-        "logs/runs/{run}/trajectory.log",
+        "logs/runs/{run}/dynamics_trajectory.log",
     benchmark:
-        "results/benchmarks/{run}/trajectory.tsv"
+        "results/benchmarks/{run}/dynamics_trajectory.tsv"
     conda:
         "../../envs/mfoml.yaml"
     threads: res("dynamics", "threads")
@@ -56,15 +57,15 @@ rule trajectory:
         "../scripts/dynamics_trajectory.py"
 
 
-rule interpolation_run:
+rule dynamics_interpolation_run:
     input:
-        unpack(_run_inputs("dynamics_interpolation.py")),
+        unpack(_run_inputs),
     output:
         "results/runs/{run}/interpolation.csv",
     log:
-        "logs/runs/{run}/interpolation.log",
+        "logs/runs/{run}/dynamics_interpolation_run.log",
     benchmark:
-        "results/benchmarks/{run}/interpolation.tsv"
+        "results/benchmarks/{run}/dynamics_interpolation_run.tsv"
     conda:
         "../../envs/mfoml.yaml"
     threads: res("dynamics", "threads")
@@ -73,13 +74,13 @@ rule interpolation_run:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
-        code=code_version("dynamics_interpolation.py"),
+        code=code_version("dynamics_interpolation_run.py"),
         cfg=lambda wildcards: dynamics_params(config, "within", run_of(wildcards)),
     script:
-        "../scripts/dynamics_interpolation.py"
+        "../scripts/dynamics_interpolation_run.py"
 
 
-rule interpolation_pair:
+rule dynamics_interpolation_pair:
     input:
         unpack(_pair_inputs),
     output:
@@ -94,10 +95,10 @@ rule interpolation_pair:
         mem_mb=res("dynamics", "mem_mb"),
         runtime=res("dynamics", "runtime"),
     params:
-        code=code_version("dynamics_interpolation.py"),
+        code=code_version("dynamics_interpolation_pair.py"),
         cfg=_pair_params,
     script:
-        "../scripts/dynamics_interpolation.py"
+        "../scripts/dynamics_interpolation_pair.py"
 
 
 if dynamics_table_outputs():

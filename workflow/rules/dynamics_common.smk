@@ -12,15 +12,12 @@ PAIRS = interpolation_pairs(config) if DYN["pairs"] else []
 EOS = any(int(r.train.get("sharpness_every") or 0) > 0 for r in RUNS.values())
 
 
-def _run_inputs(script):
-    def inputs(wildcards):
-        run = run_of(wildcards)
-        return {
-            "checkpoints": checkpoints_dir(run.run_id),
-            "data": data_dir(run.dataset),
-        }
-
-    return inputs
+def _run_inputs(wildcards):
+    run = run_of(wildcards)
+    return {
+        "checkpoints": checkpoints_dir(run.run_id),
+        "data": data_dir(run.dataset),
+    }
 
 
 def _pair_inputs(wildcards):

@@ -1,6 +1,6 @@
-"""Rule `dynamics`: per checkpoint of a run, the sharpness of the training loss (top Hessian
-eigenvalue and Hutchinson trace on a fixed training subset, mfoml.dynamics.sharpness) and the
-input sensitivity (mean ||d loss / d x||_F per split, mfoml.dynamics.sensitivity), as switched
+"""Rule `dynamics_checkpoints`: per checkpoint of a run, the sharpness of the training loss (top
+Hessian eigenvalue and Hutchinson trace on a fixed training subset, mfoml.dynamics.sharpness) and
+the input sensitivity (mean ||d loss / d x||_F per split, mfoml.dynamics.sensitivity), as switched
 on by ``dynamics.sharpness`` / ``dynamics.sensitivity``. Output: results/runs/{run}/dynamics.csv,
 one row per checkpoint epoch.
 """
@@ -13,23 +13,20 @@ from mfoml.warm import delegate  # noqa: E402
 
 delegate(snakemake)  # the job runs in the warm-start server when one serves this run (mfoml.warm)
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from mfoml.dynamics.job import job_settings  # noqa: E402
 from mfoml.dynamics.rundata import run_splits  # noqa: E402
 from mfoml.dynamics.sensitivity import input_sensitivity  # noqa: E402
 from mfoml.dynamics.sharpness import sharpness  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
-from mfoml.nets.models import resolve_device  # noqa: E402
 
-log = setup_logging(snakemake.log[0], "dynamics")
-cfg = json.loads(snakemake.params.cfg)
-torch.set_num_threads(max(1, int(snakemake.threads)))
-device = resolve_device(cfg["device"])
+log = setup_logging(snakemake.log[0], "dynamics_checkpoints")
+cfg, device = job_settings(snakemake)
 ckpts = list_checkpoints(snakemake.input.checkpoints)
 epochs = sorted(ckpts) if cfg["epochs"] == "all" else sorted(int(e) for e in cfg["epochs"])
 missing = [e for e in epochs if e not in ckpts]

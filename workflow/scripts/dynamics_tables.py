@@ -1,5 +1,6 @@
 """Rule `dynamics_tables`: the per-run outputs of the optional dynamics rules collected into
-tidy tables with the run columns (results/tables/dynamics_*.csv)."""
+tidy tables with the run columns (results/tables/dynamics_*.csv), each read checked
+(mfoml.analysis.aggregate.stack_run_tables: a corrupted file is named)."""
 
 import sys
 
@@ -11,53 +12,28 @@ delegate(snakemake)  # the job runs in the warm-start server when one serves thi
 
 import json  # noqa: E402
 
-import pandas as pd  # noqa: E402
-from mfoml.analysis.aggregate import RUN_COLUMNS  # noqa: E402
+from mfoml.analysis.aggregate import stack_run_tables  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 
 log = setup_logging(snakemake.log[0], "dynamics_tables")
 cfg = json.loads(snakemake.params.cfg)
-runs = {r["run"]: r for r in cfg["runs"]}
-
-
-def read(path):
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot read this dynamics table ({exc})") from exc
-
-
-def with_run(frame, rid, prefix=""):
-    out = frame.copy()
-    for i, col in enumerate(RUN_COLUMNS):
-        out.insert(i, f"{prefix}{col}", runs[rid][col])
-    return out
-
-
-def collect(paths, ids):
-    frames = [with_run(read(p), rid) for p, rid in zip(paths, ids, strict=True)]
-    return pd.concat(frames, ignore_index=True)
-
-
-inp, out = snakemake.input, snakemake.output
-ids = [r["run"] for r in cfg["runs"]]
+metas, inp, out = cfg["runs"], snakemake.input, snakemake.output
 if "checkpoint" in out.keys():
-    atomic_write_csv(out.checkpoint, collect(inp.checkpoint, ids))
+    atomic_write_csv(out.checkpoint, stack_run_tables(inp.checkpoint, metas))
 if "trajectory_surface" in out.keys():
-    atomic_write_csv(out.trajectory_surface, collect(inp.trajectory_surface, ids))
-    atomic_write_csv(out.trajectory_path, collect(inp.trajectory_path, ids))
+    atomic_write_csv(out.trajectory_surface, stack_run_tables(inp.trajectory_surface, metas))
+    atomic_write_csv(out.trajectory_path, stack_run_tables(inp.trajectory_path, metas))
 if "interpolation" in out.keys():
-    frames = []
+    # within each run (between its checkpoints), then between the two runs of each pair (run a's
+    # columns)
+    paths, runs, kinds = [], [], []
     if "within" in inp.keys():
-        for p, rid in zip(inp.within, ids, strict=True):
-            f = with_run(read(p), rid)
-            f.insert(len(RUN_COLUMNS), "kind", "checkpoints")
-            frames.append(f)
+        paths, runs, kinds = list(inp.within), list(metas), ["checkpoints"] * len(metas)
     if "pairs" in inp.keys():
-        for p, pair in zip(inp.pairs, cfg["pairs"], strict=True):
-            f = with_run(read(p), pair["a"])
-            f.insert(len(RUN_COLUMNS), "kind", "runs")
-            frames.append(f)
-    atomic_write_csv(out.interpolation, pd.concat(frames, ignore_index=True))
+        meta = {r["run"]: r for r in metas}
+        paths += list(inp.pairs)
+        runs += [meta[pair["a"]] for pair in cfg["pairs"]]
+        kinds += ["runs"] * len(cfg["pairs"])
+    atomic_write_csv(out.interpolation, stack_run_tables(paths, runs, kinds))
 log.info("wrote %s", ", ".join(str(p) for p in out))

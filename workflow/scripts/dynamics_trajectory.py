@@ -1,7 +1,8 @@
-"""Rule `trajectory`: PCA of a run's flattened parameters over its checkpoints and the training
-loss on the plane of the first two principal directions (mfoml.dynamics.trajectory). Outputs:
-``trajectory_surface.csv`` (a, b, train_loss, train_acc per grid point) and ``trajectory_path.csv`` (each
-checkpoint's coordinates, its distance to the plane, the explained variance ratios).
+"""Rule `dynamics_trajectory`: PCA of a run's flattened parameters over its checkpoints and the
+training loss on the plane of the first two principal directions (mfoml.dynamics.trajectory).
+Outputs: ``trajectory_surface.csv`` (a, b, train_loss, train_acc per grid point) and
+``trajectory_path.csv`` (each checkpoint's coordinates, its distance to the plane, the explained
+variance ratios).
 """
 
 import sys
@@ -12,18 +13,15 @@ from mfoml.warm import delegate  # noqa: E402
 
 delegate(snakemake)  # the job runs in the warm-start server when one serves this run (mfoml.warm)
 
-import json  # noqa: E402
-
-import torch  # noqa: E402
+from mfoml.dynamics.job import job_settings  # noqa: E402
 from mfoml.dynamics.rundata import run_splits  # noqa: E402
 from mfoml.dynamics.trajectory import loss_surface  # noqa: E402
 from mfoml.io import atomic_write_csv  # noqa: E402
 from mfoml.logs import setup_logging  # noqa: E402
 from mfoml.nets.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
 
-log = setup_logging(snakemake.log[0], "trajectory")
-cfg = json.loads(snakemake.params.cfg)
-torch.set_num_threads(max(1, int(snakemake.threads)))
+log = setup_logging(snakemake.log[0], "dynamics_trajectory")
+cfg, _ = job_settings(snakemake)  # the checkpoints are loaded on the CPU
 ckpts = list_checkpoints(snakemake.input.checkpoints)
 if len(ckpts) < 3:
     raise ValueError(

@@ -4,7 +4,8 @@ Plain functions and scikit-learn-style estimators over numpy arrays and torch te
 Snakemake inside, usable from a notebook. One subpackage per concern, layered so that imports only
 go down (docs/architecture.md; enforced by tests/test_layers.py):
 
-- base       ``io`` (atomic writes, checksums), ``logs`` (rule-script logging)
+- base       ``io`` (atomic writes, checksums), ``logs`` (rule-script logging),
+             ``layer_measures`` (the registry of the per-layer measures' columns)
 - core       ``data`` (normalized store, sources, downloads, folds, noise, subsampling),
              ``wavelets`` (wavelet forests, smoothness, sparsity probe),
              ``collapse`` (NCC and neural collapse, streaming; linear/k-NN probes),

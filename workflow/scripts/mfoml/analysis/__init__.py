@@ -3,6 +3,8 @@
 - :mod:`mfoml.analysis.metrics`: classification and regression metrics (one accuracy and R^2);
 - :mod:`mfoml.analysis.statistics`: fold statistics, slope;
 - :mod:`mfoml.analysis.aggregate`: tidy tables over runs, summaries over folds, correlation points;
+  :mod:`mfoml.analysis.aggregate_tables`: the ``aggregate`` rule's inputs read and checked, and
+  every table it writes;
 - :mod:`mfoml.analysis.permutation`: Spearman rho (within strata), restricted permutation
   tests, stratified bootstrap intervals, the smallest attainable p, Holm;
 - :mod:`mfoml.analysis.runstats`: variant-level inference (correlation across variants per

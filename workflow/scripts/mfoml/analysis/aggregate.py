@@ -26,6 +26,7 @@ pooled checkpoints), is :mod:`mfoml.analysis.runstats`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,15 +35,17 @@ import pandas as pd
 
 from mfoml.analysis.metrics import classification_metrics
 from mfoml.analysis.statistics import fold_statistics, slope
+from mfoml.io import read_csv_checked
+from mfoml.layer_measures import GEOMETRY, LAYER_MEASURES, NCC, PROBE, LayerMeasure
 
 __all__ = [
     "RESULT_TABLES",
     "RUN_COLUMNS",
     "VARIANT_COLUMNS",
     "FEATURES",
-    "LAYER_VALUE_PREFIXES",
-    "LAYER_VALUES",
     "layer_summary_columns",
+    "stack_run_tables",
+    "with_run_columns",
     "layers_table",
     "epochs_table",
     "checkpoint_metrics",
@@ -62,22 +65,8 @@ RESULT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | str]] = {
     ),
     "ncc.csv": (
         ("epoch", "layer", "layer_index", "ncc_mismatch_train", "ncc_accuracy_test", "nc1"),
-        (
-            "epoch",
-            "layer_index",
-            "dim",
-            "n_train",
-            "n_test",
-            "ncc_mismatch_train",
-            "ncc_mismatch_test",
-            "ncc_accuracy_train",
-            "ncc_accuracy_test",
-            "nc1",
-            "nc2_equinorm",
-            "nc2_equiangularity",
-            "nc3",
-            "nc4",
-        ),
+        # the measures of the table (mfoml.layer_measures), where present
+        ("epoch", "layer_index", "dim", "n_train", "n_test", *NCC.summary, *GEOMETRY.summary),
     ),
     "metrics.csv": (
         ("epoch", "train_loss", "train_acc", "heldout_acc", "test_acc"),
@@ -100,34 +89,6 @@ RUN_COLUMNS = [
 #: Columns identifying a variant (a run without its fold and seed); summaries aggregate over
 #: the folds *and* seeds of a variant.
 VARIANT_COLUMNS = ["experiment", "dataset", "model", "activation", "loss", "noise"]
-#: The per-layer measures of ``layers.csv`` that ``layers_summary.csv`` summarizes over folds
-#: (:func:`layer_summary_columns`): every column starting with one of these prefixes (``*_status``
-#: columns excepted: they are labels, not numbers), and the columns named in
-#: :data:`LAYER_VALUES`. A new per-layer measure reaches ``layers_summary.csv`` only when its
-#: column is listed here (docs/extending.md, recipe 4).
-LAYER_VALUE_PREFIXES: tuple[str, ...] = (
-    "alpha",
-    "ncc_",
-    "nc1",
-    "nc2",
-    "nc3",
-    "nc4",
-    "n_tau",
-    "n_wavelets",
-)
-#: Per-layer measures summarized by exact name: the NCC job's class geometry
-#: (mfoml.collapse.geometry_table) and the TwoNN intrinsic dimension (mfoml.similarity).
-LAYER_VALUES: tuple[str, ...] = (
-    "cdnv",
-    "trace_within",
-    "trace_between",
-    "trace_ratio",
-    "etf_error_means",
-    "etf_error_classifier",
-    "self_duality_error",
-    "effective_rank",
-    "intrinsic_dim",
-)
 #: Layer-dynamics features correlated with accuracy.
 FEATURES = [
     "alpha_last_inner",
@@ -137,21 +98,48 @@ FEATURES = [
 ]
 
 
-def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
+def with_run_columns(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
+    """A copy of ``frame`` with the run description columns :data:`RUN_COLUMNS` (values from
+    ``meta``) in front."""
     out = frame.copy()
     for i, col in enumerate(RUN_COLUMNS):
         out.insert(i, col, meta[col])
     return out
 
 
-def layer_summary_columns(columns: Sequence[str]) -> list[str]:
+def stack_run_tables(
+    paths: Sequence[str | os.PathLike[str]],
+    metas: Sequence[Mapping[str, Any]],
+    kinds: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per-run tables stacked: each read checked (:func:`mfoml.io.read_csv_checked`) with the
+    :data:`RUN_COLUMNS` of its run (``metas``, in the order of ``paths``) in front and, with
+    ``kinds``, a ``kind`` column after them."""
+    frames = []
+    for i, (path, meta) in enumerate(zip(paths, metas, strict=True)):
+        frame = with_run_columns(read_csv_checked(path), meta)
+        if kinds is not None:
+            frame.insert(len(RUN_COLUMNS), "kind", kinds[i])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_summary_columns(
+    columns: Sequence[str],
+    splits: Sequence[str] = (),
+    measures: Sequence[LayerMeasure] = LAYER_MEASURES,
+) -> list[str]:
     """The columns of ``layers.csv`` (``columns``, in their order) that ``layers_summary.csv``
-    summarizes: :data:`LAYER_VALUE_PREFIXES` (no ``*_status``) and :data:`LAYER_VALUES`."""
-    chosen = []
-    for c in map(str, columns):
-        if (c.startswith(LAYER_VALUE_PREFIXES) and "status" not in c) or c in LAYER_VALUES:
-            chosen.append(c)
-    return chosen
+    summarizes: the ``summary`` columns of every registered per-layer measure
+    (:data:`mfoml.layer_measures.LAYER_MEASURES`), those of a per-split measure (the probe)
+    also with the suffix ``_{split}`` of every split in ``splits`` (the probed splits other
+    than ``train``, :func:`layers_table`)."""
+    chosen = set()
+    for m in measures:
+        chosen.update(m.summary)
+        if m.per_split:
+            chosen.update(f"{c}_{s}" for c in m.summary for s in splits if s != "train")
+    return [c for c in map(str, columns) if c in chosen]
 
 
 def layers_table(
@@ -164,11 +152,12 @@ def layers_table(
     Parameters
     ----------
     runs : run descriptions (dicts with :data:`RUN_COLUMNS`).
-    probe : run id -> probe table (``epoch, split, layer, layer_index, alpha, alpha_min,
-        alpha_max, status, n_tau, n_wavelets`` and, with the random-label baseline,
-        ``alpha_random, alpha_random_status, n_wavelets_random``); the ``train`` split gives
-        these columns (``status`` as ``alpha_status``), any other split the same with the suffix
-        ``_{split}`` (``alpha_test``, ``alpha_status_test``, ``n_wavelets_test`` ...).
+    probe : run id -> probe table (``epoch, split, layer, layer_index`` and the columns of
+        :data:`mfoml.layer_measures.PROBE`: ``alpha, alpha_min, alpha_max, status, n_tau,
+        n_wavelets`` and, with the random-label baseline, ``alpha_random,
+        alpha_random_status, n_wavelets_random``); the ``train`` split gives these columns
+        (``status`` as ``alpha_status``), any other split the same with the suffix ``_{split}``
+        (``alpha_test``, ``alpha_status_test``, ``n_wavelets_test`` ...).
     ncc : run id -> NCC table (``epoch, layer, layer_index, ncc_mismatch_train, ...``).
 
     Returns
@@ -182,8 +171,9 @@ def layers_table(
         wide = None
         for split, part in p.groupby("split", sort=False):
             suffix = "" if split == "train" else f"_{split}"
+            values = [c for c in part.columns if c in PROBE.columns]
             part = part.rename(columns={"status": "alpha_status"})
-            values = [c for c in part.columns if c.startswith(("alpha", "n_tau", "n_wavelets"))]
+            values = ["alpha_status" if c == "status" else c for c in values]
             part = part[["epoch", "layer", "layer_index", *values]].rename(
                 columns={c: f"{c}{suffix}" for c in values}
             )
@@ -200,7 +190,7 @@ def layers_table(
             else n
         )
         merged = merged.sort_values(["epoch", "layer_index"], kind="stable")
-        merged = _with_run(merged, meta)
+        merged = with_run_columns(merged, meta)
         merged["_order"] = order
         frames.append(merged)
     if not frames:
@@ -227,7 +217,7 @@ def epochs_table(
             m["target_acc"] = m["test_acc"]
         else:
             m["target_acc"] = m.get("heldout_acc", np.nan)
-        frames.append(_with_run(m, meta))
+        frames.append(with_run_columns(m, meta))
     if not frames:
         return pd.DataFrame(columns=RUN_COLUMNS)
     return pd.concat(frames, ignore_index=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from mfoml.analysis.aggregate import RUN_COLUMNS, summarize
+from mfoml.analysis.aggregate import RUN_COLUMNS, summarize, with_run_columns
 
 __all__ = [
     "SSL_LAYER_KEYS",
@@ -43,13 +43,6 @@ SSL_VALUES = [
 ]
 
 
-def _with_run(frame: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
-    out = frame.copy()
-    for i, col in enumerate(RUN_COLUMNS):
-        out.insert(i, col, meta[col])
-    return out
-
-
 def ssl_layers_table(
     runs: Sequence[Mapping[str, Any]], evals: Mapping[str, pd.DataFrame]
 ) -> pd.DataFrame:
@@ -60,7 +53,7 @@ def ssl_layers_table(
     runs : run descriptions (dicts with :data:`RUN_COLUMNS`).
     evals : ``{run id: ssl_eval table}``.
     """
-    parts = [_with_run(evals[meta["run"]], meta) for meta in runs if meta["run"] in evals]
+    parts = [with_run_columns(evals[meta["run"]], meta) for meta in runs if meta["run"] in evals]
     if not parts:
         return pd.DataFrame(columns=[*RUN_COLUMNS, *SSL_LAYER_KEYS, *SSL_VALUES])
     return pd.concat(parts, ignore_index=True)
@@ -81,7 +74,9 @@ def ssl_epochs_table(
     runs: Sequence[Mapping[str, Any]], metrics: Mapping[str, pd.DataFrame]
 ) -> pd.DataFrame:
     """Concatenate the runs' ``metrics.csv`` (SSL loss and terms per epoch) with run columns."""
-    parts = [_with_run(metrics[meta["run"]], meta) for meta in runs if meta["run"] in metrics]
+    parts = [
+        with_run_columns(metrics[meta["run"]], meta) for meta in runs if meta["run"] in metrics
+    ]
     if not parts:
         return pd.DataFrame(columns=[*RUN_COLUMNS, "epoch", "train_loss"])
     return pd.concat(parts, ignore_index=True)

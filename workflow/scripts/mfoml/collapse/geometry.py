@@ -43,11 +43,14 @@ mu_G)(mu_c - mu_G)^T`` over the ``C'`` present classes, ``M`` the ``C' x D`` mat
       under-counts a flat tail. No ``D x D`` matrix is ever built for ``D > max_dim``.
 
 Everything is computed in float64 from ``(N, D)`` features of any float dtype (float16 memory
-maps included), ``chunk_size`` rows at a time: pass 1 (skipped when the class means are given)
-accumulates class sums; pass 2 accumulates the per-class within-class sums of squares and the
-scatter (or sketch) for the effective rank. The ``"gram"`` method re-reads the rows once per
-row block. :mod:`mfoml.collapse.geometry_table` applies this to every layer of a dump. Written here rather than taken from the ``neural-collapse`` toolkit because that
-library keeps ``D x D`` covariances on the accelerator and does not stream memory maps.
+maps included), ``chunk_size`` rows at a time (in the cache-sized blocks of
+:mod:`mfoml.collapse.streaming`): pass 1 (skipped when the class means are given) is
+:class:`mfoml.collapse.accumulators.ClassMeans`; pass 2 accumulates the per-class within-class
+sums of squares and the scatter (or sketch) for the effective rank. The ``"gram"`` method
+re-reads the rows once per row block. :mod:`mfoml.collapse.geometry_table` applies this to
+every layer of a dump. Written here rather than taken from the ``neural-collapse`` toolkit
+because that library keeps ``D x D`` covariances on the accelerator and does not stream memory
+maps.
 """
 
 from __future__ import annotations
@@ -58,15 +61,21 @@ from typing import Any
 
 import numpy as np
 
+from mfoml.collapse.accumulators import ClassMeans
 from mfoml.collapse.streaming import (
     Features,
     NonFiniteFeaturesError,
+    as_label_array,
     check_chunk_size,
+    check_label_range,
     feature_rows,
     is_torch,
     iter_feature_chunks,
     single_blas_thread,
+    sub_blocks,
+    to_f64,
 )
+from mfoml.layer_measures import GEOMETRY
 
 __all__ = [
     "cdnv",
@@ -76,21 +85,9 @@ __all__ = [
     "self_duality_error",
 ]
 
-#: Columns :func:`geometry_metrics` adds to a per-layer table (besides ``layer``).
-GEOMETRY_COLUMNS = [
-    "cdnv",
-    "trace_within",
-    "trace_between",
-    "trace_ratio",
-    "etf_error_means",
-    "etf_error_classifier",
-    "self_duality_error",
-    "effective_rank",
-    "effective_rank_method",
-]
-
-#: Largest float64 block (bytes) converted at once from a chunk.
-_BLOCK_BYTES = 8 << 20
+#: Columns :func:`geometry_metrics` adds to a per-layer table (besides ``layer``): those of its
+#: entry in the registry of per-layer measures (:data:`mfoml.layer_measures.GEOMETRY`).
+GEOMETRY_COLUMNS = list(GEOMETRY.columns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,12 +102,12 @@ def _to_numpy(chunk: Any) -> np.ndarray:
 
 
 def _blocks(features: Features, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(start_row, float64 block)`` over all rows of ``features`` in order."""
-    for start, chunk in iter_feature_chunks(features, check_chunk_size(chunk_size)):
-        arr = _to_numpy(chunk)
-        rows = max(1, min(len(arr), _BLOCK_BYTES // (8 * max(1, arr.shape[1]))))
-        for a in range(0, len(arr), rows):
-            blk = np.asarray(arr[a : a + rows], dtype=np.float64)
+    """Yield ``(start_row, float64 block)`` over all rows of ``features`` in order, in the
+    cache-sized blocks of :func:`mfoml.collapse.streaming.sub_blocks` (a new array each)."""
+    chunk_size = check_chunk_size(chunk_size)
+    for start, chunk in iter_feature_chunks(features, chunk_size):
+        for a, part in sub_blocks(_to_numpy(chunk), chunk_size):
+            blk, _ = to_f64(part, None)
             if not np.isfinite(blk).all():
                 raise NonFiniteFeaturesError(
                     f"features contain NaN or infinite values (rows {start + a}.."
@@ -120,12 +117,10 @@ def _blocks(features: Features, chunk_size: int) -> Iterator[tuple[int, np.ndarr
 
 
 def _labels(labels: Any, n_classes: int) -> np.ndarray:
-    lab = _to_numpy(labels)
-    if lab.ndim != 1 or lab.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integers of shape (N,), got {lab.dtype} {lab.shape}")
-    if len(lab) and (lab.min() < 0 or lab.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}), found [{lab.min()}, {lab.max()}]")
-    return lab.astype(np.int64, copy=False)
+    """Labels ``(N,)`` as int64 numpy, checked to lie in ``[0, n_classes)``."""
+    lab = as_label_array(labels)
+    check_label_range(lab, n_classes, "labels")
+    return _to_numpy(lab).astype(np.int64, copy=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,27 +236,6 @@ def _singular_from_scatter(scatter: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _class_means(features: Any, lab: np.ndarray, n_classes: int, chunk_size: int) -> tuple:
-    sums: np.ndarray | None = None
-    n = 0
-    classes = np.arange(n_classes)[:, None]
-    for a, blk in _blocks(features, chunk_size):
-        if sums is None:
-            sums = np.zeros((n_classes, blk.shape[1]))
-        yb = lab[a : a + len(blk)]
-        if len(yb) != len(blk):
-            raise ValueError(f"features have more rows than the {len(lab)} labels")
-        sums += (yb[None, :] == classes).astype(np.float64) @ blk
-        n = a + len(blk)
-    if sums is None or n != len(lab):
-        raise ValueError(f"features have {n} rows but labels have {len(lab)}")
-    counts = np.bincount(lab, minlength=n_classes)
-    means = np.full_like(sums, np.nan)
-    p = counts > 0
-    means[p] = sums[p] / counts[p, None]
-    return means, counts
-
-
 def _countsketch(dim: int, k: int, seed: int) -> Any:
     from scipy import sparse
 
@@ -337,9 +311,12 @@ def _geometry_metrics(
     n_expected = feature_rows(features)
     if n_expected is not None and n_expected != n:
         raise ValueError(f"features have {n_expected} rows but labels have {n}")
+    if n == 0:
+        raise ValueError("no samples")
     counts = np.bincount(lab, minlength=n_classes)
     if means is None:
-        means, counts = _class_means(features, lab, int(n_classes), chunk_size)
+        acc = ClassMeans(int(n_classes)).update_from(features, lab, chunk_size)
+        means, counts = acc.means_, acc.counts_
     else:
         means = np.asarray(means, dtype=np.float64)
         if means.shape[0] != n_classes:
@@ -350,8 +327,6 @@ def _geometry_metrics(
                 f"means mark classes {np.flatnonzero(absent_with_samples).tolist()} as absent "
                 "but the labels contain them"
             )
-    if n == 0:
-        raise ValueError("no samples")
     dim = int(means.shape[1])
     present = counts > 0
     gmean = (counts[present, None] * means[present]).sum(axis=0) / n

@@ -144,9 +144,9 @@ def check_dynamics(config: dict[str, Any], table: list[Run]) -> list[str]:
 def dynamics_params(config: dict[str, Any], part: str, run: Run | None = None) -> str:
     """Canonical JSON parameter slice of a dynamics rule.
 
-    ``part``: ``checkpoint`` (rule ``dynamics``), ``trajectory``, ``within`` (rule
-    ``interpolation_run``), ``pair`` (rule ``interpolation_pair``; the pair itself is added by
-    the rule) or ``figures``. ``run`` is needed for the per-run parts.
+    ``part``: ``checkpoint`` (rule ``dynamics_checkpoints``), ``trajectory`` (rule
+    ``dynamics_trajectory``), ``within`` (rule ``dynamics_interpolation_run``), ``pair`` (rule
+    ``dynamics_interpolation_pair``; the pair itself is added by the rule) or ``figures``. ``run`` is needed for the per-run parts.
     """
     d = config["dynamics"]
     base: dict[str, Any] = {"device": config["device"]}

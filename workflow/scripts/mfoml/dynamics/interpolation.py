@@ -12,6 +12,7 @@ of the statistics. Loss and accuracy on the training and test data are evaluated
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +26,11 @@ __all__ = [
     "default_ts",
     "interpolate_states",
     "interpolation_curve",
+    "labeled_curve",
     "recompute_batchnorm",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def default_ts(t_min: float = -1.0, t_max: float = 2.0, n_points: int = 31) -> np.ndarray:
@@ -163,3 +167,49 @@ def interpolation_curve(
             vl = va = float("nan")
         rows.append({"t": t, "train_loss": tl, "train_acc": ta, "test_loss": vl, "test_acc": va})
     return pd.DataFrame(rows, columns=["t", "train_loss", "train_acc", "test_loss", "test_acc"])
+
+
+def labeled_curve(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Mapping[str, tuple[Any, Any]],
+    cfg: Mapping[str, Any],
+    a: tuple[str, int],
+    b: tuple[str, int],
+) -> Any:
+    """:func:`interpolation_curve` with the settings of a dynamics rule, labeled by its ends.
+
+    Parameters
+    ----------
+    model_a, model_b : the networks at ``t = 0`` and ``t = 1``.
+    data : ``{"train": (x, y), "test": (x, y)}`` (``mfoml.dynamics.rundata.run_splits``).
+    cfg : the rule's parameter slice: ``t_min``, ``t_max``, ``n_points`` (the grid of ``t``,
+        :func:`default_ts`), ``bn_samples``, ``eval_samples`` and optionally ``seed`` (0).
+    a, b : ``(run id, checkpoint epoch)`` of each end.
+
+    Returns
+    -------
+    pandas.DataFrame: columns ``run_a, epoch_a, run_b, epoch_b`` (the same on every row), then
+    those of :func:`interpolation_curve`, one row per ``t``. The train loss at ``t = 0, 0.5, 1``
+    (the nearest grid points) is logged.
+    """
+    curve = interpolation_curve(
+        model_a,
+        model_b,
+        data["train"],
+        data["test"],
+        ts=default_ts(cfg["t_min"], cfg["t_max"], int(cfg["n_points"])),
+        bn_samples=cfg["bn_samples"],
+        eval_samples=cfg["eval_samples"],
+        seed=int(cfg.get("seed", 0)),
+    )
+    ends = (("run_a", a[0]), ("epoch_a", int(a[1])), ("run_b", b[0]), ("epoch_b", int(b[1])))
+    for i, (col, val) in enumerate(ends):
+        curve.insert(i, col, val)
+    log.info(
+        "%s@%s -> %s@%s: train loss at t=0 %.4f, t=0.5 %.4f, t=1 %.4f",
+        *a,
+        *b,
+        *[float(curve.loc[(curve["t"] - t).abs().idxmin(), "train_loss"]) for t in (0, 0.5, 1)],
+    )
+    return curve

@@ -14,6 +14,10 @@ training objectives.
 - :mod:`mfoml.nets.checkpoints`: checkpoint files (reading with clear errors, resuming);
 - :mod:`mfoml.nets.activations`: ordered per-layer activation dumps (memory-mappable float16);
 - :mod:`mfoml.nets.dumps`: reading those dumps (numpy only, no torch);
+  :mod:`mfoml.nets.dump_splits`: which samples the ``activations`` rule dumps, and its dumps;
+- :mod:`mfoml.nets.layer_probe`, :mod:`mfoml.nets.ssl_eval`: the sparsity probe over a run's
+  dumps (rule ``probe``) and the evaluation of a self-supervised run's layers (rule
+  ``ssl_eval``), numpy only;
 - :mod:`mfoml.nets.losses`: the SVSL loss (imports :mod:`mfoml.collapse.accumulators`);
 - :mod:`mfoml.nets.ssl`: self-supervised objectives (SimCLR, VICReg, Barlow Twins, BYOL, DINO)
   and the projection head; :mod:`mfoml.nets.ssl_base` their base class and the momentum
@@ -21,7 +25,11 @@ training objectives.
 - :mod:`mfoml.nets.augment`: seeded two-view and multi-crop augmentations per data kind (images,
   1-D signals);
 - :mod:`mfoml.nets.ssl_model`: SSL encoders (backbone stages + projector stages);
-- :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels).
+- :mod:`mfoml.nets.ssl_training`: the self-supervised training loop (no labels);
+- the training jobs behind the rule scripts: :mod:`mfoml.nets.trainjob` (what they share: the
+  resumable partial directory, the run's split, its TrainConfig), :mod:`mfoml.nets.supervised`
+  (rule ``train``), :mod:`mfoml.nets.transfer` (weights from a source run or an MLM stage),
+  :mod:`mfoml.nets.ssl_job` (rule ``train_ssl``).
 
 Names are loaded on first use (``import mfoml.nets`` does not import torch).
 """

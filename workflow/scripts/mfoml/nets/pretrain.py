@@ -20,6 +20,16 @@ Outputs in ``out_dir`` (the checkpoint format of :mod:`mfoml.training`, so that
 
 CPU runs with the same seed, data, config and thread count are bit-identical (deterministic
 algorithms are switched on for the call, as in :func:`mfoml.training.train`).
+
+A stage of the pipeline (config ``pretrain``; rule ``pretrain``, workflow/scripts/pretrain.py):
+:func:`stage_model` builds the stage's ``arch: transformer`` model (vocabulary and special ids
+from the data set's tokenizer, the stage's activation and seed), :func:`stage_config` its
+:class:`MLMConfig`; :func:`pretrain_mlm` trains it on the token ids of the data set's training
+split (labels unused; the test split gives the per-epoch test MLM loss and accuracy) into
+``results/pretrain/{stage}/checkpoints`` (``epoch_{e:04d}.pt`` for the configured epochs and
+the last, ``metrics.csv``), and :func:`stage_summary` is its ``stage.json``: the settings, the
+data set and its tokenizer's sha256 (which the runs starting from the stage check against their
+own data set, :func:`mfoml.nets.transfer.start_from_stage`) and the measured tokens per second.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from mfoml.io import atomic_path, atomic_write_csv
 from mfoml.nets.determinism import enable_determinism, restore_determinism
 from mfoml.nets.models import resolve_device
 from mfoml.nets.optim import make_adamw, warmup_linear
+from mfoml.nets.trainjob import build_run_model
 from mfoml.nets.transformer import TransformerClassifier
 
 __all__ = [
@@ -50,6 +61,9 @@ __all__ = [
     "mask_tokens",
     "mlm_loss",
     "pretrain_mlm",
+    "stage_config",
+    "stage_model",
+    "stage_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -388,3 +402,65 @@ def init_from_pretrained(
     model.load_state_dict(own)
     frozen = model.freeze_encoder() if freeze else []
     return copied, frozen
+
+
+def stage_model(meta: Mapping[str, Any], cfg: Mapping[str, Any]) -> TransformerClassifier:
+    """The model of the MLM stage ``cfg`` (``stage, dataset, model_spec, activation, seed``) on
+    the text data set of meta ``meta``.
+
+    Raises
+    ------
+    ValueError when the data set is not a text data set.
+    """
+    if meta.get("kind") != "text":
+        raise ValueError(
+            f"stage {cfg['stage']}: data set {cfg['dataset']!r} is not a text data set"
+        )
+    return build_run_model(  # type: ignore[return-value]
+        cfg["model_spec"],
+        meta,
+        meta["input_shape"],
+        int(meta["n_classes"] or 2),  # the classifier is not trained here
+        activation=cfg["activation"],
+        seed=int(cfg["seed"]),
+    )
+
+
+def stage_config(cfg: Mapping[str, Any]) -> MLMConfig:
+    """The :class:`MLMConfig` of the MLM stage ``cfg`` (its parameter slice)."""
+    return MLMConfig(
+        epochs=int(cfg["epochs"]),
+        batch_size=int(cfg["batch_size"]),
+        lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]),
+        warmup_fraction=float(cfg["warmup_fraction"]),
+        mask_prob=float(cfg["mask_prob"]),
+        grad_clip=None if cfg["grad_clip"] is None else float(cfg["grad_clip"]),
+        seed=int(cfg["seed"]),
+        checkpoint_epochs=[int(e) for e in cfg["checkpoints"]],
+        device=cfg["device"],
+    )
+
+
+def stage_summary(
+    cfg: Mapping[str, Any],
+    tokenizer: Mapping[str, Any],
+    n_sequences: int,
+    metrics: pd.DataFrame,
+) -> dict[str, Any]:
+    """``stage.json`` of an MLM stage: its parameter slice, ``tokenizer_sha256``,
+    ``vocab_size``, ``n_sequences`` (training sequences), ``train_tokens`` (real tokens over all
+    epochs, from ``metrics``) and ``train_tokens_per_second`` (``None`` without training time).
+    """
+    tokens = int(metrics["tokens"].sum()) if len(metrics) else 0
+    seconds = (
+        float((metrics["tokens"] / metrics["tokens_per_second"]).sum()) if len(metrics) else 0.0
+    )
+    return {
+        **cfg,
+        "tokenizer_sha256": tokenizer["sha256"],
+        "vocab_size": int(tokenizer["vocab_size"]),
+        "n_sequences": int(n_sequences),
+        "train_tokens": tokens,
+        "train_tokens_per_second": tokens / seconds if seconds > 0 else None,
+    }

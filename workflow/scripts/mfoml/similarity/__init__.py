@@ -4,6 +4,7 @@
   (memory O(n^2), never O(D^2));
 - :mod:`mfoml.similarity.intrinsic`: the TwoNN intrinsic-dimension estimator;
 - :mod:`mfoml.similarity.tables`: per-run and cross-run CKA tables read from activation dumps;
+  :mod:`mfoml.similarity.cka_summary`: those tables over all runs, with their fold summaries;
 - :mod:`mfoml.similarity.merge`: the intrinsic-dimension columns of the layers table;
 - :mod:`mfoml.similarity.embedding`: 2-D UMAP embeddings of a layer (umap-learn, optional).
 

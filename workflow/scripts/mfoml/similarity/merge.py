@@ -7,17 +7,15 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from mfoml.layer_measures import INTRINSIC_DIM
+
 __all__ = ["INTRINSIC_DIM_COLUMNS", "merge_intrinsic_dim"]
 
 
 #: Columns of the per-run intrinsic-dimension table (rule ``intrinsic_dim``) merged into the
-#: layers table.
-INTRINSIC_DIM_COLUMNS = [
-    "intrinsic_dim",
-    "intrinsic_dim_n_used",
-    "intrinsic_dim_duplicates",
-    "intrinsic_dim_status",
-]
+#: layers table: those of its entry in the registry of per-layer measures
+#: (:data:`mfoml.layer_measures.INTRINSIC_DIM`).
+INTRINSIC_DIM_COLUMNS = list(INTRINSIC_DIM.columns)
 
 
 def merge_intrinsic_dim(layers: pd.DataFrame, per_run: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -5,8 +5,10 @@ importances and the label-noise study (issues 6 and 15; METHODS.md sections 3, 4
 Every driver takes the full training set ``(X, y)`` and the stored fold assignment (``folds``,
 an int array ``(N,)`` as written by :mod:`mfoml.data.folds`) and returns plain records (lists of
 dicts, one per fold and item) that :func:`aggregate` turns into mean/std tables. Nothing here
-reads config files or knows about Snakemake; the rule scripts ``workflow/scripts/tabular_*.py``
-are thin wrappers.
+reads config files or imports Snakemake: each part's ``*_job`` function maps the parsed
+``tabular`` config slice onto its driver, and :func:`mfoml.tabular.job.run_dataset_job` reads a
+rule script's ``snakemake`` object by its attributes, so the rule scripts
+``workflow/scripts/tabular_*.py`` are two calls.
 
 Scores
 ------

@@ -11,7 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
-from mfoml.tabular.data import TabularData, check_folds, folds_array
+from mfoml.tabular.data import DatasetJob, TabularData, check_folds, folds_array
 from mfoml.tabular.models import (
     BASELINES,
     data_options,
@@ -75,3 +75,32 @@ def run_baselines(
             f"{np.mean([r['score'] for r in rows if r['model'] == name]):.4f}"
         )
     return {"rows": rows, "details": details}
+
+
+def baselines_job(job: DatasetJob) -> dict[str, Any]:
+    """The computation of rule ``tabular_baselines``: :func:`run_baselines` with the settings of
+    the job's ``tabular`` slice (``seed`` and ``baselines``: ``models``, the forest's
+    ``n_estimators``, ``hgb_max_iter`` and XGBoost's ``xgb_n_estimators``, ``xgb_max_depth``,
+    ``xgb_learning_rate``); returns its result.
+    """
+    b = job.cfg["baselines"]
+    log.info(
+        "%s: baselines %s on %s samples x %s features",
+        job.data.name,
+        b["models"],
+        *job.data.X.shape,
+    )
+    xgb = ("n_estimators", "max_depth", "learning_rate")
+    model_params = {
+        "random_forest": {"n_estimators": b["n_estimators"]},
+        "hist_gradient_boosting": {"max_iter": b["hgb_max_iter"]},
+        "xgboost": {k: b[f"xgb_{k}"] for k in xgb},
+    }
+    return run_baselines(
+        job.data,
+        job.folds,
+        b["models"],
+        model_params=model_params,
+        seed=job.cfg["seed"],
+        n_jobs=job.n_jobs,
+    )

@@ -24,7 +24,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
-from mfoml.tabular.data import TabularData, check_folds, folds_array
+from mfoml.tabular.data import (
+    DatasetJob,
+    TabularData,
+    check_folds,
+    folds_array,
+    forest_params,
+)
 from mfoml.tabular.importance import _ranks, rank_agreement
 from mfoml.tabular.models import XGBoostModel, evaluate, scalar_metrics
 from mfoml.tabular.wavelet import _split_validation, make_wavelet_forest, n_terms_grid
@@ -280,3 +286,26 @@ def boosting_cv(
         "agreement": agree_rows,
         "error_kind": "misclassification rate" if data.is_classification else "mean squared error",
     }
+
+
+def boosting_job(job: DatasetJob) -> dict[str, Any]:
+    """The computation of rule ``tabular_boosting``: :func:`boosting_cv` with the settings of the
+    job's ``tabular`` slice (``seed``, ``forest`` when ``boosting.compare_forest``, and
+    ``boosting``: the boosted models' ``n_estimators, learning_rate, max_depth, subsample,
+    norm_weight``, ``models``, ``val_fraction``, ``select_metric``, ``curve_points``, ``tau``);
+    returns its result.
+    """
+    b = job.cfg["boosting"]
+    forest = forest_params(job.cfg["forest"]) if b["compare_forest"] else None
+    log.info("%s: boosted wavelets %s (forest beside: %s)", job.data.name, b["models"], forest)
+    boosted = ("n_estimators", "learning_rate", "max_depth", "subsample", "norm_weight")
+    return boosting_cv(
+        job.data,
+        job.folds,
+        {k: b[k] for k in boosted},
+        forest,
+        **{k: b[k] for k in ("models", "val_fraction", "select_metric", "curve_points")},
+        importance_tau=b["tau"],
+        seed=job.cfg["seed"],
+        n_jobs=job.n_jobs,
+    )

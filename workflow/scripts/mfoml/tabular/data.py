@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,26 @@ class TabularData:
     def is_classification(self) -> bool:
         """Whether the task is classification."""
         return self.task == "classification"
+
+
+@dataclass(frozen=True)
+class DatasetJob:
+    """What a per-data-set rule of the tabular track computes on (built by
+    :func:`mfoml.tabular.job.run_dataset_job`, passed to the parts' ``*_job`` functions).
+
+    Attributes
+    ----------
+    data : the data set as a table.
+    folds : the fold assignment, an int array ``(N,)`` or a fold file's dict
+        (:func:`mfoml.data.folds.load_folds`).
+    cfg : the rule's slice of the ``tabular`` config section (parsed).
+    n_jobs : cores the job may use.
+    """
+
+    data: TabularData
+    folds: np.ndarray | Mapping[str, Any]
+    cfg: Mapping[str, Any]
+    n_jobs: int = 1
 
 
 def load_tabular(path: str, name: str | None = None) -> TabularData:

@@ -13,7 +13,13 @@ from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
-from mfoml.tabular.data import TabularData, check_folds, folds_array
+from mfoml.tabular.data import (
+    DatasetJob,
+    TabularData,
+    check_folds,
+    folds_array,
+    forest_params,
+)
 from mfoml.tabular.models import impute_in_fold, inner_cv
 from mfoml.tabular.wavelet import make_wavelet_forest
 
@@ -254,3 +260,17 @@ def synthetic_importance(
         )
     )
     return {"rows": rows, "importance": imp_rows, "true_features": true.tolist(), "kind": kind}
+
+
+def importance_job(job: DatasetJob) -> dict[str, Any]:
+    """The computation of rule ``tabular_importance``: :func:`importance_cv` with the settings of
+    the job's ``tabular`` slice (``forest``, ``seed`` and ``importance``: ``tau``,
+    ``n_repeats``); returns its result.
+    """
+    tau, repeats = job.cfg["importance"]["tau"], job.cfg["importance"]["n_repeats"]
+    log.info("%s: importances, tau %s, %s permutation repeats", job.data.name, tau, repeats)
+    params = forest_params(job.cfg["forest"])
+    seed = job.cfg["seed"]
+    return importance_cv(
+        job.data, job.folds, params, tau=tau, n_repeats=repeats, seed=seed, n_jobs=job.n_jobs
+    )

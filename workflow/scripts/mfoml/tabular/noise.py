@@ -11,7 +11,13 @@ from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
 from mfoml.data.noise import flip_labels, gaussian_target_noise
-from mfoml.tabular.data import TabularData, check_folds, folds_array
+from mfoml.tabular.data import (
+    DatasetJob,
+    TabularData,
+    check_folds,
+    folds_array,
+    forest_params,
+)
 from mfoml.tabular.models import evaluate, impute_in_fold, scalar_metrics
 from mfoml.tabular.wavelet import make_wavelet_forest
 from mfoml.wavelets.probe import sparsity_probe
@@ -101,3 +107,19 @@ def _float_or_nan(v: Any) -> float:
         return float(v) if v is not None else float("nan")
     except (TypeError, ValueError):
         return float("nan")
+
+
+def noise_job(job: DatasetJob) -> dict[str, Any]:
+    """The computation of rule ``tabular_noise``: :func:`noise_study` with the settings of the
+    job's ``tabular`` slice (``forest`` with ``noise.n_estimators`` trees, ``seed`` and
+    ``noise``: ``levels`` for classification, ``regression_levels`` for regression, ``probe``);
+    returns its result.
+    """
+    n = job.cfg["noise"]
+    levels = n["levels"] if job.data.is_classification else n["regression_levels"]
+    log.info("%s: noise levels %s", job.data.name, levels)
+    params = forest_params({**job.cfg["forest"], "n_estimators": n["n_estimators"]})
+    probe, seed = n["probe"], job.cfg["seed"]
+    return noise_study(
+        job.data, job.folds, levels, params, alpha_params=probe, seed=seed, n_jobs=job.n_jobs
+    )

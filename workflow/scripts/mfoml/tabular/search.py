@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from mfoml.analysis.metrics import primary_score
 from mfoml.data.folds import split_indices
-from mfoml.tabular.data import TabularData, check_folds, folds_array, table_meta
+from mfoml.tabular.data import DatasetJob, TabularData, check_folds, folds_array
 from mfoml.tabular.models import (
     data_options,
     evaluate,
@@ -173,34 +173,26 @@ def nested_xgb_search(
     return nested_rf_search(data, folds, grid, model="xgboost", **kwargs)
 
 
-def search_job(
-    data: TabularData,
-    folds: np.ndarray | Mapping[str, Any],
-    cfg: Mapping[str, Any],
-    model: str,
-    n_jobs: int = 1,
-) -> dict[str, Any]:
-    """The job of rules ``tabular_rf_search`` (``model="random_forest"``) and
+def search_job(job: DatasetJob, model: str) -> dict[str, Any]:
+    """The computation of rules ``tabular_rf_search`` (``model="random_forest"``) and
     ``tabular_xgb_search`` (``"xgboost"``): :func:`nested_rf_search` with the settings of the
-    ``tabular`` config section ``cfg`` (its ``seed`` and the search's own key, :data:`SEARCHES`:
-    ``grid``, ``inner_splits``, ``n_iter``).
-
-    Returns the search's JSON record: ``meta`` (:func:`mfoml.tabular.data.table_meta`) and the
-    keys of :func:`nested_rf_search`.
+    job's ``tabular`` slice (its ``seed`` and the search's own key, :data:`SEARCHES`: ``grid``,
+    ``inner_splits``, ``n_iter``); returns its result.
     """
-    s = cfg[SEARCHES[model][1]]
-    log.info("%s: nested %s search, grid %s, n_iter %s", data.name, model, s["grid"], s["n_iter"])
-    res = nested_rf_search(
-        data,
-        folds,
+    s = job.cfg[SEARCHES[model][1]]
+    log.info(
+        "%s: nested %s search, grid %s, n_iter %s", job.data.name, model, s["grid"], s["n_iter"]
+    )
+    return nested_rf_search(
+        job.data,
+        job.folds,
         s["grid"],
         inner_splits=s["inner_splits"],
         n_iter=s["n_iter"],
-        seed=cfg["seed"],
-        n_jobs=n_jobs,
+        seed=job.cfg["seed"],
+        n_jobs=job.n_jobs,
         model=model,
     )
-    return {"meta": table_meta(data), **res}
 
 
 def param_label(params: Mapping[str, Any]) -> str:

@@ -12,7 +12,13 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from mfoml.data.folds import split_indices
-from mfoml.tabular.data import TabularData, check_folds, folds_array
+from mfoml.tabular.data import (
+    DatasetJob,
+    TabularData,
+    check_folds,
+    folds_array,
+    forest_params,
+)
 from mfoml.tabular.models import evaluate, impute_in_fold, scalar_metrics
 from mfoml.wavelets.forest import WaveletForestClassifier, WaveletForestRegressor
 
@@ -161,3 +167,17 @@ def wavelet_cv(
         "trees": tree_rows,
         "error_kind": "misclassification rate" if clf else "mean squared error",
     }
+
+
+def wavelet_job(job: DatasetJob) -> dict[str, Any]:
+    """The computation of rule ``tabular_wavelet``: :func:`wavelet_cv` with the settings of the
+    job's ``tabular`` slice (``forest``, ``seed`` and ``wavelet``: ``val_fraction``,
+    ``select_metric``, ``curve_points``, ``trees_grid``); returns its result.
+    """
+    w, params = job.cfg["wavelet"], forest_params(job.cfg["forest"])
+    log.info("%s: wavelet forest %s", job.data.name, params)
+    keys = ("val_fraction", "select_metric", "curve_points", "trees_grid")
+    kwargs = {k: w[k] for k in keys}
+    return wavelet_cv(
+        job.data, job.folds, params, **kwargs, seed=job.cfg["seed"], n_jobs=job.n_jobs
+    )
