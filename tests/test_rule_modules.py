@@ -172,6 +172,24 @@ def test_add_alpha_fills_every_layer_and_label_set(rng, probe_cfg):
     assert (table["alpha"].notna() == (table["alpha_status"] == "ok")).all()
 
 
+def test_ssl_eval_probes_with_every_setting_of_the_probe_section(rng, probe_cfg):
+    """ssl_eval's alpha is the probe rule's alpha under the same probe section, also with a
+    non-default tau grid and the scikit-learn builder (before, ssl_eval dropped both)."""
+    dump = _dump(rng)
+    y = np.asarray(dump.labels)
+    cfg = {**probe_cfg, "max_samples": 80, "backend": "sklearn", "tau_min": 0.4, "tau_step": 0.1}
+    rows, _ = probe_dump(
+        dump, ["input", "hidden"], probe_settings(cfg, 1), max_samples=80, seed=int(cfg["seed"]),
+        epoch=1, split="train", split_no=0, random_label_baseline=False,
+    )  # fmt: skip
+    table = pd.DataFrame({"layer": ["input", "hidden"], "label_set": ["class"] * 2})
+    add_alpha(table, dump, {"class": (y, y)}, ["input", "hidden"], cfg, 1, 1)
+    assert list(table["alpha"]) == pytest.approx([r["alpha"] for r in rows], nan_ok=True)
+    default = pd.DataFrame({"layer": ["input", "hidden"], "label_set": ["class"] * 2})
+    add_alpha(default, dump, {"class": (y, y)}, ["input", "hidden"], probe_cfg, 1, 1)
+    assert list(default["alpha"]) != pytest.approx(list(table["alpha"]), nan_ok=True)
+
+
 # --------------------------------------------------------------------------------------------
 # activations: the split plan
 # --------------------------------------------------------------------------------------------

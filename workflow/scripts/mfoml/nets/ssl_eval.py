@@ -4,7 +4,8 @@ no torch).
 Per layer, checkpoint and label set: NCC accuracy (class means of the train split; train and
 test), NC1, linear-probe and k-NN accuracy (:func:`mfoml.collapse.probes.layer_probe_table`) and
 the Besov smoothness alpha of the train split (:func:`mfoml.wavelets.probe.sparsity_probe` with
-the forest settings of the ``probe`` section, :func:`mfoml.nets.layer_probe.forest_settings`).
+every setting of the ``probe`` section: forest, estimator, builder (``backend``) and the tau and
+epsilon grids, :func:`mfoml.nets.layer_probe.probe_settings`, as in rule ``probe``).
 There is no classifier, so the NCC mismatch against predictions does not apply:
 ``ncc_mismatch`` is empty and ``ncc_mismatch_status`` says why (never a zero).
 """
@@ -23,7 +24,7 @@ import pandas as pd
 from mfoml.collapse.probes import layer_probe_table
 from mfoml.data.subsample import stratified_subsample
 from mfoml.nets.dumps import ActivationDump, dump_epochs, open_activations
-from mfoml.nets.layer_probe import forest_settings
+from mfoml.nets.layer_probe import probe_settings
 from mfoml.wavelets.probe import sparsity_probe
 
 __all__ = ["ALPHA_COLUMNS", "add_alpha", "ssl_eval_table"]
@@ -61,7 +62,7 @@ def add_alpha(
         table[col] = np.nan if col != "alpha_status" else "not_computed (ssl.eval.alpha false)"
     if probe is None:
         return
-    settings = forest_settings(probe, n_jobs)
+    settings = probe_settings(probe, n_jobs)
     for set_name, (y, _) in sets.items():
         idx = stratified_subsample(y, probe["max_samples"], seed=int(probe["seed"]))
         for name in layers:
