@@ -17,7 +17,8 @@
 #      same dump (benchmarks/device_bench.py);
 #   4. the probe benchmark (benchmarks/bench_probe.py --quick: fast forest vs scikit-learn);
 #   5. training threads (benchmarks/bench_train.py: per-epoch wall and CPU time at 1, 2 and 4
-#      torch threads, idle and beside one busy process, OMP_WAIT_POLICY default vs PASSIVE).
+#      torch threads, idle and beside one busy process, OMP_WAIT_POLICY default vs PASSIVE;
+#      the threads train.torch_threads auto picks per architecture and its verdict).
 # Exit status: the number of steps that failed (0 = all passed).
 
 set -u
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --smoke) MODE=smoke ;;
     --dry) MODE=dry ;;
     -h | --help)
-      sed -n '2,22p' "$0"
+      sed -n '2,23p' "$0"
       exit 0
       ;;
     *)

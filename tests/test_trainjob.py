@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from logcapture import captured
 from mfoml.data.folds import save_folds
 from mfoml.data.store import Dataset
 from mfoml.dynamics.edge import SharpnessTracker, stability_threshold_factor
@@ -23,9 +24,12 @@ from mfoml.nets.pretrain import stage_config, stage_summary
 from mfoml.nets.ssl_job import ssl_run, ssl_workers
 from mfoml.nets.supervised import (
     run_inputs,
+    run_model,
+    run_threads,
     supervised_split,
     svsl_loss,
     text_throughput,
+    train_run,
     zero_epoch_metrics,
 )
 from mfoml.nets.trainjob import (
@@ -36,6 +40,7 @@ from mfoml.nets.trainjob import (
     train_config,
 )
 from mfoml.nets.transfer import source_checkpoint, transfer_weights
+from mfoml.tracking import tracker_from_config
 
 TRAIN = {
     "epochs": 3,
@@ -257,6 +262,37 @@ def test_zero_epochs_is_the_evaluation_of_the_given_weights(tmp_path):
     assert math.isnan(row["heldout_loss"]) and math.isnan(row["grad_norm_max"])
     assert row["train_eval_acc"] == row["train_acc"] and np.isfinite(row["test_loss"])
     assert row["n_parameters"] == 6 * 4 + 4 + 2 * 4 + 4 * 3 + 3  # linear, BatchNorm, head
+
+
+def test_a_small_mlp_trains_on_one_of_two_threads_as_it_would_on_one(tmp_path):
+    """Job threads 2, train.torch_threads auto: the small MLP gets one thread (logged), and the
+    forward pass counting its MACs changes nothing: the run equals a one-thread job's, bit for
+    bit (metrics and weights)."""
+    ds = _toy(12)
+    cfg = _cfg(fold="full", train=TRAIN | {"epochs": 2, "checkpoints": [2], "milestones": []})
+    split = supervised_split(ds, cfg, None)
+    inputs = run_inputs(ds, split, cfg)
+    before = torch.get_num_threads()
+    runs = {}
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)  # as the job's prologue (start_job) does
+            model, _ = run_model(cfg, ds.meta, inputs)
+            with captured("mfoml.nets") as lines:
+                assert run_threads(model, inputs, split, cfg, threads) == 1
+            assert torch.get_num_threads() == 1
+            assert any(
+                line.startswith(f"torch threads: 1 {'of the job' if threads == 2 else '(the job'}")
+                for line in lines
+            ), lines
+            tracker = tracker_from_config(None)
+            metrics = train_run(model, inputs, split, cfg, tmp_path / str(threads), tracker=tracker)
+            runs[threads] = (metrics.drop(columns=["seconds", "train_seconds"]), model.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert len(runs[2][0]) == 2
+    pd.testing.assert_frame_equal(runs[2][0], runs[1][0], check_exact=True)
+    assert all(torch.equal(runs[2][1][k], runs[1][1][k]) for k in runs[1][1])
 
 
 def test_text_throughput_counts_real_tokens():

@@ -13,31 +13,24 @@ from mfoml.warm import delegate  # noqa: E402
 
 delegate(snakemake)  # the job runs in the warm-start server when one serves this run (mfoml.warm)
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import atomic_write_json, replace_dir  # noqa: E402
-from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
 from mfoml.nets.supervised import (  # noqa: E402
     run_info,
     run_inputs,
     run_model,
+    run_threads,
     supervised_split,
     train_run,
 )
-from mfoml.nets.trainjob import log_finished, resume_dir  # noqa: E402
+from mfoml.nets.trainjob import log_finished, resume_dir, start_job  # noqa: E402
 from mfoml.tabular.netinput import fold_encoder  # noqa: E402
 from mfoml.tracking import tracker_from_config  # noqa: E402
 
-log = setup_logging(snakemake.log[0], "train")
-log_device_environment(log)
-cfg = json.loads(snakemake.params.cfg)
+cfg, out_dir = start_job(
+    snakemake.log[0], "train", snakemake.params.cfg, snakemake.output[0], snakemake.threads
+)
 run_id = cfg["run"]
-out_dir = Path(snakemake.output[0])
-torch.set_num_threads(max(1, int(snakemake.threads)))
-log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
 # a rerun of the same request (params, code) resumes from the last complete checkpoint
 work = resume_dir(out_dir, cfg, snakemake.params.code)
 
@@ -53,6 +46,8 @@ model, frozen = run_model(
     stage_dir=snakemake.input.get("pretrained"),
     source_dir=snakemake.input.get("source"),
 )
+# the intra-op threads that pay for this model's batch (train.torch_threads, mfoml.nets.threads)
+run_threads(model, inputs, split, cfg, snakemake.threads)
 monitor = None
 if cfg["train"].get("sharpness_every"):
     # only runs that track the sharpness execute (and rerun for) mfoml.dynamics.edge

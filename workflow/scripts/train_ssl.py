@@ -12,30 +12,22 @@ from mfoml.warm import delegate  # noqa: E402
 
 delegate(snakemake)  # the job runs in the warm-start server when one serves this run (mfoml.warm)
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
 from mfoml.data.store import load_dataset  # noqa: E402
 from mfoml.io import atomic_write_json, fresh_partial_dir, replace_dir  # noqa: E402
-from mfoml.logs import log_device_environment, setup_logging  # noqa: E402
-from mfoml.nets.ssl_job import ssl_run, ssl_run_info, ssl_workers  # noqa: E402
+from mfoml.nets.ssl_job import ssl_run, ssl_run_info, ssl_threads, ssl_workers  # noqa: E402
 from mfoml.nets.ssl_training import train_ssl  # noqa: E402
-from mfoml.nets.trainjob import log_finished, train_config  # noqa: E402
+from mfoml.nets.trainjob import log_finished, start_job, train_config  # noqa: E402
 
-log = setup_logging(snakemake.log[0], "train_ssl")
-log_device_environment(log)
-cfg = json.loads(snakemake.params.cfg)
-run_id = cfg["run"]
-out_dir = Path(snakemake.output[0])
-torch.set_num_threads(max(1, int(snakemake.threads)))
-log.info("run %s: %s", run_id, json.dumps(cfg, sort_keys=True))
+cfg, out_dir = start_job(
+    snakemake.log[0], "train_ssl", snakemake.params.cfg, snakemake.output[0], snakemake.threads
+)
 # Built in a partial directory beside the output, moved into place only when complete (as in
 # rule train); self-supervised training does not resume, so one left by a killed job goes.
 work = fresh_partial_dir(out_dir)
 
 ds = load_dataset(snakemake.input.data)
 run = ssl_run(ds, cfg, snakemake.input.get("folds"))
+ssl_threads(run, cfg, snakemake.threads)  # the intra-op threads that pay (mfoml.nets.threads)
 metrics = train_ssl(
     run.model,
     run.objective,
@@ -48,4 +40,4 @@ metrics = train_ssl(
 run.split.save(work / "split.npz")
 atomic_write_json(work / "run.json", ssl_run_info(cfg, ds, run.model))
 replace_dir(work, out_dir)
-log_finished(run_id, metrics)
+log_finished(cfg["run"], metrics)

@@ -29,7 +29,8 @@ training objectives.
 - the training jobs behind the rule scripts: :mod:`mfoml.nets.trainjob` (what they share: the
   resumable partial directory, the run's split, its TrainConfig), :mod:`mfoml.nets.supervised`
   (rule ``train``), :mod:`mfoml.nets.transfer` (weights from a source run or an MLM stage),
-  :mod:`mfoml.nets.ssl_job` (rule ``train_ssl``).
+  :mod:`mfoml.nets.ssl_job` (rule ``train_ssl``); :mod:`mfoml.nets.threads`: the intra-op
+  torch threads that pay for a model's batch (``train.torch_threads``).
 
 Names are loaded on first use (``import mfoml.nets`` does not import torch).
 """

@@ -28,12 +28,13 @@ from mfoml.nets.augment import Augmenter, make_augmenter
 from mfoml.nets.ssl import build_objective, objective_spec
 from mfoml.nets.ssl_base import SSLObjective
 from mfoml.nets.ssl_model import SSLNet, build_ssl_model
+from mfoml.nets.threads import set_training_threads
 from mfoml.nets.trainjob import RunSplit, run_split
 
 if TYPE_CHECKING:
     from mfoml.data.store import Dataset
 
-__all__ = ["SSLRun", "ssl_run", "ssl_run_info", "ssl_workers"]
+__all__ = ["SSLRun", "ssl_run", "ssl_run_info", "ssl_threads", "ssl_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,21 @@ def ssl_workers(kind: str, threads: int) -> int:
     """Processes making the views: the per-sample image pipeline is CPU bound, so an image run
     uses the job's other threads (``threads - 1``); the batched 1-D views need none (0)."""
     return max(0, int(threads) - 1) if kind == "image" else 0
+
+
+def ssl_threads(run: SSLRun, cfg: Mapping[str, Any], threads: int) -> int:
+    """Set the run's intra-op torch threads from the job's ``threads`` and
+    ``train.torch_threads`` (:func:`mfoml.nets.threads.set_training_threads`; ``auto`` counts
+    the encoder's forward work of two views of a ``train.batch_size`` batch); returns them."""
+    return set_training_threads(
+        run.model,
+        run.x_train,
+        int(cfg["train"]["batch_size"]),
+        threads,
+        cfg["train"].get("torch_threads", "auto"),
+        device=cfg["device"],
+        views=2,
+    )
 
 
 def ssl_run_info(cfg: Mapping[str, Any], ds: Dataset, model: SSLNet) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from mfoml.data.noise import flip_labels
 from mfoml.data.subsample import stratified_subsample
 from mfoml.io import atomic_write_csv
 from mfoml.nets.models import ProbedModel
+from mfoml.nets.threads import set_training_threads
 from mfoml.nets.trainconfig import ExtraLoss, TrainConfig
 from mfoml.nets.training import METRIC_COLUMNS, evaluate, train
 from mfoml.nets.trainjob import RunSplit, build_run_model, fold_indices, train_config
@@ -68,9 +69,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RunInputs",
+    "run_batch_size",
     "run_info",
     "run_inputs",
     "run_model",
+    "run_threads",
     "supervised_split",
     "svsl_loss",
     "text_throughput",
@@ -225,6 +228,30 @@ def run_model(
     return model, frozen
 
 
+def run_batch_size(cfg: Mapping[str, Any], n_train: int) -> int:
+    """Samples per training batch: ``train.batch_size``, or with ``train.full_batch`` the
+    ``n_train`` training rows (at least 2)."""
+    if cfg["train"].get("full_batch", False):
+        return max(2, int(n_train))
+    return int(cfg["train"]["batch_size"])
+
+
+def run_threads(
+    model: ProbedModel, inputs: RunInputs, split: RunSplit, cfg: Mapping[str, Any], threads: int
+) -> int:
+    """Set the run's intra-op torch threads from the job's ``threads`` and
+    ``train.torch_threads`` (:func:`mfoml.nets.threads.set_training_threads`: ``auto`` counts
+    the forward work of one training batch of ``inputs``); returns the threads set."""
+    return set_training_threads(
+        model,
+        inputs.x_train,
+        run_batch_size(cfg, len(split.train_idx)),
+        threads,
+        cfg["train"].get("torch_threads", "auto"),
+        device=cfg["device"],
+    )
+
+
 def svsl_loss(
     model: ProbedModel, loss: Mapping[str, Any], n_classes: int, run_id: str
 ) -> ExtraLoss | None:
@@ -289,8 +316,7 @@ def train_run(
     """
     t = cfg["train"]
     extra_loss = svsl_loss(model, cfg["loss"], inputs.n_classes, cfg["run"])
-    full_batch = bool(t.get("full_batch", False))
-    tc = train_config(cfg, batch_size=max(2, len(split.train_idx)) if full_batch else None)
+    tc = train_config(cfg, batch_size=run_batch_size(cfg, len(split.train_idx)))
 
     def on_epoch(net: ProbedModel, row: dict[str, Any]) -> dict[str, Any]:
         extra = dict(monitor(net, row)) if monitor is not None else {}

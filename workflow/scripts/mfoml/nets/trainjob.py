@@ -19,7 +19,8 @@ needs a data set with an official test split. ``split.npz`` (:meth:`RunSplit.sav
 train/held-out indices, the labels actually trained on, the clean labels and the relabelled
 mask (the activation dumps read it).
 
-:func:`train_config` is the :class:`~mfoml.nets.trainconfig.TrainConfig` of a run's parameter
+:func:`start_job` is the prologue of the three rule scripts (the job's log, its parameter
+slice, the job's threads); :func:`train_config` is the :class:`~mfoml.nets.trainconfig.TrainConfig` of a run's parameter
 slice (both the supervised and the self-supervised runs); :func:`build_run_model` builds a
 run's or a stage's network from its model specification (a text model takes its vocabulary
 and special ids from the data set's tokenizer).
@@ -37,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from mfoml.data.folds import load_folds, split_indices
 from mfoml.io import atomic_save_npz, atomic_write_text, partial_dir
+from mfoml.logs import log_device_environment, setup_logging
 from mfoml.nets.architectures import build_model, text_model_kwargs
 from mfoml.nets.trainconfig import TrainConfig
 
@@ -56,6 +59,7 @@ __all__ = [
     "log_finished",
     "resume_dir",
     "run_split",
+    "start_job",
     "train_config",
 ]
 
@@ -63,6 +67,41 @@ log = logging.getLogger(__name__)
 
 #: the ``fold`` of a run trained on the whole training split (mfoml.config.runs.FULL)
 FULL = "full"
+
+
+def start_job(
+    log_file: str | os.PathLike[str],
+    name: str,
+    params_cfg: str,
+    output: str | os.PathLike[str],
+    threads: int,
+) -> tuple[dict[str, Any], Path]:
+    """The prologue of a training job's rule script (``train``, ``train_ssl``, ``pretrain``).
+
+    Routes the job's output into ``log_file`` (:func:`mfoml.logs.setup_logging` under ``name``),
+    logs the device environment, sets torch's intra-op threads to the job's ``threads`` (at
+    least 1; :func:`mfoml.nets.threads.set_training_threads` may lower them once the model is
+    built) and logs the parameter slice (``run <id>: {...}``, an MLM stage ``MLM stage <name>:
+    {...}``).
+
+    Parameters
+    ----------
+    log_file, name : the job's log file and logger name.
+    params_cfg : the rule's ``params.cfg`` (canonical JSON of the parameter slice).
+    output : the job's output directory.
+    threads : the job's threads (``snakemake.threads``).
+
+    Returns
+    -------
+    ``(cfg, out_dir)``: the parameter slice and the output directory.
+    """
+    job_log = setup_logging(log_file, name)
+    log_device_environment(job_log)
+    cfg = json.loads(params_cfg)
+    torch.set_num_threads(max(1, int(threads)))
+    what = f"run {cfg['run']}" if "run" in cfg else f"MLM stage {cfg['stage']}"
+    job_log.info("%s: %s", what, json.dumps(cfg, sort_keys=True))
+    return cfg, Path(output)
 
 
 def resume_dir(out_dir: str | os.PathLike[str], params: Any, code: str) -> Path:
