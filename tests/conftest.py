@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,16 @@ def scripts(tmp_path: Path) -> Path:
     from warm_utils import copy_scripts
 
     return copy_scripts(tmp_path)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the suite a terminal's signal dispositions. A shell that starts it in the background
+    without job control (``make test &``, ``nohup``, some CI runners) makes it ignore SIGINT and
+    SIGQUIT, every process it starts inherits that, and mfoml.warm reproduces ignored signals
+    in the warm jobs on purpose: the Ctrl-C and Ctrl-Z tests (tests/test_warm_faults.py,
+    tests/test_warm_workflow.py) would then test a background job instead of a terminal's
+    foreground one. Runs in every xdist worker too."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)

@@ -138,7 +138,9 @@ def test_ignored_sighup_stays_ignored_under_nohup(server, scripts, tmp_path):
 
 def test_ctrl_z_stops_the_job_and_fg_continues_it(server, scripts, tmp_path):
     path = sleeper(tmp_path, scripts, "tstp", seconds=60)
-    client = start_client(path, server)
+    # its own process group in the suite's session, as a shell's foreground job: in a group
+    # the kernel counts as orphaned (the suite started in the background) Ctrl-Z stops nothing
+    client = start_client(path, server, process_group=0)
     pid = read_pid(tmp_path / "tstp.pid")
     client.send_signal(signal.SIGTSTP)
     wait_for(lambda: state(pid) == "T" and state(client.pid) == "T", 10, "both stopped")
