@@ -7,11 +7,16 @@
   force in numpy), thresholds are midpoints of consecutive distinct values, node values and
   counts are the weighted class means and counts of the bootstrap sample.
 - The sparsity probe's alpha on a real activation layer: fast vs scikit-learn over 5 seeds.
+- Sparse layers with ties (issue 27): 60-90 % zeros in float16, constant and all-equal
+  columns, splits only at the zero/nonzero boundary, signed zeros, float16 subnormals within
+  FEATURE_THRESHOLD of zero.
+- cart_build.py carries the digest of cart_kernels.py (numba's cache of the builder).
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,9 +127,11 @@ def test_large_n_negative_values_and_degenerate_inputs():
     assert one.estimators_[0].tree_.node_count == 1
 
 
-def test_layouts_and_threads_give_the_same_tree(continuous, monkeypatch):
-    """Global rows only, dense blocks from tiny nodes on, and the two-thread kernels."""
-    X, Y = continuous
+@pytest.mark.parametrize("sparse", [False, True])
+def test_layouts_and_threads_give_the_same_tree(continuous, monkeypatch, sparse):
+    """Global rows only, dense blocks from tiny nodes on, and the two-thread kernels, on
+    continuous data and on a float16 layer with 80 % zeros (``_relu_layer``)."""
+    X, Y = _relu_layer(600, 12, 0.8, seed=3) if sparse else continuous
     kw = {"n_estimators": 2, "max_features": None, "random_state": 5}
     ref = RandomForestRegressor(**kw).fit(X, Y)
     for arena_bytes in (6 * 12 * 2, 6 * 12 * 40, 1 << 30):
@@ -292,3 +299,120 @@ def test_backend_defaults_and_choice(continuous):
         WaveletForestClassifier(1, backend="gpu").fit(X, labels)
     assert sparsity_probe(X, labels, max_depth=5).metadata["backend"] == "fast"
     assert sparsity_probe(X, X[:, 0], max_depth=5).metadata["backend"] == "sklearn"
+
+
+# --- sparse layers (issue 27): the builder stores only each feature's nonzeros and walks the
+# zeros as one block (mfoml.wavelets.cart_kernels); ReLU-like layers that are mostly zeros,
+# float16 ties, constant and all-equal columns, splits only at the zero/nonzero boundary,
+# negative values and signed zeros, values within FEATURE_THRESHOLD of zero.
+
+
+def _fit_both(X: np.ndarray, Y: np.ndarray, **kw: object) -> ft.FastForestRegressor:
+    """Fit both backends with ``kw``, assert equal forests, return the fast one."""
+    fast = ft.FastForestRegressor(**kw).fit(X, Y)
+    _assert_same_forest(RandomForestRegressor(**kw).fit(X, Y), fast)
+    return fast
+
+
+def _relu_layer(n: int, d: int, zeros: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ReLU layer in float16: a random linear map of 5 latent class-dependent inputs, shifted
+    so that a fraction ``zeros`` of the entries is cut to 0; 6 classes."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 6, n)
+    latent = rng.normal(size=(n, 5)) + np.eye(6, 5)[labels] * 1.5
+    pre = latent @ rng.normal(size=(5, d)) + 0.5 * rng.normal(size=(n, d))
+    pre -= np.quantile(pre, zeros, axis=0)
+    return np.maximum(pre, 0.0).astype(np.float16), _onehot(labels, 6)
+
+
+SPARSE_CONFIGS = [
+    {},
+    {"max_depth": 6, "min_samples_leaf": 3},
+    {"bootstrap": False, "max_depth": 12},
+    {"max_features": "sqrt"},
+    {"max_features": 0.3, "min_samples_split": 9},
+    {"min_weight_fraction_leaf": 0.01},
+    {"max_samples": 0.6, "min_impurity_decrease": 1e-4},
+]
+
+
+@pytest.mark.parametrize("config", SPARSE_CONFIGS, ids=[str(c) for c in SPARSE_CONFIGS])
+@pytest.mark.parametrize("zeros", [0.6, 0.9])
+def test_relu_float16_layers_equal_sklearn(config, zeros):
+    X, Y = _relu_layer(500, 40, zeros, seed=int(zeros * 10))
+    assert abs((X == 0).mean() - zeros) < 0.02
+    assert len(np.unique(X)) < X.size / 4  # float16: many ties besides the zeros
+    _fit_both(X, Y, **{"n_estimators": 2, "max_features": None, "random_state": 7, **config})
+
+
+def test_degenerate_columns_and_boundary_only_splits():
+    """All-zero, all-equal and single-nonzero columns (constant features, tracked down the
+    tree), binary {0, v} columns whose only split is the zero/nonzero boundary, {-a, 0, b}
+    columns (both boundaries), signed zeros only, and float16 subnormals within
+    FEATURE_THRESHOLD (1e-7) of zero, which no split may separate from it."""
+    rng = np.random.default_rng(11)
+    n = 400
+    labels = rng.integers(0, 4, n)
+    cols = [
+        np.zeros(n),  # all zeros
+        np.full(n, 0.5),  # all equal, nonzero
+        np.where(np.arange(n) == 17, 2.0, 0.0),  # a single nonzero
+        np.where(labels == 1, 1.0, 0.0),  # {0, 1}: the boundary is the only split
+        np.where(labels >= 2, 0.25, 0.0) * (rng.random(n) < 0.8),
+        np.where(labels == 0, -1.0, np.where(labels == 3, 2.0, 0.0)),  # {-1, 0, 2}
+        np.where(rng.random(n) < 0.5, -0.0, 0.0),  # signed zeros only: constant
+        np.where(labels == 2, 6e-8, 0.0),  # float16 subnormal: within 1e-7 of 0, constant
+        np.where(labels == 2, -6e-8, np.where(labels == 1, 3e-7, 0.0)),
+        np.where(rng.random(n) < 0.9, 0.0, rng.integers(1, 4, n) / 4.0),  # 90 % zeros, ties
+    ]
+    X = np.stack(cols, axis=1).astype(np.float16)
+    Y = _onehot(labels, 4)
+    assert np.signbit(X[:, 6]).any() and not X[:, 6].any()
+    kw = {"n_estimators": 3, "max_features": None, "random_state": 2}
+    fast = _fit_both(X, Y, **kw)
+    features = np.concatenate([e.tree_.feature for e in fast.estimators_])
+    assert not np.isin(features, [0, 1, 6, 7]).any()  # constant columns never split
+    for config in ({"bootstrap": False}, {"max_features": 2}, {"min_samples_leaf": 5}):
+        _fit_both(X, Y, **{**kw, **config})
+
+
+def test_zero_boundary_thresholds_are_midpoints():
+    """A {0, v} column splits at v / 2 (scikit-learn's midpoint with the zero block), a {-a, 0}
+    column at -a / 2; each side is pure."""
+    v = np.float16(0.3)
+    X = np.array([[0.0, -0.75]] * 6 + [[v, 0.0]] * 4, dtype=np.float16)
+    labels = np.array([0] * 6 + [1] * 4)
+    fast = _fit_both(X, _onehot(labels, 2), n_estimators=1, bootstrap=False, random_state=0)
+    tree = fast.estimators_[0].tree_
+    assert tree.node_count == 3
+    expected = {0: np.float64(np.float32(v)) / 2.0, 1: -0.375}
+    assert tree.threshold[0] == expected[int(tree.feature[0])]
+
+
+@pytest.mark.parametrize("near", [6e-8, -6e-8])
+def test_no_split_within_feature_threshold_of_zero(near):
+    """Values 0, ``near`` (a float16 subnormal, within 1e-7 of 0) and ±1: the perfect split
+    between 0 and ``near`` is not a candidate for scikit-learn (consecutive values must differ
+    by more than FEATURE_THRESHOLD), so the root splits between ``near`` and ±1, impure."""
+    far = 1.0 if near > 0 else -1.0
+    x = np.repeat(np.array([0.0, near, far], dtype=np.float16), [10, 10, 10])
+    assert x[10] != 0
+    labels = np.repeat([0, 1, 1], 10)
+    fast = _fit_both(x[:, None], _onehot(labels, 2), n_estimators=1, random_state=0)
+    tree = fast.estimators_[0].tree_
+    assert tree.threshold[0] == np.float64(np.float32(np.float16(near))) / 2.0 + far / 2.0
+    assert tree.impurity[tree.children_left[0] if near > 0 else tree.children_right[0]] > 0
+
+
+def test_cached_builder_follows_its_kernels():
+    """numba caches ``build_tree`` keyed by cart_build.py alone, with the cart_kernels functions
+    compiled into it: cart_build.py must change whenever cart_kernels.py does, or a cached
+    builder keeps running old kernels. Its KERNELS_DIGEST records the kernels' digest."""
+    import hashlib
+
+    from mfoml.wavelets import cart_build, cart_kernels
+
+    digest = hashlib.sha256(Path(cart_kernels.__file__).read_bytes()).hexdigest()[:16]
+    assert cart_build.KERNELS_DIGEST == digest, (
+        "cart_kernels.py changed: set KERNELS_DIGEST in cart_build.py to " + repr(digest)
+    )

@@ -8,6 +8,13 @@ with its constant-feature bookkeeping (:func:`~mfoml.wavelets.cart_kernels.draw_
 within a feature the first best position wins, across features the first visited feature with
 the largest proxy (strict ``>``, as scikit-learn compares). The rows and their kernels are
 described in :mod:`mfoml.wavelets.cart_kernels`.
+
+numba's on-disk cache of a function is keyed by its own source file, and ``build_tree``'s
+cached machine code contains the ``cart_kernels`` functions it calls: an edit of
+``cart_kernels.py`` alone would leave ``build_tree`` running the old kernels from the cache. So
+this file carries :data:`KERNELS_DIGEST`, the digest of ``cart_kernels.py``; a test
+(``tests/test_fasttree.py``) fails until it is updated, and updating it changes this file, which
+invalidates the cache.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from mfoml.wavelets.cart_kernels import (
     sorted_lists,
 )
 
+#: sha256 of ``cart_kernels.py`` (first 16 hex digits): see the module docstring
+KERNELS_DIGEST = "9728c59017f7747e"
 _KW = {"cache": True, "error_model": "numpy"}
 #: columns of the integer node table and of the stack
 LEFT, RIGHT, FEATURE, N_NODE = 0, 1, 2, 3
