@@ -51,22 +51,26 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
+
+
+def _reference_conv1d() -> dict:
+    """The builder keywords of the reference MNIST-1D network (Conv1D 5 x 80), read from
+    ``config/experiments/reference-mnist1d.yaml`` so that the benchmark measures that net."""
+    path = REPO / "config" / "experiments" / "reference-mnist1d.yaml"
+    spec = yaml.safe_load(path.read_text())["models"]["conv1d-ref"]
+    return {key: value for key, value in spec.items() if key != "arch"}
+
 
 # name -> (arch, builder kwargs, input shape, training samples per epoch)
 ARCHS: dict[str, tuple[str, dict, tuple[int, ...], int]] = {
     "mlp": ("mlp", {"depth": 4, "width": 100}, (1, 40), 4000),
     "conv1d": (
         "conv1d",
-        {
-            "depth": 5,
-            "width": 80,
-            "kernel_size": [5, 3, 3, 3, 3],
-            "padding": 1,
-            "stride": 2,
-            "batch_norm": False,
-        },
+        _reference_conv1d(),
         (1, 40),
         3200,
     ),
