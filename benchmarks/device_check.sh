@@ -15,7 +15,8 @@
 #      precision) vs a plain PyTorch/torchvision loop on the same data, images/second, the
 #      ratio (target <= 1.1); activation dump throughput; GPU NCC vs a streaming read of the
 #      same dump (benchmarks/device_bench.py);
-#   4. the probe benchmark (benchmarks/bench_probe.py --quick: fast forest vs scikit-learn);
+#   4. the probe benchmark (benchmarks/bench_probe.py --quick: fast forest vs scikit-learn), and
+#      on a ReLU layer of a conv net trained and dumped as the pipeline does (--sparse only);
 #   5. training threads (benchmarks/bench_train.py: per-epoch wall and CPU time at 1, 2 and 4
 #      torch threads, idle and beside one busy process, OMP_WAIT_POLICY default vs PASSIVE;
 #      the threads train.torch_threads auto picks per architecture and its verdict).
@@ -28,7 +29,7 @@ for arg in "$@"; do
     --smoke) MODE=smoke ;;
     --dry) MODE=dry ;;
     -h | --help)
-      sed -n '2,23p' "$0"
+      sed -n '2,24p' "$0"
       exit 0
       ;;
     *)
@@ -111,10 +112,13 @@ fi
 if [ "$MODE" = smoke ]; then
   run "ResNet18 epoch, dump, NCC (smoke)" 120 "$PY" benchmarks/device_bench.py --smoke
   run "probe benchmark (smoke)" 120 "$PY" benchmarks/bench_probe.py --smoke
+  run "probe benchmark, ReLU layer (smoke)" 120 "$PY" benchmarks/bench_probe.py --sparse only \
+    --smoke --sparse-layers block3
   run "training threads (smoke)" 120 "$PY" benchmarks/bench_train.py --quick --threads 1
 else
   run "ResNet18 epoch, dump, NCC" 180 "$PY" benchmarks/device_bench.py
   run "probe benchmark" 150 "$PY" benchmarks/bench_probe.py --quick
+  run "probe benchmark, ReLU layer" 150 "$PY" benchmarks/bench_probe.py --sparse only --quick
   run "training threads" 240 "$PY" benchmarks/bench_train.py --epochs 2
 fi
 

@@ -31,11 +31,13 @@ def test_syntax_and_dry_run():
     res = _run("--dry", timeout=30)
     assert res.returncode == 0, res.stderr
     steps = ("environment", "CUDA tests", "ResNet18 epoch, dump, NCC", "probe benchmark")
+    steps += ("probe benchmark, ReLU layer",)
     for step in (*steps, "training threads"):
         assert f"=== {step} " in res.stdout
     assert "bench_train.py --epochs 2" in res.stdout
     assert "pytest -q -rs -p no:cacheprovider -k cuda tests/test_ncc.py" in res.stdout
     assert "bench_probe.py --quick" in res.stdout
+    assert "bench_probe.py --sparse only --quick" in res.stdout
     assert _run("--bogus", timeout=30).returncode == 2
 
 
@@ -53,5 +55,7 @@ def test_cpu_smoke_run():
     assert "400x30" in table and "True" in table  # trees identical to scikit-learn's
     # one process: the memory ratio is printed but not gated (it would include numba's import)
     assert "memory: measured in one process (--smoke)" in table
+    relu = out[out.index("probe benchmark, ReLU layer (smoke)") :]
+    assert "relu:block3" in relu and "True" in relu  # a trained conv net's ReLU layer
     threads = out[out.index("training threads (smoke)") :]
     assert "mlp       idle  default" in threads and "mlp       idle  passive" in threads

@@ -9,8 +9,7 @@
 - The sparsity probe's alpha on a real activation layer: fast vs scikit-learn over 5 seeds.
 - Sparse layers with ties (issue 27): 60-90 % zeros in float16, constant and all-equal
   columns, splits only at the zero/nonzero boundary, signed zeros, float16 subnormals within
-  FEATURE_THRESHOLD of zero.
-- cart_build.py carries the digest of cart_kernels.py (numba's cache of the builder).
+  FEATURE_THRESHOLD of zero; the presort's rows against numpy.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mfoml.wavelets import fasttree as ft
+from mfoml.wavelets.cart_presort import presort
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestRegressor
 
@@ -402,6 +402,50 @@ def test_no_split_within_feature_threshold_of_zero(near):
     tree = fast.estimators_[0].tree_
     assert tree.threshold[0] == np.float64(np.float32(np.float16(near))) / 2.0 + far / 2.0
     assert tree.impurity[tree.children_left[0] if near > 0 else tree.children_right[0]] > 0
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.5, 0.95])
+def test_presort_keeps_the_nonzeros_sorted(zeros):
+    """Each row holds the feature's nonzero samples in value order (negatives first), the
+    counts match numpy's, and zeros of either sign are left out."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 70)).astype(np.float32)
+    X[rng.random(X.shape) < zeros] = 0.0
+    X[rng.random(X.shape) < 0.05] = -0.0
+    X[:, 3] = np.round(X[:, 3])  # ties
+    samples = np.sort(rng.choice(300, 200, replace=False))
+    order, vals, counts = presort(X, samples, n_threads=2)
+    Xs = X[samples]
+    for f in range(X.shape[1]):
+        col = Xs[:, f]
+        nz = np.flatnonzero(col != 0)
+        expected = nz[np.argsort(col[nz], kind="stable")]
+        assert counts[0, f] == np.count_nonzero(col < 0)
+        assert counts[1, f] == np.count_nonzero(col > 0)
+        k = counts[0, f] + counts[1, f]
+        np.testing.assert_array_equal(order[f, :k], expected)
+        np.testing.assert_array_equal(vals[f, :k], col[expected])
+
+
+def test_preload_loads_the_kernels_without_threads():
+    """``preload`` (for a process that forks jobs) loads the builder and apply kernels and
+    leaves the process with one OS thread (the default threading layer starts none)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, numba\n"
+        "from mfoml.wavelets import cart_build, cart_kernels, cart_presort, fasttree\n"
+        "fasttree.preload()\n"
+        "kernels = (cart_build.build_tree, cart_presort.pack_keys, cart_kernels.apply_tree)\n"
+        "print(all(k.signatures for k in kernels), len(os.listdir('/proc/self/task')))\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("NUMBA_THREADING_LAYER", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "1"]
 
 
 def test_cached_builder_follows_its_kernels():

@@ -14,7 +14,7 @@ cached machine code contains the ``cart_kernels`` functions it calls: an edit of
 ``cart_kernels.py`` alone would leave ``build_tree`` running the old kernels from the cache. So
 this file carries :data:`KERNELS_DIGEST`, the digest of ``cart_kernels.py``; a test
 (``tests/test_fasttree.py``) fails until it is updated, and updating it changes this file, which
-invalidates the cache.
+invalidates the cache for every user of the new code.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mfoml.wavelets.cart_kernels import (
     EPSILON,
     TREE_LEAF,
     TREE_UNDEFINED,
+    ZERO,
     draw_features,
     impurity,
     live_features,
@@ -35,7 +36,7 @@ from mfoml.wavelets.cart_kernels import (
 )
 
 #: sha256 of ``cart_kernels.py`` (first 16 hex digits): see the module docstring
-KERNELS_DIGEST = "9728c59017f7747e"
+KERNELS_DIGEST = "29deca240760c3ab"
 _KW = {"cache": True, "error_model": "numpy"}
 #: columns of the integer node table and of the stack
 LEFT, RIGHT, FEATURE, N_NODE = 0, 1, 2, 3
@@ -73,12 +74,35 @@ def _stable_partition(a, start, m, go_left, tmp):
 
 
 @njit(**_KW)
-def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_dense, arenas):
+def _split_sides(fo, fv, s0, m, c, pos, go_left, node_samples):
+    """Send the node's samples (``node_samples``, m) to their side of the split of the row at
+    ``s0`` (``c = (n_neg, n_pos)``) that leaves ``pos`` samples on the left: ``go_left[i]`` 1 or
+    0. Returns the float32 values on both sides of the split (the last one on the left, the
+    first one on the right; 0 for a zero)."""
+    n_neg, nz = c[0], c[0] + c[1]
+    z = m - nz
+    for i in node_samples:  # the zeros' side (a split is never between two zeros)
+        go_left[i] = pos > n_neg
+    for p in range(nz):
+        go_left[fo[s0 + p]] = (p if p < n_neg else p + z) < pos
+    sides = np.empty(2, dtype=np.float32)
+    for k in range(2):
+        q = pos - 1 + k  # position -> slot
+        sides[k] = fv[s0 + q] if q < n_neg else (ZERO if q < n_neg + z else fv[s0 + q - z])
+    return sides[0], sides[1]
+
+
+@njit(**_KW)
+def build_tree(
+    go, gv, counts0, n, codes, wts, limits, state, par_min_work, n_threads, m_dense, arenas
+):
     """Depth-first CART build in scikit-learn's node order.
 
     Parameters
     ----------
-    go, gv : (d * n,) the presorted global rows (positions uint16/uint32, float32 values).
+    go, gv : (d * n,) the presorted global rows (positions uint16/uint32, float32 values): row
+        ``f`` at ``f * n`` (:mod:`~mfoml.wavelets.cart_presort`).
+    counts0 : (2, d) int32, the rows' numbers of negative and positive values.
     n : samples with positive weight;  codes : (n,) uint32 classes;  wts : (n,) float64
         integer weights.
     limits : float64 ``[n_classes, weighted_n_samples, max_depth, min_samples_split,
@@ -126,9 +150,12 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
     cnt = np.zeros(L)
     par = np.zeros(4)
     par[2], par[3] = msl, mwl
-    crit = (codes, wts, tot, par, cnt)
+    crit = (codes, wts, tot, par, np.zeros(L))
     ctx = (crit, res_proxy, res_pos, go_left)
     samp = np.arange(n).astype(go.dtype)  # each node's samples in [start, start + m)
+    # the rows' (n_neg, n_pos) in the node of stack slot s: counts[s] (grown on demand)
+    counts = np.empty((min(n, max_depth, 30) + 2, 2, d), dtype=np.int32)
+    counts[0] = counts0
     sp = _push(st, st_imp, 0, 0, n, 0, -1, 0, -1, 0, 0, np.inf)
     node_count = 0
     max_depth_seen = -1
@@ -164,12 +191,13 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
             fo, fv, stride = o0, v0, m
         else:
             fo, fv, stride = o1, v1, m
+        c_node = counts[sp]
         if not is_leaf:
-            live_features(features, n_known, fv, base, stride, m, mark, is_const)
+            live_features(features, n_known, fv, base, stride, m, c_node, mark, is_const)
             if buf < 0 and m <= m_dense:  # copy the live rows into a dense block of buffer 0
                 for f in range(d):
                     if mark[f]:
-                        for p in range(m):
+                        for p in range(c_node[0, f] + c_node[1, f]):
                             o0[f * m + p] = go[f * n + start + p]
                             v0[f * m + p] = gv[f * n + start + p]
                 fo, fv, stride, base, buf = o0, v0, m, zero, zero
@@ -180,11 +208,12 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
             )
             par[0] = np.sum(tot * tot)
             par[1] = w_node
-            node = (base, stride, m, zero, feat, zero)
+            node = (base, stride, m, zero, zero)
+            c3 = (c_node, c_node, c_node)
             if n_threads > 1 and ns * m >= par_min_work:
-                rows_parallel(scan, fo, fv, node, scan_list, zero, ns, ctx, (fo, fv), n_threads)
+                rows_parallel(scan, fo, fv, node, scan_list, zero, ns, ctx, c3, (fo, fv), n_threads)
             else:
-                rows(scan, fo, fv, node, scan_list, zero, ns, ctx, (fo, fv), tmp)
+                rows(scan, fo, fv, node, scan_list, zero, ns, ctx, c3, (fo, fv), tmp)
             best = -np.inf
             for t in range(nv):
                 if res_proxy[visit[t]] > best:
@@ -192,18 +221,29 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
                     feat = visit[t]
                     pos = res_pos[feat]
             if pos < m:
-                s0 = base + feat * stride
+                v_lo, v_hi = _split_sides(
+                    fo,
+                    fv,
+                    base + feat * stride,
+                    m,
+                    c_node[:, feat],
+                    pos,
+                    go_left,
+                    samp[start : start + m],
+                )
                 cnt[:] = 0.0
-                for p in range(s0, s0 + pos):
-                    cnt[codes[fo[p]]] += wts[fo[p]]
-                    w_l += wts[fo[p]]
+                for p in range(start, start + m):  # branch-free: sides are unpredictable
+                    i = samp[p]
+                    w_i = wts[i] * go_left[i]
+                    cnt[codes[i]] += w_i
+                    w_l += w_i
                 w_r = w_node - w_l
                 imp_l = impurity(cnt, w_l, L)
                 imp_r = impurity(tot - cnt, w_r, L)
                 improvement = (w_node / weighted_n_samples) * (
                     imp - (w_r / w_node * imp_r) - (w_l / w_node * imp_l)
                 )
-                thr = np.float64(fv[s0 + pos - 1]) / 2.0 + np.float64(fv[s0 + pos]) / 2.0
+                thr = np.float64(v_lo) / 2.0 + np.float64(v_hi) / 2.0
                 is_leaf = improvement + EPSILON < min_impurity_decrease
             else:
                 is_leaf = True
@@ -223,20 +263,22 @@ def build_tree(go, gv, n, codes, wts, limits, state, par_min_work, n_threads, m_
         ints[node_id, FEATURE] = feat
         floats[node_id, 0] = thr
         mgl[node_id] = 1 if pos > m - pos else 0
-        s0 = base + feat * stride
-        for p in range(s0, s0 + m):
-            go_left[fo[p]] = 1 if p < s0 + pos else 0
         # partition the live rows (features[n_total:]) unless both children are leaves
         leaf_l = pos < mss or pos < 2 * msl or w_l < 2 * mwl or imp_l <= EPSILON
         leaf_r = m - pos < mss or m - pos < 2 * msl or w_r < 2 * mwl or imp_r <= EPSILON
         if depth + 1 < max_depth and not (leaf_l and leaf_r):
             dense = zero + (buf >= 0)
             dst = (o1, v1) if buf == 0 else (o0, v0)
-            node = (base, stride, m, pos, feat, dense)
+            node = (base, stride, m, pos, dense)
+            if sp + 2 > counts.shape[0]:
+                grown = np.empty((2 * counts.shape[0], 2, d), dtype=np.int32)
+                grown[: counts.shape[0]] = counts
+                counts = grown
+            c3 = (counts[sp], counts[sp + 1], counts[sp])  # node, left child, right child
             if n_threads > 1 and npart * m >= par_min_work:
-                rows_parallel(part, fo, fv, node, part_list, zero, npart, ctx, dst, n_threads)
+                rows_parallel(part, fo, fv, node, part_list, zero, npart, ctx, c3, dst, n_threads)
             else:
-                rows(part, fo, fv, node, part_list, zero, npart, ctx, dst, tmp)
+                rows(part, fo, fv, node, part_list, zero, npart, ctx, c3, dst, tmp)
         _stable_partition(samp, start, m, go_left, tmp[0])
         if buf < 0:
             base_l, base_r, child = start, start + pos, zero - 1

@@ -3,22 +3,31 @@
 Layout (``n`` samples with positive weight, ``d`` features; "sample ``i``" is position ``i`` in
 the list of positively weighted samples). Every feature has a *row*: the samples sorted by that
 feature's value, as positions (``uint16``/``uint32``) and float32 values in two flat arrays. A
-node's row for feature ``f`` starts at ``base + f * stride`` and has ``m`` entries:
+node's row for feature ``f`` starts at ``base + f * stride`` and has ``m`` slots: its
+``n_neg`` negative samples (ascending), then its ``n_pos`` positive ones (ascending); the
+others are its *zeros* (values ±0, between the two in the sorted order), which are not stored
+(the last ``m - n_neg - n_pos`` slots are unused), so a row costs its nonzeros only. ReLU
+layers are mostly zeros (62-92 % in the probe's dumps), and every step below skips them.
+
+Rows live in two layouts:
 
 - global rows (``stride = n``, ``base`` = the node's start): each split partitions every row's
-  range stably in place, so rows stay sorted inside every node;
+  range stably in place, so rows stay sorted inside every node (the children's ranges are the
+  node's first ``m_left`` and last ``m - m_left`` slots);
 - dense blocks (``stride = m``): a small node's rows are copied into a contiguous block of
   ``d * m`` entries, and a split writes the children as two such blocks (left at ``base``, right
   at ``base + d * m_left``) into the other of two buffers, so small nodes stay contiguous.
 
-Rows of features found constant in a node are no longer maintained (scikit-learn's descendants
-never read them either). A node reads and writes its rows in increasing feature order (memory
-order; the order scikit-learn visits features in only decides ties, see ``cart_build``).
+The counts ``n_neg`` and ``n_pos`` of every row are kept per node (``cart_build``). Rows of
+features found constant in a node are no longer maintained (scikit-learn's descendants never
+read them either). A node reads and writes its rows in increasing feature order (memory order;
+the order scikit-learn visits features in only decides ties, see ``cart_build``).
 
 The criterion is scikit-learn's ``MSE`` on one-hot targets. With integer weights (bootstrap
 counts) all its sums are integers, exact in float64, so ``Σ_k s_k²`` is kept with O(1) updates
 per sample (``(s + w)² − s² = w (2 s + w)``) and the proxy ``Σ_k s_Lk² / w_L + Σ_k s_Rk² / w_R``
-is evaluated bit-identically to scikit-learn's.
+is evaluated bit-identically to scikit-learn's, from the sums of either side (the other side's
+are the node's less these, and the two terms commute).
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ from numba import njit, prange
 
 #: scikit-learn's FEATURE_THRESHOLD (a float32 constant; comparisons are in float32).
 FEATURE_THRESHOLD = np.float32(1e-7)
+#: The value of the zero block (float32, as the rows' values).
+ZERO = np.float32(0.0)
 #: scikit-learn's EPSILON of the tree builder.
 EPSILON = float(np.finfo(np.float64).eps)
 RAND_R_MAX = 2147483647
 TREE_LEAF = -1
 TREE_UNDEFINED = -2
 _KW = {"cache": True, "error_model": "numpy"}
+#: The per-row kernels allocate nothing, so they run without numba's reference counting (its
+#: atomic increments and decrements of every array argument and slice took a fifth of a fit);
+#: the per-row helpers are inlined into them (no call per row or per sample).
+_NR = {**_KW, "_nrt": False}
+_INLINE = {"inline": "always", **_NR}
 
 
 @njit(**_KW)
@@ -50,55 +66,93 @@ def rand_int(low, high, state):
     return low + np.int64(np.uint32(s & 0x7FFFFFFF) % np.uint32(high - low))
 
 
-@njit(cache=True, nogil=True)
-def pack_keys(Xu, samples, f0, keys, shift):
-    """``keys[k, j] = (order-preserving bits of X[samples[j], f0 + k]) << shift | j``.
-
-    ``Xu``: X (N, d) float32 viewed as uint32; ``keys``: (nb, n) uint64. Negative floats get all
-    bits flipped, the others the sign bit set, so unsigned order is float order.
-    """
-    nb, n = keys.shape
-    sign = np.uint32(0x80000000)
-    ones = np.uint32(0xFFFFFFFF)
-    for j in range(n):
-        row = Xu[samples[j], f0 : f0 + nb]
-        tag = np.uint64(j)
-        for k in range(nb):
-            b = row[k]
-            b = b ^ ones if b & sign else b | sign
-            keys[k, j] = (np.uint64(b) << shift) | tag
+@njit(**_INLINE)
+def _add(i, codes, wts, tot, cnt, sq, dot, w_s):
+    """Add sample ``i`` to the walked part (arrays of :func:`scan_feature`): its class count
+    ``cnt[codes[i]]`` and the part's ``(sq, dot, w_s) = (Σ_k s_k², Σ_k s_k tot_k, Σ w)``,
+    returned."""
+    c = codes[i]
+    w = wts[i]
+    lc = cnt[c]
+    cnt[c] = lc + w
+    return sq + w * (2.0 * lc + w), dot + w * tot[c], w_s + w
 
 
-@njit(cache=True, nogil=True)
-def unpack_keys(keys, f0, shift, order, vals_u):
-    """Inverse of :func:`pack_keys` on sorted keys: positions into ``order`` and float bits into
-    ``vals_u`` (float32 storage viewed as uint32), rows ``f0 .. f0 + nb``."""
-    nb, n = keys.shape
-    mask = (np.uint64(1) << shift) - np.uint64(1)
-    sign = np.uint32(0x80000000)
-    ones = np.uint32(0xFFFFFFFF)
-    for k in range(nb):
-        key_row = keys[k]
-        o_row = order[f0 + k]
-        v_row = vals_u[f0 + k]
-        for j in range(n):
-            key = key_row[j]
-            o_row[j] = key & mask
-            b = np.uint32(key >> shift)
-            v_row[j] = b ^ sign if b & sign else b ^ ones
+@njit(**_INLINE)
+def _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound):
+    """scikit-learn's proxy ``Σ s_Lk² / w_L + Σ s_Rk² / w_R`` of a split whose one side has the
+    sums of :func:`_add` (the other side's Σ s_k² is ``sq_tot − 2 dot + sq``), or -inf where a
+    side weighs less than ``mwl`` (min_weight_leaf) or the division-free test ``sq_l w_r +
+    sq_r w_l >= bound w_l w_r`` says the proxy is below ``bound`` (the two terms commute, so
+    either side's sums give scikit-learn's value bit for bit)."""
+    sq_o = sq_tot - 2.0 * dot + sq
+    w_o = w_node - w_s
+    if (mwl <= 0.0 or (w_s >= mwl and w_o >= mwl)) and sq * w_o + sq_o * w_s >= bound * (w_s * w_o):
+        return sq / w_s + sq_o / w_o
+    return -np.inf
 
 
-@njit(**_KW)
-def scan_feature(ofs, vfs, codes, wts, tot, par, cnt, floor):
-    """Best proxy of one sorted row ``ofs``/``vfs`` (the node's m samples) and its position.
+@njit(**_INLINE)
+def _walk_start(par, cnt):
+    """A walk's constants ``(sq_tot, w_node, min_samples_leaf, min_weight_leaf)`` from ``par``
+    and its initial ``(sq, dot, w_s, best, pos)``; clears the class counts ``cnt``."""
+    for k in range(cnt.shape[0]):
+        cnt[k] = 0.0
+    return par[0], par[1], int(par[2]), par[3], 0.0, 0.0, 0.0, -np.inf, -1
 
-    ``par = [sq_tot, w_node, min_samples_leaf, min_weight_leaf]``. A candidate position ``q``
-    (1..m-1) splits where the float32 values differ by more than FEATURE_THRESHOLD with at
-    least ``min_samples_leaf`` samples and ``min_weight_leaf`` weight on each side. The proxy is
-    evaluated as scikit-learn does (two divisions) only where the division-free test
-    ``sq_l w_r + sq_r w_l >= bound w_l w_r`` (bound = the best so far less 1e-12 relative) says
-    it may beat the best so far, so no candidate that scikit-learn would take is skipped; the
-    first best position wins (strict ``>``). Returns ``(proxy, pos)``, pos -1 if none.
+
+@njit(**_INLINE)
+def _walk_up(ofs, vfs, stop, m, codes, wts, tot, par, cnt, bound):
+    """Slots ``0 .. stop - 1`` upwards with the sums of the left part (slot = position); the
+    candidate after slot ``p`` lies between ``vfs[p]`` and ``vfs[p + 1]``. Returns ``(best,
+    pos, bound)``: the first best proxy (-inf if none reaches ``bound``), its position (samples
+    on the left), the bound raised to it."""
+    sq_tot, w_node, msl, mwl, sq, dot, w_s, best, pos = _walk_start(par, cnt)
+    for p in range(stop):
+        sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
+        if vfs[p + 1] > vfs[p] + FEATURE_THRESHOLD and msl <= p + 1 <= m - msl:
+            proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
+            if proxy > best:
+                best, pos, bound = proxy, p + 1, max(bound, proxy * (1.0 - 1e-12))
+    return best, pos, bound
+
+
+@njit(**_INLINE)
+def _walk_down(ofs, vfs, start, stop, m, codes, wts, tot, par, cnt, bound):
+    """Slots ``stop - 1`` down to ``start`` with the sums of the right part (slot ``p`` is
+    position ``p + m - stop``: the row's zeros lie below ``start``); the candidate before slot
+    ``p`` lies between ``vfs[p - 1]`` and ``vfs[p]``. Returns ``(best, pos, bound)`` as
+    :func:`_walk_up`, the leftmost of equal best proxies (``>=`` as it walks down)."""
+    sq_tot, w_node, msl, mwl, sq, dot, w_s, best, pos = _walk_start(par, cnt)
+    for t in range(stop - start):
+        p = stop - 1 - t
+        sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
+        q = p + m - stop
+        if vfs[p] > vfs[p - 1] + FEATURE_THRESHOLD and msl <= q <= m - msl:
+            proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
+            if proxy >= best and proxy > -np.inf:
+                best, pos, bound = proxy, q, max(bound, proxy * (1.0 - 1e-12))
+    return best, pos, bound
+
+
+@njit(**_INLINE)
+def scan_feature(ofs, vfs, n_neg, n_pos, codes, wts, tot, par, cnt, floor):
+    """Best proxy of one row (``ofs``/``vfs``: its m slots, ``n_neg`` negatives and ``n_pos``
+    positives) and its position.
+
+    ``codes`` (n,) classes, ``wts`` (n,) integer weights, ``tot`` (L,) the node's class sums,
+    ``par = [sq_tot, w_node, min_samples_leaf, min_weight_leaf]``, ``cnt`` (L,) scratch. A
+    candidate position ``q`` (samples on the left, 1..m-1) splits where consecutive values of
+    the sorted row, zeros included, differ by more than FEATURE_THRESHOLD in float32, with at
+    least ``min_samples_leaf`` samples and ``min_weight_leaf`` weight on each side.
+
+    A row without zeros is walked upwards in one go. A row with zeros is walked from both ends
+    towards them: the negatives upwards, then the positives downwards (the slot next to each
+    walk's end holds a zero meanwhile; slot -1 is the row's last, unused slot), so the zeros
+    cost nothing. The proxy is evaluated as scikit-learn does (two divisions) only where the
+    division-free test says it may beat the best so far (bound = that less 1e-12 relative), so
+    no candidate that scikit-learn would take is skipped; the leftmost best position wins
+    (scikit-learn's strict ``>``). Returns ``(proxy, pos)``, pos -1 if none.
 
     ``floor``: the best proxy of the features scanned before in this node. A row whose maximum
     is below it cannot be the node's split, so the test starts from ``floor`` too: the row's
@@ -106,57 +160,79 @@ def scan_feature(ofs, vfs, codes, wts, tot, par, cnt, floor):
     ``(-inf, -1)`` or a value below ``floor``. This only saves divisions.
     """
     m = ofs.shape[0]
-    for k in range(cnt.shape[0]):
-        cnt[k] = 0.0
-    sq_tot, w_node, mwl = par[0], par[1], par[3]
-    lo = int(par[2]) - 1  # q = p + 1 needs msl <= q <= m - msl
-    hi = m - int(par[2])
-    sq_l = 0.0  # Σ_k s_Lk²
-    dot = 0.0  # Σ_k s_k s_Lk, so that Σ_k s_Rk² = sq_tot − 2 dot + sq_l
-    w_l = 0.0
-    best = -np.inf
+    nz = n_neg + n_pos
     bound = floor * (1.0 - 1e-12)  # proxies are positive
-    best_pos = -1
-    v_prev = vfs[0]
-    for p in range(m - 1):
+    if nz == m:
+        best, pos, bound = _walk_up(ofs, vfs, m - 1, m, codes, wts, tot, par, cnt, bound)
+        return best, pos
+    best = best_hi = -np.inf
+    pos = pos_hi = -1
+    if n_neg > 0:
+        keep = vfs[n_neg]
+        vfs[n_neg] = ZERO
+        best, pos, bound = _walk_up(ofs, vfs, n_neg, m, codes, wts, tot, par, cnt, bound)
+        vfs[n_neg] = keep
+    if n_pos > 0:
+        keep = vfs[n_neg - 1]
+        vfs[n_neg - 1] = ZERO
+        best_hi, pos_hi, bound = _walk_down(
+            ofs, vfs, n_neg, nz, m, codes, wts, tot, par, cnt, bound
+        )
+        vfs[n_neg - 1] = keep
+    if best_hi > best:  # the positives' candidates lie right of the negatives'
+        return best_hi, pos_hi
+    return best, pos
+
+
+@njit(**_INLINE)
+def _send(ofs, vfs, p0, p1, go_left, do, dv, a, b):
+    """Slots ``p0 .. p1 - 1`` of a row into ``do``/``dv``: a sample going left to slot ``a``,
+    one going right to ``b``, each then moved up (branch-free: a sample's side is unpredictable
+    for features unrelated to the split). Returns the final ``(a, b)``."""
+    for p in range(p0, p1):
         i = ofs[p]
-        c = codes[i]
-        w = wts[i]
-        lc = cnt[c]
-        sq_l += w * (2.0 * lc + w)
-        dot += w * tot[c]
-        cnt[c] = lc + w
-        w_l += w
-        v_next = vfs[p + 1]
-        if v_next > v_prev + FEATURE_THRESHOLD and p >= lo and p < hi:
-            w_r = w_node - w_l
-            sq_r = sq_tot - 2.0 * dot + sq_l
-            if (mwl <= 0.0 or (w_l >= mwl and w_r >= mwl)) and (
-                sq_l * w_r + sq_r * w_l >= bound * (w_l * w_r)
-            ):
-                proxy = sq_l / w_l + sq_r / w_r
-                if proxy > best:
-                    best = proxy
-                    bound = max(bound, proxy * (1.0 - 1e-12))
-                    best_pos = p + 1
-        v_prev = v_next
-    return best, best_pos
+        g = go_left[i]
+        k = a if g else b
+        do[k] = i
+        dv[k] = vfs[p]
+        a += g
+        b += 1 - g
+    return a, b
 
 
-@njit(**_KW)
-def rows(scan, fo, fv, node, feats, lo, hi, ctx, dst, tmp):
+@njit(**_INLINE)
+def _send_in_place(ofs, vfs, p0, p1, go_left, tmp_i, tmp_v, a, b):
+    """:func:`_send` with the left side in place (``a <= p``) and the right side into
+    ``tmp_i``/``tmp_v`` (both written, one kept: branch-free)."""
+    for p in range(p0, p1):
+        i = ofs[p]
+        v = vfs[p]
+        g = go_left[i]
+        ofs[a] = i
+        vfs[a] = v
+        tmp_i[b] = i
+        tmp_v[b] = v
+        a += g
+        b += 1 - g
+    return a, b
+
+
+@njit(**_NR)
+def rows(scan, fo, fv, node, feats, lo, hi, ctx, counts, dst, tmp):
     """Per-row work of a node for the features ``feats[lo:hi]``.
 
-    ``node = (base, stride, m, m_left, skip, dense)``; ``ctx = (crit, res_proxy, res_pos,
-    go_left)`` with ``crit = (codes, wts, tot, par, cnt)``. ``scan``: best proxy/position of
-    each row into ``res_proxy``/``res_pos``. Otherwise partition by ``go_left``: in place and
-    stable for global rows (row ``skip``, the split feature, is already partitioned), or, for a
-    dense block, into ``dst = (do, dv)``: left row at ``base + f * m_left``, right row at
-    ``base + d * m_left + f * (m - m_left)``. Both partitions are branch-free (a sample's side
-    is unpredictable for features unrelated to the split).
+    ``node = (base, stride, m, m_left, dense)``; ``ctx = (crit, res_proxy, res_pos, go_left)``
+    with ``crit`` as in :func:`scan_feature`; ``counts = (node, left, right)``: (2, d) int32
+    arrays, each row's ``n_neg`` (``[0]``) and ``n_pos`` (``[1]``) in the node and in its
+    children (``right`` may be ``node``: an entry is read before it is written). ``scan``:
+    best proxy/position of each row into ``res_proxy``/``res_pos``. Otherwise partition each
+    row's nonzeros stably by ``go_left``: a dense block into ``dst = (do, dv)`` (left row at
+    ``base + f * m_left``, right row at ``base + d * m_left + f * (m - m_left)``), a global row
+    in place (the right child's row from slot ``m_left``, through ``tmp``: two arrays of m).
     """
-    base, stride, m, m_l, skip, dense = node
+    base, stride, m, m_l, dense = node
     crit, res_proxy, res_pos, go_left = ctx
+    c_node, c_left, c_right = counts
     codes, wts, tot, par, cnt = crit
     do, dv = dst
     tmp_i, tmp_v = tmp
@@ -164,42 +240,36 @@ def rows(scan, fo, fv, node, feats, lo, hi, ctx, dst, tmp):
     floor = -np.inf
     for t in range(lo, hi):
         f = feats[t]
-        ofs = fo[base + f * stride : base + f * stride + m]
-        vfs = fv[base + f * stride : base + f * stride + m]
+        s0 = base + f * stride
+        ofs = fo[s0 : s0 + m]
+        vfs = fv[s0 : s0 + m]
+        n_neg, n_pos = c_node[0, f], c_node[1, f]
         if scan:
-            res_proxy[f], res_pos[f] = scan_feature(ofs, vfs, codes, wts, tot, par, cnt, floor)
+            res_proxy[f], res_pos[f] = scan_feature(
+                ofs, vfs, n_neg, n_pos, codes, wts, tot, par, cnt, floor
+            )
             floor = max(floor, res_proxy[f])
-        elif dense:
-            w = base + f * m_l
-            r = base + d * m_l + f * (m - m_l)
-            for p in range(m):
-                i = ofs[p]
-                g = go_left[i]
-                k = w if g else r
-                do[k] = i
-                dv[k] = vfs[p]
-                w += g
-                r += 1 - g
-        elif f != skip:
-            w = 0
-            r = 0
-            for p in range(m):
-                i = ofs[p]
-                v = vfs[p]
-                g = go_left[i]
-                ofs[w] = i
-                vfs[w] = v
-                tmp_i[r] = i
-                tmp_v[r] = v
-                w += g
-                r += 1 - g
-            for k in range(r):
-                ofs[w + k] = tmp_i[k]
-                vfs[w + k] = tmp_v[k]
+            continue
+        if dense:
+            a0 = base + f * m_l
+            b0 = base + d * m_l + f * (m - m_l)
+            a, b = _send(ofs, vfs, 0, n_neg, go_left, do, dv, a0, b0)
+            c_left[0, f], c_right[0, f] = a - a0, b - b0
+            a, b = _send(ofs, vfs, n_neg, n_neg + n_pos, go_left, do, dv, a, b)
+        else:
+            a0 = b0 = 0
+            a, b = _send_in_place(ofs, vfs, 0, n_neg, go_left, tmp_i, tmp_v, a0, b0)
+            c_left[0, f], c_right[0, f] = a - a0, b - b0
+            a, b = _send_in_place(ofs, vfs, n_neg, n_neg + n_pos, go_left, tmp_i, tmp_v, a, b)
+            for k in range(b):
+                ofs[m_l + k] = tmp_i[k]
+                vfs[m_l + k] = tmp_v[k]
+        c_left[1, f] = a - a0 - c_left[0, f]
+        c_right[1, f] = b - b0 - c_right[0, f]
 
 
 @njit(parallel=True, **_KW)
-def rows_parallel(scan, fo, fv, node, feats, lo, hi, ctx, dst, n_threads):
+def rows_parallel(scan, fo, fv, node, feats, lo, hi, ctx, counts, dst, n_threads):
     """:func:`rows` over ``n_threads`` chunks of ``feats[lo:hi]``, each with own temporaries."""
     crit, res_proxy, res_pos, go_left = ctx
     codes, wts, tot, par, cnt = crit
@@ -207,19 +277,21 @@ def rows_parallel(scan, fo, fv, node, feats, lo, hi, ctx, dst, n_threads):
     n_feats = hi - lo
     n_chunks = min(n_feats, n_threads)
     for ch in prange(n_chunks):
-        crit_ch = (codes, wts, tot, par, np.empty(cnt.shape[0]))
+        crit_ch = (codes, wts, tot, par, np.empty_like(cnt))
         tmp = (np.empty(m, dtype=fo.dtype), np.empty(m, dtype=np.float32))
         a = lo + ch * n_feats // n_chunks
         b = lo + (ch + 1) * n_feats // n_chunks
-        rows(scan, fo, fv, node, feats, a, b, (crit_ch, res_proxy, res_pos, go_left), dst, tmp)
+        ctx_ch = (crit_ch, res_proxy, res_pos, go_left)
+        rows(scan, fo, fv, node, feats, a, b, ctx_ch, counts, dst, tmp)
 
 
 @njit(**_KW)
-def live_features(features, n_known, fv, base, stride, m, mark, is_const):
+def live_features(features, n_known, fv, base, stride, m, counts, mark, is_const):
     """Mark the node's live features (``mark[f] = 1``; 0 for the ``n_known`` constants found at
     ancestors, whose rows are no longer maintained) and flag the live ones that are constant
-    here (sorted row's last value within FEATURE_THRESHOLD of its first), in increasing feature
-    order so that the rows are read in memory order."""
+    here (the largest value within FEATURE_THRESHOLD of the smallest, zeros included;
+    ``counts``: (2, d) ``n_neg``, ``n_pos`` of the rows), in increasing feature order so that
+    the rows are read in memory order."""
     d = features.shape[0]
     mark[:] = 1
     for k in range(n_known):
@@ -227,7 +299,11 @@ def live_features(features, n_known, fv, base, stride, m, mark, is_const):
     for f in range(d):
         if mark[f]:
             s0 = base + f * stride
-            is_const[f] = fv[s0 + m - 1] <= fv[s0] + FEATURE_THRESHOLD
+            n_neg, n_pos = counts[0, f], counts[1, f]
+            full = n_neg + n_pos == m
+            lo = fv[s0] if n_neg > 0 or full else ZERO
+            hi = fv[s0 + n_neg + n_pos - 1] if n_pos > 0 or full else ZERO
+            is_const[f] = hi <= lo + FEATURE_THRESHOLD
 
 
 @njit(**_KW)

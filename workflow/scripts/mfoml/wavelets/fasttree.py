@@ -4,9 +4,11 @@ The sparsity probe and the wavelet classifiers fit ``RandomForestRegressor(crite
 "squared_error")`` on one-hot class vectors with all features considered at every split.
 scikit-learn sorts every feature's values again at every node (about ``N log N x d`` per tree
 level, reading ``X`` row by row for each feature) and that fit is almost all of the probe's
-time. Here every feature is sorted once per tree and each node's sorted ranges are partitioned
-stably into the children, so a level costs about ``N x d`` sequential steps with O(1) updates of
-the squared-error sums per sample (``cart_kernels``). No maintained library does this with
+time. Here every feature's nonzero values are sorted once per tree (``cart_presort``) and each
+node's sorted ranges are partitioned stably into the children, so a level costs about ``N x d``
+sequential steps with O(1) updates of the squared-error sums per sample (``cart_kernels``); the
+zeros of a feature (most of a ReLU layer) are never stored, sorted or walked: the split search
+crosses them as one block, from the node's totals. No maintained library does this with
 scikit-learn's split rule: histogram-based trees (xgboost, LightGBM, scikit-learn's HistGradient*)
 bin the features and give different splits, which would change the wavelets.
 
@@ -41,56 +43,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FastForestRegressor", "FastTree", "FastTreeRegressor", "onehot_codes"]
+__all__ = ["FastForestRegressor", "FastTree", "FastTreeRegressor", "onehot_codes", "preload"]
 
 MAX_INT = int(np.iinfo(np.int32).max)
 #: Nodes with fewer than this many (samples x features) entries are processed by one thread.
 PARALLEL_MIN_WORK = 1 << 18
 #: Bytes of each of the two dense-block buffers (nodes up to ARENA_BYTES / (6 d) samples).
 ARENA_BYTES = 8 << 20
-#: Features sorted per block by numpy (bounded temporary memory).
-SORT_BLOCK = 64
-
-
-def presort(
-    X: np.ndarray, samples: np.ndarray, n_threads: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each feature of ``X[samples]`` sorted once: ``order`` (d, n) and ``vals`` (d, n).
-
-    ``order`` holds positions into ``samples`` (uint16 when ``n <= 65536``, else uint32) sorted
-    by the feature's value, ``vals`` the float32 values in that order. Each (value, position)
-    pair is packed into one uint64 key (float bits made order-preserving as unsigned integers)
-    and numpy sorts blocks of features (its SIMD sort releases the GIL, so ``n_threads``
-    threads share the blocks).
-    """
-    from mfoml.wavelets.cart_kernels import pack_keys, unpack_keys
-
-    n = samples.shape[0]
-    d = X.shape[1]
-    small = n <= 65536
-    shift = np.uint64(16 if small else 32)
-    order = np.empty((d, n), dtype=np.uint16 if small else np.uint32)
-    vals = np.empty((d, n), dtype=np.float32)
-    Xu = X.view(np.uint32)
-    vals_u = vals.view(np.uint32)
-    samples = np.ascontiguousarray(samples, dtype=np.int64)
-
-    def block(f0: int) -> None:
-        keys = np.empty((min(SORT_BLOCK, d - f0), n), dtype=np.uint64)
-        pack_keys(Xu, samples, f0, keys, shift)
-        keys.sort(axis=1)
-        unpack_keys(keys, f0, shift, order, vals_u)
-
-    starts = range(0, d, SORT_BLOCK)
-    if n_threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(block, starts))
-    else:
-        for f0 in starts:
-            block(f0)
-    return order, vals
 
 
 def onehot_codes(y: Any) -> tuple[np.ndarray, int]:
@@ -293,11 +252,12 @@ def fit_tree(
     """
     from mfoml.wavelets.cart_build import build_tree
     from mfoml.wavelets.cart_kernels import RAND_R_MAX
+    from mfoml.wavelets.cart_presort import presort
 
     samples = np.flatnonzero(sample_weight != 0.0)
     n = int(samples.shape[0])
     d = X.shape[1]
-    order, vals = presort(X, samples, n_threads)
+    order, vals, nz = presort(X, samples, n_threads)
     m_dense = int(max(2, min(n, ARENA_BYTES // (6 * d))))
     arenas = tuple(np.empty(d * m_dense, dtype=dt) for dt in (order.dtype, np.float32) * 2)
     state = np.array([np.random.RandomState(seed).randint(0, RAND_R_MAX)], dtype=np.int64)
@@ -316,7 +276,7 @@ def fit_tree(
     )
     codes_n = np.ascontiguousarray(codes[samples], dtype=np.uint32)
     wts_n = np.ascontiguousarray(sample_weight[samples], dtype=np.float64)
-    args = (order.reshape(-1), vals.reshape(-1), n, codes_n, wts_n, limits, state)
+    args = (order.reshape(-1), vals.reshape(-1), nz, n, codes_n, wts_n, limits, state)
     arrays = build_tree(*args, PARALLEL_MIN_WORK, int(n_threads), m_dense, arenas)
     return FastTree(arrays, d)
 
@@ -413,8 +373,8 @@ class FastForestRegressor:
 
         t0 = time.perf_counter()
         X = _as_float32(X)
-        if not np.isfinite(X.sum(dtype=np.float64)):  # one pass, no temporary (float32 sums
-            # cannot overflow float64), so a non-finite sum means a NaN or infinite input
+        if X.size and not (np.isfinite(X.max()) and np.isfinite(X.min())):  # no temporary:
+            # the extremes are NaN where any value is, and +-inf where one is
             raise ValueError(
                 "X contains NaN or infinite values; the fast tree backend needs finite inputs"
             )
@@ -429,8 +389,14 @@ class FastForestRegressor:
         seeds = [int(rs.randint(MAX_INT)) for _ in range(int(self.n_estimators))]
         n_boot = self._n_bootstrap(n_samples)
         n_threads = _n_threads(self.n_jobs)
+        from mfoml.wavelets.cart_presort import SMALL_N
+
+        _ready(False)  # the kernels for trees on up to SMALL_N distinct samples
+        if n_samples > SMALL_N:
+            _ready(True)
         old_threads = numba.get_num_threads()
-        numba.set_num_threads(n_threads)
+        if n_threads > 1:
+            numba.set_num_threads(n_threads)
         try:
             self.estimators_ = []
             for seed in seeds:
@@ -454,7 +420,8 @@ class FastForestRegressor:
                 )
                 self.estimators_.append(FastTreeRegressor(tree, seed, n_outputs))
         finally:
-            numba.set_num_threads(old_threads)
+            if n_threads > 1:
+                numba.set_num_threads(old_threads)
         self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
         self.fit_seconds_ = time.perf_counter() - t0
@@ -482,3 +449,46 @@ class FastForestRegressor:
             return np.zeros(self.n_features_in_)
         mean = np.mean(imps, axis=0)
         return mean / mean.sum()
+
+
+#: position widths (large: uint32 positions, more than SMALL_N samples) ready in this process
+_READY: set[bool] = set()
+
+
+def _ready(large: bool) -> None:
+    """Load the builder's kernels (or compile and cache them) once per process and position
+    width, under :func:`~mfoml.wavelets.kernel_cache.cache_lock`, after launching numba's
+    threading layer: a fit of a tiny tree (more than SMALL_N samples if ``large``), its
+    ``apply`` and ``decision_path``. :mod:`mfoml.wavelets.kernel_cache` says why."""
+    if large in _READY:
+        return
+    from mfoml.wavelets import kernel_cache
+    from mfoml.wavelets.cart_build import build_tree
+    from mfoml.wavelets.cart_presort import SMALL_N
+
+    kernel_cache.launch_threading_layer()
+    n = SMALL_N + 4 if large else 4
+    X = np.zeros((n, 2), dtype=np.float32)
+    X[: n // 2, 0] = np.arange(1, n // 2 + 1)
+    X[n // 2 :, 1] = np.arange(1, n - n // 2 + 1)
+    codes = (np.arange(n) >= n // 2).astype(np.int32)
+    params = FastForestRegressor(1, max_features=None)._resolved(n, 2)
+    with kernel_cache.cache_lock(build_tree):
+        tree = fit_tree(X, codes, 2, np.ones(n), 0, min_weight_leaf=0.0, n_threads=1, **params)
+        tree.apply(X)
+        tree.decision_path(X)
+    _READY.add(large)
+
+
+def preload() -> None:
+    """Load numba and the builder's kernels now (:func:`_ready` for trees on up to 65536 samples).
+
+    A process pays this once, at its first fit otherwise: numba's import (about 0.1 s), its
+    CPU target (its registries, about 0.15 s, at the first kernel of a process) and the
+    kernels' cached machine code (about 0.03 s), or their compilation with an empty cache.
+    Loading launches numba's threading layer (:mod:`mfoml.wavelets.kernel_cache`, defect 1):
+    the default ``omp`` starts no thread until a parallel fit, ``workqueue`` starts its threads
+    at once, and the layer is then fixed for the process and its forks (``_n_threads``'s choice
+    of ``workqueue`` applies only where no fit ran before).
+    """
+    _ready(False)

@@ -1,0 +1,133 @@
+"""The presort of the CART builder (:mod:`mfoml.wavelets.fasttree`): each feature's nonzero
+values sorted once per tree.
+
+Zeros (``0.0`` and ``-0.0``) are neither sorted nor stored: a feature's *row* holds its nonzero
+samples sorted by value, negatives then positives (see :mod:`mfoml.wavelets.cart_kernels`). A
+ReLU layer that is 90 % zeros is sorted, scanned and partitioned at a tenth of the cost of a
+dense one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Bytes of the sort keys of one block of features (bounded temporary memory per thread; long
+#: blocks read X's rows in longer runs).
+SORT_BYTES = 4 << 20
+#: Trees on at most this many distinct samples store positions as uint16, larger ones uint32.
+SMALL_N = 65536
+
+
+_KW = {"cache": True, "nogil": True, "_nrt": False}  # no allocation: no reference counting
+
+
+@njit(**_KW)
+def pack_keys(Xu, samples, f0, keys, shift, counts, negs):
+    """The sort keys of the nonzero values of features ``f0 .. f0 + nb``.
+
+    ``Xu``: X (N, d) float32 viewed as uint32; ``samples``: (n,) rows of X; ``keys``: (nb, n)
+    uint64. Row ``k`` gets in its first ``counts[k]`` entries the keys ``(order-preserving bits
+    of X[samples[j], f0 + k]) << shift | j`` of the samples ``j`` (increasing) whose value is not
+    ±0, ``negs[k]`` of them negative. Negative floats get all bits flipped, the others the sign
+    bit set, so unsigned order is float order (+0 becomes ``0x80000000``, -0 ``0x7FFFFFFF``).
+    """
+    nb, n = keys.shape
+    sign = np.uint32(0x80000000)
+    ones = np.uint32(0xFFFFFFFF)
+    for j in range(n):  # all keys, reading X row by row
+        row = Xu[samples[j], f0 : f0 + nb]
+        tag = np.uint64(j)
+        for k in range(nb):
+            b = row[k]
+            b = b ^ ones if b & sign else b | sign
+            keys[k, j] = (np.uint64(b) << shift) | tag
+    zero_lo = np.uint64(0x7FFFFFFF)  # the high bits of the keys of -0 and +0
+    for k in range(nb):  # the zeros' keys dropped (order kept, branch-free)
+        row_k = keys[k]
+        c = neg = 0
+        for j in range(n):
+            high = row_k[j] >> shift
+            row_k[c] = row_k[j]
+            c += 1 if high - zero_lo > 1 else 0  # 0 or 1 for a zero (unsigned: wraps below)
+            neg += 1 if high < zero_lo else 0
+        counts[k] = c
+        negs[k] = neg
+
+
+@njit(**_KW)
+def unpack_keys(keys, f0, shift, counts, order, vals_u):
+    """Inverse of :func:`pack_keys` on sorted keys: the positions and float bits of row ``k``'s
+    ``counts[k]`` keys into the first slots of ``order[f0 + k]`` and ``vals_u[f0 + k]`` (float32
+    storage viewed as uint32)."""
+    nb = keys.shape[0]
+    mask = (np.uint64(1) << shift) - np.uint64(1)
+    sign = np.uint32(0x80000000)
+    ones = np.uint32(0xFFFFFFFF)
+    for k in range(nb):
+        key_row = keys[k]
+        o_row = order[f0 + k]
+        v_row = vals_u[f0 + k]
+        for j in range(counts[k]):
+            key = key_row[j]
+            o_row[j] = key & mask
+            b = np.uint32(key >> shift)
+            v_row[j] = b ^ sign if b & sign else b ^ ones
+
+
+def presort(
+    X: np.ndarray, samples: np.ndarray, n_threads: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each feature's nonzero values of ``X[samples]`` sorted once.
+
+    Parameters
+    ----------
+    X : (N, d) float32, C-contiguous;  samples : (n,) int rows of X;  n_threads : threads that
+        share the blocks of features (numpy's SIMD sort releases the GIL).
+
+    Returns
+    -------
+    order : (d, n) positions into ``samples`` (uint16 when ``n <= SMALL_N``, else uint32);
+    vals : (d, n) float32;  counts : (2, d) int32 ``n_neg``, ``n_pos``. Row ``f`` holds the
+        samples whose feature ``f`` is not ±0, sorted by value (ties by position), in its first
+        ``n_neg[f] + n_pos[f]`` slots (negatives first), and their values; the other slots are
+        unspecified.
+    """
+    n = samples.shape[0]
+    d = X.shape[1]
+    small = n <= SMALL_N
+    shift = np.uint64(16 if small else 32)
+    order = np.empty((d, n), dtype=np.uint16 if small else np.uint32)
+    vals = np.empty((d, n), dtype=np.float32)
+    counts = np.zeros((2, d), dtype=np.int32)
+    Xu = X.view(np.uint32)
+    vals_u = vals.view(np.uint32)
+    samples = np.ascontiguousarray(samples, dtype=np.int64)
+
+    block = max(16, min(256, SORT_BYTES // (8 * max(n, 1))))  # features per block
+
+    def blocks(first: int) -> None:  # every n_threads-th block, one key buffer (no page faults)
+        buf = np.empty((min(block, d), n), dtype=np.uint64)
+        for f0 in range(first * block, d, n_threads * block):
+            nb = min(block, d - f0)
+            keys = buf[:nb]
+            negs = counts[0, f0 : f0 + nb]
+            nz = np.empty(nb, dtype=np.int32)
+            pack_keys(Xu, samples, f0, keys, shift, nz, negs)
+            if (nz == n).all():  # no zeros: one call
+                keys.sort(axis=1)
+            else:
+                for k in range(nb):
+                    keys[k, : nz[k]].sort()
+            unpack_keys(keys, f0, shift, nz, order, vals_u)
+            counts[1, f0 : f0 + nb] = nz - negs
+
+    n_threads = max(1, min(n_threads, -(-d // block)))
+    if n_threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(blocks, range(n_threads)))
+    else:
+        blocks(0)
+    return order, vals, counts
