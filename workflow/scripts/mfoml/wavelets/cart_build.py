@@ -36,7 +36,7 @@ from mfoml.wavelets.cart_kernels import (
 )
 
 #: sha256 of ``cart_kernels.py`` (first 16 hex digits): see the module docstring
-KERNELS_DIGEST = "29deca240760c3ab"
+KERNELS_DIGEST = "7c001c67a050b779"
 _KW = {"cache": True, "error_model": "numpy"}
 #: columns of the integer node table and of the stack
 LEFT, RIGHT, FEATURE, N_NODE = 0, 1, 2, 3

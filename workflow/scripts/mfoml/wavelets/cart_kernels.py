@@ -42,6 +42,10 @@ ZERO = np.float32(0.0)
 #: scikit-learn's EPSILON of the tree builder.
 EPSILON = float(np.finfo(np.float64).eps)
 RAND_R_MAX = 2147483647
+#: Relative margin below the bound under which :func:`_skip` skips candidates.
+SKIP_MARGIN = 1e-9
+#: Nodes of fewer samples evaluate every candidate (there a skip saves less than it costs).
+SKIP_MIN_M = 128
 TREE_LEAF = -1
 TREE_UNDEFINED = -2
 _KW = {"cache": True, "error_model": "numpy"}
@@ -101,19 +105,44 @@ def _walk_start(par, cnt):
     return par[0], par[1], int(par[2]), par[3], 0.0, 0.0, 0.0, -np.inf, -1
 
 
+@njit(**_NR)  # not inlined: a cold path, kept out of the walks' loops
+def _skip(sq, dot, w_s, sq_tot, w_node, bound):
+    """Weight that can be moved into the walked part before any proxy reaches ``bound``.
+
+    With the walked part's sums ``(sq, w_s)`` and the other part's ``(sq_o, w_o)`` (:func:`_add`),
+    moving samples of total weight ``Δ`` across raises the walked term ``sq / w`` by at most
+    ``Δ`` (``‖s‖² / w`` is sublinear and a moved class vector ``a`` has ``‖a‖² / Δ <= Δ``) and
+    leaves the other term at most ``sq_o / (w_o - Δ)`` (its counts only fall). Every proxy
+    within ``Δ*`` is below ``bound (1 - SKIP_MARGIN)``, where ``Δ*`` is the root in ``[0, w_o)``
+    of ``sq / w_s + Δ + sq_o / (w_o - Δ) = that``, in the cancellation-free form; 0 where the
+    current proxy is not below it. The margin dwarfs the rounding of these few operations, so
+    no candidate that the proxy test would accept is skipped."""
+    sq_o = sq_tot - 2.0 * dot + sq
+    w_o = w_node - w_s
+    b = bound * (1.0 - SKIP_MARGIN) - sq / w_s
+    num = b * w_o - sq_o
+    if num <= 0.0:
+        return 0.0
+    return 2.0 * num / ((w_o + b) + np.sqrt((w_o - b) * (w_o - b) + 4.0 * sq_o))
+
+
 @njit(**_INLINE)
 def _walk_up(ofs, vfs, stop, m, codes, wts, tot, par, cnt, bound):
     """Slots ``0 .. stop - 1`` upwards with the sums of the left part (slot = position); the
     candidate after slot ``p`` lies between ``vfs[p]`` and ``vfs[p + 1]``. Returns ``(best,
     pos, bound)``: the first best proxy (-inf if none reaches ``bound``), its position (samples
-    on the left), the bound raised to it."""
+    on the left), the bound raised to it. After a candidate below the bound, the candidates
+    within :func:`_skip`'s weight are not evaluated (the sums are still kept)."""
     sq_tot, w_node, msl, mwl, sq, dot, w_s, best, pos = _walk_start(par, cnt)
+    resume = 0.0  # the walked weight from which candidates are evaluated again
     for p in range(stop):
         sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
-        if vfs[p + 1] > vfs[p] + FEATURE_THRESHOLD and msl <= p + 1 <= m - msl:
+        if w_s >= resume and vfs[p + 1] > vfs[p] + FEATURE_THRESHOLD and msl <= p + 1 <= m - msl:
             proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
             if proxy > best:
                 best, pos, bound = proxy, p + 1, max(bound, proxy * (1.0 - 1e-12))
+            elif bound > -np.inf and m >= SKIP_MIN_M:
+                resume = w_s + _skip(sq, dot, w_s, sq_tot, w_node, bound)
     return best, pos, bound
 
 
@@ -122,16 +151,20 @@ def _walk_down(ofs, vfs, start, stop, m, codes, wts, tot, par, cnt, bound):
     """Slots ``stop - 1`` down to ``start`` with the sums of the right part (slot ``p`` is
     position ``p + m - stop``: the row's zeros lie below ``start``); the candidate before slot
     ``p`` lies between ``vfs[p - 1]`` and ``vfs[p]``. Returns ``(best, pos, bound)`` as
-    :func:`_walk_up`, the leftmost of equal best proxies (``>=`` as it walks down)."""
+    :func:`_walk_up`, the leftmost of equal best proxies (``>=`` as it walks down), with the
+    same skipping."""
     sq_tot, w_node, msl, mwl, sq, dot, w_s, best, pos = _walk_start(par, cnt)
+    resume = 0.0
     for t in range(stop - start):
         p = stop - 1 - t
         sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
         q = p + m - stop
-        if vfs[p] > vfs[p - 1] + FEATURE_THRESHOLD and msl <= q <= m - msl:
+        if w_s >= resume and vfs[p] > vfs[p - 1] + FEATURE_THRESHOLD and msl <= q <= m - msl:
             proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
             if proxy >= best and proxy > -np.inf:
                 best, pos, bound = proxy, q, max(bound, proxy * (1.0 - 1e-12))
+            elif bound > -np.inf and m >= SKIP_MIN_M:
+                resume = w_s + _skip(sq, dot, w_s, sq_tot, w_node, bound)
     return best, pos, bound
 
 
@@ -150,14 +183,16 @@ def scan_feature(ofs, vfs, n_neg, n_pos, codes, wts, tot, par, cnt, floor):
     towards them: the negatives upwards, then the positives downwards (the slot next to each
     walk's end holds a zero meanwhile; slot -1 is the row's last, unused slot), so the zeros
     cost nothing. The proxy is evaluated as scikit-learn does (two divisions) only where the
-    division-free test says it may beat the best so far (bound = that less 1e-12 relative), so
-    no candidate that scikit-learn would take is skipped; the leftmost best position wins
-    (scikit-learn's strict ``>``). Returns ``(proxy, pos)``, pos -1 if none.
+    division-free test says it may beat the best so far (bound = that less 1e-12 relative), and
+    that test runs only where :func:`_skip`'s bound (an upper bound of the proxies within a
+    weight of the last candidate below the bound) does not rule it out; neither skips a
+    candidate that scikit-learn would take. The leftmost best position wins (scikit-learn's
+    strict ``>``). Returns ``(proxy, pos)``, pos -1 if none.
 
     ``floor``: the best proxy of the features scanned before in this node. A row whose maximum
     is below it cannot be the node's split, so the test starts from ``floor`` too: the row's
     exact maximum (and its first position) is returned whenever it reaches ``floor``, otherwise
-    ``(-inf, -1)`` or a value below ``floor``. This only saves divisions.
+    ``(-inf, -1)`` or a value below ``floor``. This only saves proxy evaluations.
     """
     m = ofs.shape[0]
     nz = n_neg + n_pos

@@ -20,6 +20,44 @@ SMALL_N = 65536
 
 
 _KW = {"cache": True, "nogil": True, "_nrt": False}  # no allocation: no reference counting
+#: The float32 value of each of the 65536 float16 bit patterns.
+HALF_TO_SINGLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+@njit(**_KW)
+def _widen(bits, table, out):
+    """``out[k] = table[bits[k]]`` over flat arrays; True if any pattern is inf or NaN (all
+    exponent bits set)."""
+    bad = False
+    for k in range(bits.shape[0]):
+        b = bits[k]
+        out[k] = table[b]
+        bad |= (b & 0x7C00) == 0x7C00
+    return bad
+
+
+@njit(**_KW)
+def _half_bad(bits):
+    """True if any float16 pattern of the flat ``bits`` is inf or NaN."""
+    bad = False
+    for k in range(bits.shape[0]):
+        bad |= (bits[k] & 0x7C00) == 0x7C00
+    return bad
+
+
+def half_finite(X: np.ndarray) -> bool:
+    """Whether every value of the C-contiguous float16 array ``X`` is finite."""
+    return not _half_bad(X.view(np.uint16).reshape(-1))
+
+
+def widen_half(X: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A float16 array as C-contiguous float32 (exact: a lookup of :data:`HALF_TO_SINGLE`) and
+    whether all its values are finite, in one pass: about 8x faster than numpy's conversion,
+    which the probe's float16 dumps otherwise pay at every fit (21 ms for 4000 x 1280)."""
+    bits = np.ascontiguousarray(X).view(np.uint16)
+    out = np.empty(bits.shape, dtype=np.float32)
+    bad = _widen(bits.reshape(-1), HALF_TO_SINGLE, out.reshape(-1))
+    return out, not bad
 
 
 @njit(**_KW)
@@ -75,6 +113,48 @@ def unpack_keys(keys, f0, shift, counts, order, vals_u):
             v_row[j] = b ^ sign if b & sign else b ^ ones
 
 
+@njit(**_KW)
+def pack_keys16(Hu, samples, f0, keys, counts, negs):
+    """:func:`pack_keys` for float16 data (``Hu``: X (N, d) float16 viewed as uint16) and at
+    most 65536 samples: 32-bit keys ``(order-preserving 16 bits of the value) << 16 | j``,
+    written in one pass with the zeros dropped as they come (``counts``, ``negs``: (nb,))."""
+    nb, n = keys.shape
+    sign = np.uint32(0x8000)
+    ones = np.uint32(0xFFFF)
+    for k in range(nb):
+        counts[k] = 0
+        negs[k] = 0
+    for j in range(n):
+        row = Hu[samples[j], f0 : f0 + nb]
+        tag = np.uint32(j)
+        for k in range(nb):
+            h = np.uint32(row[k])
+            code = h ^ ones if h & sign else h | sign
+            c = counts[k]
+            keys[k, c] = (code << np.uint32(16)) | tag
+            nonzero = 1 if h & np.uint32(0x7FFF) else 0
+            counts[k] = c + nonzero
+            negs[k] += nonzero if h & sign else 0
+
+
+@njit(**_KW)
+def unpack_keys16(keys, f0, counts, order, vals, table):
+    """Inverse of :func:`pack_keys16` on sorted keys: positions into ``order[f0 + k]`` and the
+    float32 values (``table``: :data:`HALF_TO_SINGLE`) into ``vals[f0 + k]``."""
+    nb = keys.shape[0]
+    sign = np.uint32(0x8000)
+    ones = np.uint32(0xFFFF)
+    for k in range(nb):
+        key_row = keys[k]
+        o_row = order[f0 + k]
+        v_row = vals[f0 + k]
+        for j in range(counts[k]):
+            key = key_row[j]
+            o_row[j] = key & ones
+            code = key >> np.uint32(16)
+            v_row[j] = table[code ^ sign if code & sign else code ^ ones]
+
+
 def presort(
     X: np.ndarray, samples: np.ndarray, n_threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,7 +162,9 @@ def presort(
 
     Parameters
     ----------
-    X : (N, d) float32, C-contiguous;  samples : (n,) int rows of X;  n_threads : threads that
+    X : (N, d) float32 or float16, C-contiguous (float16 with at most SMALL_N samples sorts
+        32-bit keys, :func:`pack_keys16`: half the memory and about twice as fast as the
+        64-bit keys of float32 data);  samples : (n,) int rows of X;  n_threads : threads that
         share the blocks of features (numpy's SIMD sort releases the GIL).
 
     Returns
@@ -96,30 +178,41 @@ def presort(
     n = samples.shape[0]
     d = X.shape[1]
     small = n <= SMALL_N
+    half = X.dtype == np.float16
+    if half and not small:
+        X = widen_half(X)[0]
+        half = False
     shift = np.uint64(16 if small else 32)
     order = np.empty((d, n), dtype=np.uint16 if small else np.uint32)
     vals = np.empty((d, n), dtype=np.float32)
     counts = np.zeros((2, d), dtype=np.int32)
-    Xu = X.view(np.uint32)
+    Xu = X.view(np.uint16 if half else np.uint32)
     vals_u = vals.view(np.uint32)
     samples = np.ascontiguousarray(samples, dtype=np.int64)
+    key_type, key_bytes = (np.uint32, 4) if half else (np.uint64, 8)
 
-    block = max(16, min(256, SORT_BYTES // (8 * max(n, 1))))  # features per block
+    block = max(16, min(256, SORT_BYTES // (key_bytes * max(n, 1))))  # features per block
 
     def blocks(first: int) -> None:  # every n_threads-th block, one key buffer (no page faults)
-        buf = np.empty((min(block, d), n), dtype=np.uint64)
+        buf = np.empty((min(block, d), n), dtype=key_type)
         for f0 in range(first * block, d, n_threads * block):
             nb = min(block, d - f0)
             keys = buf[:nb]
             negs = counts[0, f0 : f0 + nb]
             nz = np.empty(nb, dtype=np.int32)
-            pack_keys(Xu, samples, f0, keys, shift, nz, negs)
+            if half:
+                pack_keys16(Xu, samples, f0, keys, nz, negs)
+            else:
+                pack_keys(Xu, samples, f0, keys, shift, nz, negs)
             if (nz == n).all():  # no zeros: one call
                 keys.sort(axis=1)
             else:
                 for k in range(nb):
                     keys[k, : nz[k]].sort()
-            unpack_keys(keys, f0, shift, nz, order, vals_u)
+            if half:
+                unpack_keys16(keys, f0, nz, order, vals, HALF_TO_SINGLE)
+            else:
+                unpack_keys(keys, f0, shift, nz, order, vals_u)
             counts[1, f0 : f0 + nb] = nz - negs
 
     n_threads = max(1, min(n_threads, -(-d // block)))

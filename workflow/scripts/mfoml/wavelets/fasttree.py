@@ -116,10 +116,32 @@ def _n_threads(n_jobs: int | None) -> int:
     return n
 
 
-def _as_float32(X: Any) -> np.ndarray:
-    X = np.ascontiguousarray(X, dtype=np.float32)
+def _as_float32(X: Any, check_finite: bool = False, keep_half: bool = False) -> np.ndarray:
+    """``X`` (n_samples, n_features) as C-contiguous float32 (float16 widened by
+    :func:`~mfoml.wavelets.cart_presort.widen_half`, or kept as float16 with ``keep_half``
+    where it has at most SMALL_N rows: the presort reads it directly); with ``check_finite``, a
+    ValueError where a value is NaN or infinite."""
+    X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if X.dtype == np.float16:
+        from mfoml.wavelets.cart_presort import SMALL_N, half_finite, widen_half
+
+        if keep_half and X.shape[0] <= SMALL_N:
+            X = np.ascontiguousarray(X)
+            finite = not check_finite or half_finite(X)
+        else:
+            X, finite = widen_half(X)
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        # no temporary: the extremes are NaN where any value is, and +-inf where one is
+        finite = (
+            not check_finite or not X.size or bool(np.isfinite(X.max()) and np.isfinite(X.min()))
+        )
+    if check_finite and not finite:
+        raise ValueError(
+            "X contains NaN or infinite values; the fast tree backend needs finite inputs"
+        )
     return X
 
 
@@ -245,7 +267,8 @@ def fit_tree(
 
     Parameters
     ----------
-    X : (N, d) float32 C-contiguous;  codes : (N,) int32 classes in ``[0, n_classes)``;
+    X : (N, d) float32 or float16 (at most SMALL_N rows), C-contiguous;  codes : (N,) int32
+        classes in ``[0, n_classes)``;
     sample_weight : (N,) float64 non-negative integer-valued weights (bootstrap counts or ones);
     seed : the tree's integer ``random_state``; the other settings are scikit-learn's resolved
         values (``max_depth`` an int, ``min_samples_split >= 2 * min_samples_leaf``).
@@ -372,12 +395,7 @@ class FastForestRegressor:
         import numba
 
         t0 = time.perf_counter()
-        X = _as_float32(X)
-        if X.size and not (np.isfinite(X.max()) and np.isfinite(X.min())):  # no temporary:
-            # the extremes are NaN where any value is, and +-inf where one is
-            raise ValueError(
-                "X contains NaN or infinite values; the fast tree backend needs finite inputs"
-            )
+        X = _as_float32(X, check_finite=True, keep_half=True)
         codes, n_outputs = onehot_codes(y)
         n_samples, n_features = X.shape
         if codes.shape[0] != n_samples:
@@ -458,8 +476,9 @@ _READY: set[bool] = set()
 def _ready(large: bool) -> None:
     """Load the builder's kernels (or compile and cache them) once per process and position
     width, under :func:`~mfoml.wavelets.kernel_cache.cache_lock`, after launching numba's
-    threading layer: a fit of a tiny tree (more than SMALL_N samples if ``large``), its
-    ``apply`` and ``decision_path``. :mod:`mfoml.wavelets.kernel_cache` says why."""
+    threading layer: fits of a tiny tree (more than SMALL_N samples if ``large``) on float32
+    and float16 data, their ``apply`` and a ``decision_path``.
+    :mod:`mfoml.wavelets.kernel_cache` says why."""
     if large in _READY:
         return
     from mfoml.wavelets import kernel_cache
@@ -474,8 +493,9 @@ def _ready(large: bool) -> None:
     codes = (np.arange(n) >= n // 2).astype(np.int32)
     params = FastForestRegressor(1, max_features=None)._resolved(n, 2)
     with kernel_cache.cache_lock(build_tree):
-        tree = fit_tree(X, codes, 2, np.ones(n), 0, min_weight_leaf=0.0, n_threads=1, **params)
-        tree.apply(X)
+        for x in (X, X.astype(np.float16)):  # both presorts; the float16 widening in apply
+            tree = fit_tree(x, codes, 2, np.ones(n), 0, min_weight_leaf=0.0, n_threads=1, **params)
+            tree.apply(x)
         tree.decision_path(X)
     _READY.add(large)
 
