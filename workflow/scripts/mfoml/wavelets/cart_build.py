@@ -36,7 +36,7 @@ from mfoml.wavelets.cart_kernels import (
 )
 
 #: sha256 of ``cart_kernels.py`` (first 16 hex digits): see the module docstring
-KERNELS_DIGEST = "7c001c67a050b779"
+KERNELS_DIGEST = "9aa2b6e2518b0f8b"
 _KW = {"cache": True, "error_model": "numpy"}
 #: columns of the integer node table and of the stack
 LEFT, RIGHT, FEATURE, N_NODE = 0, 1, 2, 3
@@ -196,10 +196,11 @@ def build_tree(
             live_features(features, n_known, fv, base, stride, m, c_node, mark, is_const)
             if buf < 0 and m <= m_dense:  # copy the live rows into a dense block of buffer 0
                 for f in range(d):
-                    if mark[f]:
-                        for p in range(c_node[0, f] + c_node[1, f]):
-                            o0[f * m + p] = go[f * n + start + p]
-                            v0[f * m + p] = gv[f * n + start + p]
+                    if mark[f]:  # unsigned offsets: no wraparound code in the copy
+                        dst0, src0 = np.uint64(f * m), np.uint64(f * n + start)
+                        for p in range(np.uint64(c_node[0, f] + c_node[1, f])):
+                            o0[dst0 + p] = go[src0 + p]
+                            v0[dst0 + p] = gv[src0 + p]
                 fo, fv, stride, base, buf = o0, v0, m, zero, zero
             args = (features, constant_features, n_known, max_features, is_const, state, visit)
             nv, n_total = draw_features(*args)

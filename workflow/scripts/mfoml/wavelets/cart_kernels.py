@@ -135,12 +135,14 @@ def _walk_up(ofs, vfs, stop, m, codes, wts, tot, par, cnt, bound):
     within :func:`_skip`'s weight are not evaluated (the sums are still kept)."""
     sq_tot, w_node, msl, mwl, sq, dot, w_s, best, pos = _walk_start(par, cnt)
     resume = 0.0  # the walked weight from which candidates are evaluated again
-    for p in range(stop):
+    one = np.uint64(1)
+    for p in range(np.uint64(stop)):  # unsigned slots: no wraparound code in the loop
         sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
-        if w_s >= resume and vfs[p + 1] > vfs[p] + FEATURE_THRESHOLD and msl <= p + 1 <= m - msl:
+        q = np.int64(p) + 1
+        if w_s >= resume and vfs[p + one] > vfs[p] + FEATURE_THRESHOLD and msl <= q <= m - msl:
             proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
             if proxy > best:
-                best, pos, bound = proxy, p + 1, max(bound, proxy * (1.0 - 1e-12))
+                best, pos, bound = proxy, q, max(bound, proxy * (1.0 - 1e-12))
             elif bound > -np.inf and m >= SKIP_MIN_M:
                 resume = w_s + _skip(sq, dot, w_s, sq_tot, w_node, bound)
     return best, pos, bound
@@ -157,9 +159,10 @@ def _walk_down(ofs, vfs, start, stop, m, codes, wts, tot, par, cnt, bound):
     resume = 0.0
     for t in range(stop - start):
         p = stop - 1 - t
-        sq, dot, w_s = _add(ofs[p], codes, wts, tot, cnt, sq, dot, w_s)
+        up = np.uint64(p)  # unsigned where the slot is never -1: no wraparound code
+        sq, dot, w_s = _add(ofs[up], codes, wts, tot, cnt, sq, dot, w_s)
         q = p + m - stop
-        if w_s >= resume and vfs[p] > vfs[p - 1] + FEATURE_THRESHOLD and msl <= q <= m - msl:
+        if w_s >= resume and vfs[up] > vfs[p - 1] + FEATURE_THRESHOLD and msl <= q <= m - msl:
             proxy = _proxy(sq, dot, w_s, sq_tot, w_node, mwl, bound)
             if proxy >= best and proxy > -np.inf:
                 best, pos, bound = proxy, q, max(bound, proxy * (1.0 - 1e-12))
@@ -223,33 +226,36 @@ def scan_feature(ofs, vfs, n_neg, n_pos, codes, wts, tot, par, cnt, floor):
 def _send(ofs, vfs, p0, p1, go_left, do, dv, a, b):
     """Slots ``p0 .. p1 - 1`` of a row into ``do``/``dv``: a sample going left to slot ``a``,
     one going right to ``b``, each then moved up (branch-free: a sample's side is unpredictable
-    for features unrelated to the split). Returns the final ``(a, b)``."""
-    for p in range(p0, p1):
+    for features unrelated to the split). Returns the final ``(a, b)``. Indices are unsigned
+    (numba then emits no wraparound code for negative indices, which cost the loop registers)."""
+    ua, ub = np.uint64(a), np.uint64(b)
+    for p in range(np.uint64(p0), np.uint64(p1)):
         i = ofs[p]
-        g = go_left[i]
-        k = a if g else b
+        g = np.uint64(go_left[i])
+        k = ua if g else ub
         do[k] = i
         dv[k] = vfs[p]
-        a += g
-        b += 1 - g
-    return a, b
+        ua += g
+        ub += np.uint64(1) - g
+    return np.int64(ua), np.int64(ub)
 
 
 @njit(**_INLINE)
 def _send_in_place(ofs, vfs, p0, p1, go_left, tmp_i, tmp_v, a, b):
     """:func:`_send` with the left side in place (``a <= p``) and the right side into
     ``tmp_i``/``tmp_v`` (both written, one kept: branch-free)."""
-    for p in range(p0, p1):
+    ua, ub = np.uint64(a), np.uint64(b)
+    for p in range(np.uint64(p0), np.uint64(p1)):
         i = ofs[p]
         v = vfs[p]
-        g = go_left[i]
-        ofs[a] = i
-        vfs[a] = v
-        tmp_i[b] = i
-        tmp_v[b] = v
-        a += g
-        b += 1 - g
-    return a, b
+        g = np.uint64(go_left[i])
+        ofs[ua] = i
+        vfs[ua] = v
+        tmp_i[ub] = i
+        tmp_v[ub] = v
+        ua += g
+        ub += np.uint64(1) - g
+    return np.int64(ua), np.int64(ub)
 
 
 @njit(**_NR)
@@ -296,9 +302,9 @@ def rows(scan, fo, fv, node, feats, lo, hi, ctx, counts, dst, tmp):
             a, b = _send_in_place(ofs, vfs, 0, n_neg, go_left, tmp_i, tmp_v, a0, b0)
             c_left[0, f], c_right[0, f] = a - a0, b - b0
             a, b = _send_in_place(ofs, vfs, n_neg, n_neg + n_pos, go_left, tmp_i, tmp_v, a, b)
-            for k in range(b):
-                ofs[m_l + k] = tmp_i[k]
-                vfs[m_l + k] = tmp_v[k]
+            for k in range(np.uint64(b)):  # unsigned: no wraparound code
+                ofs[np.uint64(m_l) + k] = tmp_i[k]
+                vfs[np.uint64(m_l) + k] = tmp_v[k]
         c_left[1, f] = a - a0 - c_left[0, f]
         c_right[1, f] = b - b0 - c_right[0, f]
 
