@@ -62,6 +62,15 @@ TREE_KEYS = ("children_left", "children_right", "feature", "threshold", "value",
 
 
 def _rss_mb() -> float:
+    """Peak resident size of this process in MB: Linux's VmHWM (of this program only; the
+    ``ru_maxrss`` of a child starts from its parent's resident size at the fork, so a worker
+    started by a large parent would report the parent's peak), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -455,8 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [] if only else [uniform_case(n, d) for n, d in sizes]
     with tempfile.TemporaryDirectory(prefix="bench_probe_conv_") as conv:
         if sparse != "none":
-            # in a subprocess: torch and the training would inflate the fit workers' peak RSS
-            # (a child's ru_maxrss starts from its parent's resident size at the fork)
+            # in a subprocess: torch and the training stay out of this process
             epochs = 2 if args.smoke else 12
             dump = args.sparse_dir or Path(_run(["--conv-worker", f"{conv},{epochs}"])["dump"])
             default = "block2" if args.quick else "block1,block2"
