@@ -267,3 +267,40 @@ def test_tiny_run_jobs_ran_warm(tmp_path_factory):
     for path in [*train_logs, *(wd / "logs" / "runs").rglob("probe.log")]:
         assert path.read_text().splitlines()[-1].startswith("warm start: job CPU time"), path
     assert log.count(" ended with status 0") == log.count("): rule ")
+
+
+def test_numba_target_is_set_up_in_the_server(server, scripts, tmp_path):
+    """A job that imports numba finds its CPU target set up by the server (so its first kernel
+    skips numba's registries), its threading layer not launched, the server still warm, and
+    the fast builder's trees equal to scikit-learn's in the child."""
+    path = job(
+        tmp_path,
+        scripts,
+        """
+        import os
+        import numba
+        import numpy as np
+        from numba.core.registry import cpu_target
+        from numba.np.ufunc import parallel
+        from sklearn.ensemble import RandomForestRegressor
+        from mfoml.wavelets.fasttree import FastForestRegressor
+        ready = len(cpu_target.target_context._registries) > 0
+        launched = parallel._is_initialized
+        X = np.random.default_rng(0).random((300, 8)).astype(np.float16)
+        Y = np.eye(3)[(X[:, 0] > 0.5).astype(int) + (X[:, 1] > 0.7)]
+        fast = FastForestRegressor(2, random_state=4).fit(X, Y)
+        ref = RandomForestRegressor(2, random_state=4).fit(X, Y)
+        same = all(
+            np.array_equal(a.tree_.threshold, b.tree_.threshold)
+            and np.array_equal(a.tree_.value, b.tree_.value)
+            for a, b in zip(fast.estimators_, ref.estimators_)
+        )
+        print(os.getppid(), ready, launched, same)
+        """,
+    )
+    for _ in range(2):
+        proc = run_job(path, server)
+        assert proc.returncode == 0, proc.stderr
+        ppid, ready, launched, same = proc.stdout.split()
+        assert int(ppid) == server.proc.pid  # warm: forked by the server
+        assert (ready, launched, same) == ("True", "False", "True")
