@@ -164,3 +164,22 @@ def test_float16_forest_equals_float32_and_sklearn(config):
                 getattr(a.tree_, name), np.asarray(getattr(c.tree_, name))
             )
     np.testing.assert_array_equal(half.predict(X), ref.predict(X))
+
+
+def test_float16_with_more_than_small_n_samples_equals_sklearn():
+    """More than SMALL_N rows: the float16 layer is widened once and sorted with 64-bit keys
+    (uint32 positions where a tree's distinct samples exceed SMALL_N)."""
+    from mfoml.wavelets.cart_presort import SMALL_N
+
+    rng = np.random.default_rng(8)
+    n = SMALL_N + 4000
+    X = rng.normal(size=(n, 3)).astype(np.float16)
+    X[rng.random(X.shape) < 0.4] = 0.0
+    Y = np.eye(3)[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    kw = {"n_estimators": 2, "max_depth": 4, "max_features": None, "random_state": 2}
+    for bootstrap in (True, False):  # ~0.63 n distinct samples (uint16), n (uint32)
+        fast = ft.FastForestRegressor(bootstrap=bootstrap, **kw).fit(X, Y)
+        ref = RandomForestRegressor(bootstrap=bootstrap, **kw).fit(X, Y)
+        for a, b in zip(fast.estimators_, ref.estimators_, strict=True):
+            for name in ("children_left", "feature", "threshold", "value", "n_node_samples"):
+                np.testing.assert_array_equal(getattr(a.tree_, name), getattr(b.tree_, name))
