@@ -9,6 +9,8 @@ dense one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -58,6 +60,33 @@ def widen_half(X: np.ndarray) -> tuple[np.ndarray, bool]:
     out = np.empty(bits.shape, dtype=np.float32)
     bad = _widen(bits.reshape(-1), HALF_TO_SINGLE, out.reshape(-1))
     return out, not bad
+
+
+def as_float32(X: Any, check_finite: bool = False, keep_half: bool = False) -> np.ndarray:
+    """``X`` (n_samples, n_features) as C-contiguous float32 (float16 widened by
+    :func:`widen_half`, or kept as float16 with ``keep_half`` where it has at most SMALL_N rows:
+    the presort reads it directly); with ``check_finite``, a ValueError where a value is NaN or
+    infinite."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if X.dtype == np.float16:
+        if keep_half and X.shape[0] <= SMALL_N:
+            X = np.ascontiguousarray(X)
+            finite = not check_finite or half_finite(X)
+        else:
+            X, finite = widen_half(X)
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        # no temporary: the extremes are NaN where any value is, and +-inf where one is
+        finite = (
+            not check_finite or not X.size or bool(np.isfinite(X.max()) and np.isfinite(X.min()))
+        )
+    if check_finite and not finite:
+        raise ValueError(
+            "X contains NaN or infinite values; the fast tree backend needs finite inputs"
+        )
+    return X
 
 
 @njit(**_KW)

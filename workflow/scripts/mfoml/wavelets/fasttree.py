@@ -117,32 +117,10 @@ def _n_threads(n_jobs: int | None) -> int:
 
 
 def _as_float32(X: Any, check_finite: bool = False, keep_half: bool = False) -> np.ndarray:
-    """``X`` (n_samples, n_features) as C-contiguous float32 (float16 widened by
-    :func:`~mfoml.wavelets.cart_presort.widen_half`, or kept as float16 with ``keep_half``
-    where it has at most SMALL_N rows: the presort reads it directly); with ``check_finite``, a
-    ValueError where a value is NaN or infinite."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if X.dtype == np.float16:
-        from mfoml.wavelets.cart_presort import SMALL_N, half_finite, widen_half
+    """:func:`mfoml.wavelets.cart_presort.as_float32` (numba loaded on first use)."""
+    from mfoml.wavelets.cart_presort import as_float32
 
-        if keep_half and X.shape[0] <= SMALL_N:
-            X = np.ascontiguousarray(X)
-            finite = not check_finite or half_finite(X)
-        else:
-            X, finite = widen_half(X)
-    else:
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        # no temporary: the extremes are NaN where any value is, and +-inf where one is
-        finite = (
-            not check_finite or not X.size or bool(np.isfinite(X.max()) and np.isfinite(X.min()))
-        )
-    if check_finite and not finite:
-        raise ValueError(
-            "X contains NaN or infinite values; the fast tree backend needs finite inputs"
-        )
-    return X
+    return as_float32(X, check_finite, keep_half)
 
 
 class FastTree:
@@ -487,10 +465,8 @@ def _ready(large: bool) -> None:
 
     kernel_cache.launch_threading_layer()
     n = SMALL_N + 4 if large else 4
-    X = np.zeros((n, 2), dtype=np.float32)
-    X[: n // 2, 0] = np.arange(1, n // 2 + 1)
-    X[n // 2 :, 1] = np.arange(1, n - n // 2 + 1)
-    codes = (np.arange(n) >= n // 2).astype(np.int32)
+    X = np.repeat(np.float32([[1.0, 0.0], [0.0, 1.0]]), [n // 2, n - n // 2], axis=0)
+    codes = (X[:, 0] == 0.0).astype(np.int32)
     params = FastForestRegressor(1, max_features=None)._resolved(n, 2)
     with kernel_cache.cache_lock(build_tree):
         for x in (X, X.astype(np.float16)):  # both presorts; the float16 widening in apply
@@ -501,14 +477,8 @@ def _ready(large: bool) -> None:
 
 
 def preload() -> None:
-    """Load numba and the builder's kernels now (:func:`_ready` for trees on up to 65536 samples).
-
-    A process pays this once, at its first fit otherwise: numba's import (about 0.1 s), its
-    CPU target (its registries, about 0.15 s, at the first kernel of a process) and the
-    kernels' cached machine code (about 0.03 s), or their compilation with an empty cache.
-    Loading launches numba's threading layer (:mod:`mfoml.wavelets.kernel_cache`, defect 1):
-    the default ``omp`` starts no thread until a parallel fit, ``workqueue`` starts its threads
-    at once, and the layer is then fixed for the process and its forks (``_n_threads``'s choice
-    of ``workqueue`` applies only where no fit ran before).
-    """
+    """Load numba's CPU target and the builder's kernels now, as a process's first fit would
+    (:func:`_ready`; about 0.3 s with a filled cache). This launches numba's threading layer
+    (the default ``omp`` starts no thread, ``workqueue`` starts its threads), fixed from then
+    on for the process and its forks (:mod:`mfoml.wavelets.kernel_cache`)."""
     _ready(False)
