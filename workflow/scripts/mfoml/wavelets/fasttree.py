@@ -391,8 +391,7 @@ class FastForestRegressor:
         if n_samples > SMALL_N:
             _ready(True)
         old_threads = numba.get_num_threads()
-        if n_threads > 1:
-            numba.set_num_threads(n_threads)
+        numba.set_num_threads(n_threads)
         try:
             self.estimators_ = []
             for seed in seeds:
@@ -416,8 +415,7 @@ class FastForestRegressor:
                 )
                 self.estimators_.append(FastTreeRegressor(tree, seed, n_outputs))
         finally:
-            if n_threads > 1:
-                numba.set_num_threads(old_threads)
+            numba.set_num_threads(old_threads)
         self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
         self.fit_seconds_ = time.perf_counter() - t0
@@ -469,7 +467,8 @@ def _ready(large: bool) -> None:
     codes = (X[:, 0] == 0.0).astype(np.int32)
     params = FastForestRegressor(1, max_features=None)._resolved(n, 2)
     with kernel_cache.cache_lock(build_tree):
-        for x in (X, X.astype(np.float16)):  # both presorts; the float16 widening in apply
+        # both presorts and the float16 widening in apply (above SMALL_N, fits widen float16)
+        for x in (X,) if large else (X, X.astype(np.float16)):
             tree = fit_tree(x, codes, 2, np.ones(n), 0, min_weight_leaf=0.0, n_threads=1, **params)
             tree.apply(x)
         tree.decision_path(X)
